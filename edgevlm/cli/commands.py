@@ -1,0 +1,161 @@
+"""Subcommands. Each is a small object with `register(subparsers)`; COMMANDS is the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from edgevlm import defaults
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+    def register(self, sub) -> None:
+        parser = sub.add_parser(self.name, help=self.help, description=self.help)
+        self.add_arguments(parser)
+        parser.set_defaults(handler=self.run)
+
+
+# ---- checkpoint -----------------------------------------------------------------------------------
+
+
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="preset name (see --list)")
+    p.add_argument("--out", type=Path, help="directory to write (must not exist or be empty)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="default: the preset's")
+    p.add_argument("--shard-mb", type=int, default=2048, help="maximum shard size in MiB")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--list", action="store_true", help="list presets and exit")
+
+
+def _checkpoint(args) -> int:
+    from edgevlm.checkpoint.writer import write_checkpoint
+    from edgevlm.errors import ConfigError
+    from edgevlm.presets import PRESETS, get_preset
+
+    if args.list:
+        width = max(map(len, PRESETS))
+        for name, preset in PRESETS.items():
+            print(f"{name:<{width}}  {preset.description}")
+        return 0
+    if not args.preset or not args.out:
+        raise ConfigError("`edgevlm checkpoint` needs --preset and --out",
+                          "e.g. `edgevlm checkpoint --preset minicpmv-2.6-tiny --out ./tiny` (see --list)")
+    preset = get_preset(args.preset)
+    write_checkpoint(preset.build_config(), args.out, seed=args.seed, dtype=args.dtype or preset.dtype,
+                     shard_bytes=args.shard_mb * 1024 ** 2, overwrite=args.overwrite)
+    print(f"wrote {preset.name} (seed {args.seed}) to {args.out}")
+    return 0
+
+
+# ---- inspect --------------------------------------------------------------------------------------
+
+
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="checkpoint directory")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _inspect(args) -> int:
+    from edgevlm.summary import inspect_checkpoint
+
+    info = inspect_checkpoint(args.model)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print_summary(info)
+    return 0
+
+
+def print_summary(info: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"MiniCPM-V {info['version']} ({info['llm_family']})  {info['path']}", show_header=False)
+    for section in ("parameters", "weights", "vision", "resampler", "llm", "tokenizer", "slicing"):
+        value = info[section]
+        text = ", ".join(f"{k}={_human(v) if section == 'parameters' else v}" for k, v in value.items())
+        table.add_row(section, text)
+    Console().print(table)
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+# ---- generate -------------------------------------------------------------------------------------
+
+
+def _generate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--image", type=Path, action="append", default=[], help="image file (repeatable)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--json", type=Path, help="also write tokens and text as JSON here")
+
+
+def _generate(args) -> int:
+    from edgevlm.checkpoint.loader import load_model
+    from edgevlm.generate import generate
+    from edgevlm.preprocess import load_image, preprocess
+
+    loaded = load_model(args.model, dtype=args.dtype)
+    images = [load_image(p) for p in args.image]
+    inputs = preprocess(images, args.prompt, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
+    trace = generate(loaded, inputs, max_new_tokens=args.max_new_tokens,
+                     on_token=lambda piece: print(piece, end="", flush=True))
+    print()
+    print(f"[{len(inputs.input_ids)} prompt tokens, {len(inputs.pixel_values)} slices, "
+          f"{len(trace.tokens)} new tokens, stopped by {trace.stopped_by}]", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps({"tokens": trace.tokens, "text": trace.text,
+                                         "stopped_by": trace.stopped_by}, indent=2) + "\n")
+    return 0
+
+
+# ---- the default job ------------------------------------------------------------------------------
+
+
+def default_job(args) -> int:
+    """No command given: run the main job on the embedded default model."""
+    from edgevlm.checkpoint.loader import load_model
+    from edgevlm.generate import generate
+    from edgevlm.preprocess import preprocess
+    from edgevlm.summary import inspect_checkpoint
+
+    model_dir = defaults.ensure_default_model()
+    print_summary(inspect_checkpoint(model_dir))
+    loaded = load_model(model_dir)
+    image = defaults.demo_image()
+    question = "What shapes are in the picture?"
+    inputs = preprocess([image], question, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
+    trace = generate(loaded, inputs, max_new_tokens=16)
+    grid = inputs.grids[0] if inputs.grids else None
+    print(f"demo image {image.size[0]}x{image.size[1]} -> {len(inputs.pixel_values)} slices (grid {grid}), "
+          f"{len(inputs.input_ids)} prompt tokens")
+    print(f"question: {question}")
+    print(f"answer  : {trace.text!r}  ({len(trace.tokens)} tokens, stopped by {trace.stopped_by})")
+    print(f"note: {defaults.DEFAULT_MODEL_NOTE}")
+    return 0
+
+
+COMMANDS = [
+    Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
+            _checkpoint_args, _checkpoint),
+    Command("inspect", "summarise a checkpoint directory (headers only, no weights loaded)", _inspect_args, _inspect),
+    Command("generate", "reference greedy generation with the eager model", _generate_args, _generate),
+]

@@ -1,0 +1,110 @@
+"""Named model configurations: the four MiniCPM-V generations at their real sizes, and `-tiny`
+variants (same modules, a few MB) for tests and the default main job.
+
+A registry: unknown names fail loudly with the list of known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from edgevlm.config import LLMConfig, MiniCPMVConfig, SliceConfig, VisionConfig
+from edgevlm.errors import ConfigError
+
+_AUTO_MAP = {
+    "AutoConfig": "configuration_minicpm.MiniCPMVConfig",
+    "AutoModel": "modeling_minicpmv.MiniCPMV",
+    "AutoModelForCausalLM": "modeling_minicpmv.MiniCPMV",
+}
+
+SIGLIP_400M = VisionConfig(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                           image_size=980, patch_size=14)
+# Tiny tower keeps image_size 980 / patch 14 so position bucketing into the 70x70 table is the real one.
+SIGLIP_TINY = VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=980, patch_size=14)
+
+
+def _longrope(head_dim: int, original: int) -> dict:
+    # Structure of MiniCPM4's LongRoPE; the factor values here are smooth stand-ins, not the
+    # official per-dimension numbers (random-weight presets do not need them).
+    n = head_dim // 2
+    return {"rope_type": "longrope", "original_max_position_embeddings": original,
+            "short_factor": [round(1.0 + 0.02 * i, 4) for i in range(n)],
+            "long_factor": [round(1.0 + 0.5 * i, 4) for i in range(n)]}
+
+
+_LLMS = {
+    # Llama-3-8B (MiniCPM-Llama3-V 2.5)
+    "2.5": LLMConfig(arch="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, rms_norm_eps=1e-5,
+                     rope_theta=500000.0, max_position_embeddings=8192, bos_token_id=128000,
+                     eos_token_id=128001),
+    # Qwen2-7B (MiniCPM-V 2.6)
+    "2.6": LLMConfig(arch="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                     num_attention_heads=28, num_key_value_heads=4, vocab_size=151666, rms_norm_eps=1e-6,
+                     rope_theta=1000000.0, max_position_embeddings=32768, attention_bias=True,
+                     bos_token_id=151643, eos_token_id=151645),
+    # MiniCPM4 3B class (MiniCPM-V 4.0): muP scaling fields as in the MiniCPM4 family.
+    "4.0": LLMConfig(arch="minicpm", hidden_size=2560, intermediate_size=10240, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=2, vocab_size=73448, rms_norm_eps=1e-6,
+                     rope_theta=10000.0, rope_scaling=_longrope(80, 32768), max_position_embeddings=32768,
+                     scale_emb=12.0, scale_depth=1.4, dim_model_base=256, bos_token_id=1, eos_token_id=2),
+    # Qwen3-8B (MiniCPM-V 4.5)
+    "4.5": LLMConfig(arch="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151748,
+                     rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=40960,
+                     bos_token_id=151643, eos_token_id=151645),
+}
+
+
+def _tiny_llm(real: LLMConfig) -> LLMConfig:
+    rope = _longrope(64, 4096) if real.rope_scaling else None
+    return dataclasses.replace(
+        real, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=64 if real.head_dim else None, vocab_size=1024,
+        max_position_embeddings=4096, rope_scaling=rope, bos_token_id=None, eos_token_id=None,
+    )
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    config: MiniCPMVConfig
+    dtype: str  # weights dtype written to disk
+
+    def build_config(self) -> MiniCPMVConfig:
+        return dataclasses.replace(self.config, llm=dataclasses.replace(self.config.llm),
+                                   extra=dict(self.config.extra))
+
+
+def _preset(version: str, tiny: bool, description: str) -> Preset:
+    llm = _tiny_llm(_LLMS[version]) if tiny else _LLMS[version]
+    config = MiniCPMVConfig(
+        version=version, llm=llm, vision_config=SIGLIP_TINY if tiny else SIGLIP_400M,
+        slice_config=SliceConfig(max_slice_nums=9, patch_size=14, scale_resolution=448),
+        # 2.5 resamples each slice to 96 queries; later generations to 64.
+        query_num=96 if version == "2.5" else 64,
+        use_image_id=version != "2.5",
+        extra={"auto_map": dict(_AUTO_MAP), "torch_dtype": "float32" if tiny else "bfloat16"},
+    )
+    name = f"minicpmv-{version}" + ("-tiny" if tiny else "")
+    return Preset(name, description, config, "float32" if tiny else "bfloat16")
+
+
+PRESETS: dict[str, Preset] = {}
+for _version, _desc in [("2.5", "MiniCPM-Llama3-V 2.5: SigLIP-400M + Llama-3-8B"),
+                        ("2.6", "MiniCPM-V 2.6: SigLIP-400M + Qwen2-7B"),
+                        ("4.0", "MiniCPM-V 4.0: SigLIP2-400M + MiniCPM4 (3B class)"),
+                        ("4.5", "MiniCPM-V 4.5: SigLIP2-400M + 3D resampler + Qwen3-8B")]:
+    for _tiny in (False, True):
+        _p = _preset(_version, _tiny, _desc + (" (tiny: same modules, a few MB, random weights)" if _tiny else ""))
+        PRESETS[_p.name] = _p
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}", f"known presets: {', '.join(PRESETS)}") from None

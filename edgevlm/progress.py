@@ -1,0 +1,59 @@
+"""Progress bars (rich) and structured logging shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+
+log = logging.getLogger("edgevlm")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, enabled: bool = True):
+    """Yields `advance(n)`. Draws only on an interactive stderr, so CI logs stay clean."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda n=1: None
+        return
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), TaskProgressColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any `extra=` fields."""
+
+    _RESERVED = set(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {"ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+                   "msg": record.getMessage()}
+        payload.update({k: v for k, v in vars(record).items() if k not in self._RESERVED and k != "message"})
+        return json.dumps(payload, default=str)
+
+
+def setup_logging(level: str = "info", json_logs: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=None, show_path=False, rich_tracebacks=False)
+    root = logging.getLogger("edgevlm")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@contextlib.contextmanager
+def timed(step: str, **fields):
+    """Log a step's duration as a structured record."""
+    start = time.perf_counter()
+    yield
+    log.info("%s done", step, extra={"step": step, "seconds": round(time.perf_counter() - start, 3), **fields})

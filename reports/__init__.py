@@ -1,0 +1,1 @@
+"""Report rendering for verify/bench/quality results (installed as `edgevlm.reports`)."""
