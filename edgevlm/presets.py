@@ -103,6 +103,17 @@ for _version, _desc in [("2.5", "MiniCPM-Llama3-V 2.5: SigLIP-400M + Llama-3-8B"
         PRESETS[_p.name] = _p
 
 
+# Real SigLIP-400M and resampler (output width 3584) over a 1-layer LLM: exports and benchmarks the
+# full-size vision encoder without writing an 8B checkpoint.
+_vision_full = _preset("2.6", False, "")
+_vision_full_llm = dataclasses.replace(_vision_full.config.llm, num_hidden_layers=1, intermediate_size=512,
+                                       vocab_size=1024, bos_token_id=None, eos_token_id=None)
+PRESETS["minicpmv-2.6-vision-full"] = Preset(
+    "minicpmv-2.6-vision-full", "MiniCPM-V 2.6 vision at full size (SigLIP-400M + resampler to 3584) over a 1-layer "
+    "LLM: for full-size vision-encoder export and benchmarks",
+    dataclasses.replace(_vision_full.config, llm=_vision_full_llm), "float32")
+
+
 def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]

@@ -153,9 +153,17 @@ def default_job(args) -> int:
     return 0
 
 
+from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
+
 COMMANDS = [
     Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
             _checkpoint_args, _checkpoint),
     Command("inspect", "summarise a checkpoint directory (headers only, no weights loaded)", _inspect_args, _inspect),
     Command("generate", "reference greedy generation with the eager model", _generate_args, _generate),
+    Command("export", "export artifacts + manifest.json for a recipe (atomic: all or nothing)",
+            _artifacts.export_args, _artifacts.export),
+    Command("verify", "check every artifact of a manifest: checksums, I/O contract, numerics vs the eager model",
+            _artifacts.verify_args, _artifacts.verify),
+    Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",
+            _artifacts.bench_args, _artifacts.bench),
 ]

@@ -39,6 +39,29 @@ def sincos_2d(embed_dim: int, h: int, w: int) -> np.ndarray:
     return emb
 
 
+def resampler_position_inputs(tgt_sizes, max_len: int, embed_dim: int, temporal: bool,
+                              temporal_ids: list[int] | None = None):
+    """(key_pos, value_pos, key_padding_mask) as numpy for slices of the given patch grids.
+
+    temporal_ids: one per slice (-1 = not a video frame), 4.5 only. A host function (no weights),
+    so runtimes feeding an exported encoder compute exactly what the eager model does.
+    """
+    b, d = len(tgt_sizes), embed_dim
+    pos2d = np.zeros((b, max_len, d), dtype=np.float32)
+    pad = np.ones((b, max_len), dtype=bool)
+    for i, (h, w) in enumerate(tgt_sizes):
+        pos2d[i, : h * w] = sincos_2d(d, int(h), int(w))
+        pad[i, : h * w] = False
+    if not temporal:
+        return pos2d, np.zeros_like(pos2d), pad
+    key_pos = np.zeros_like(pos2d)
+    if temporal_ids is not None:
+        for i, t in enumerate(temporal_ids):
+            if t >= 0:
+                key_pos[i, :] = sincos_1d(d, np.array([t]))[0]
+    return key_pos, pos2d, pad
+
+
 class Resampler(nn.Module):
     def __init__(self, num_queries: int, embed_dim: int, num_heads: int, kv_dim: int, temporal: bool = False):
         super().__init__()
@@ -58,26 +81,8 @@ class Resampler(nn.Module):
 
     # ---- host-side positional inputs -----------------------------------------------------------
 
-    def position_inputs(self, tgt_sizes: list[tuple[int, int]], max_len: int,
-                        temporal_ids: list[int] | None = None):
-        """(key_pos, value_pos, key_padding_mask) as numpy for slices of the given patch grids.
-
-        temporal_ids: one per slice (-1 = not a video frame), 4.5 only.
-        """
-        b, d = len(tgt_sizes), self.embed_dim
-        pos2d = np.zeros((b, max_len, d), dtype=np.float32)
-        pad = np.ones((b, max_len), dtype=bool)
-        for i, (h, w) in enumerate(tgt_sizes):
-            pos2d[i, : h * w] = sincos_2d(d, int(h), int(w))
-            pad[i, : h * w] = False
-        if not self.temporal:
-            return pos2d, np.zeros_like(pos2d), pad
-        key_pos = np.zeros_like(pos2d)
-        if temporal_ids is not None:
-            for i, t in enumerate(temporal_ids):
-                if t >= 0:
-                    key_pos[i, :] = sincos_1d(d, np.array([t]))[0]
-        return key_pos, pos2d, pad
+    def position_inputs(self, tgt_sizes, max_len: int, temporal_ids: list[int] | None = None):
+        return resampler_position_inputs(tgt_sizes, max_len, self.embed_dim, self.temporal, temporal_ids)
 
     # ---- forward --------------------------------------------------------------------------------
 

@@ -1,0 +1,80 @@
+"""What a backend provides, and the registry that finds one by name.
+
+Backends are imported lazily by name, so a missing SDK (coremltools, onnxruntime-qnn, qai-hub)
+only matters when that backend is used, and then fails with an error naming the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgevlm.errors import EdgeVLMError
+
+
+class BackendError(EdgeVLMError):
+    """A backend cannot export or run something; names the op/shape/dtype and the way out."""
+
+
+@dataclass
+class VisionExportRequest:
+    """Everything a backend needs to write a vision-encoder artifact."""
+
+    encoder: Any  # export.vision.StaticVisionEncoder (fp32, eval)
+    example: dict[str, np.ndarray]  # one static-shape input batch
+    calibration: list[dict[str, np.ndarray]]  # input batches for quantization (may be empty)
+    precision: str  # fp32 | fp16 | int8 | w8a16 | w4a16
+    options: dict = field(default_factory=dict)
+    stem: str = "vision"  # file name stem, from the naming grammar
+
+
+@dataclass
+class WrittenArtifact:
+    """A file (or package directory) a backend wrote, plus what the manifest should say about it."""
+
+    path: Path
+    runtime: str  # the runtime that executes it on device, e.g. "coreml", "onnxruntime-qnn"
+    details: dict = field(default_factory=dict)  # backend specifics recorded in the manifest
+
+
+class VisionBackend(Protocol):
+    name: str
+
+    def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
+        """Write the artifact(s) into out_dir (a temporary directory the caller publishes)."""
+
+    def runtime_available(self) -> str | None:
+        """Why this machine cannot execute the artifact, or None if it can."""
+
+    def run(self, artifact: Path, inputs: dict[str, np.ndarray], details: dict) -> np.ndarray:
+        """Execute the artifact on this machine's runtime; returns vision_embeds."""
+
+
+# name -> "module:Class"; modules live in this package and are imported only when asked for.
+VISION_BACKENDS = {
+    "ort": "edgevlm.backends.ort:OrtVisionBackend",
+    "coreml": "edgevlm.backends.coreml:CoreMLVisionBackend",
+    "qnn": "edgevlm.backends.qnn:QnnVisionBackend",
+}
+
+
+def get_vision_backend(name: str) -> VisionBackend:
+    try:
+        target = VISION_BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"unknown vision backend {name!r}", f"known backends: {', '.join(VISION_BACKENDS)}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def require(package: str, install: str, purpose: str):
+    """Import an optional SDK or fail with the pip line that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as e:
+        raise BackendError(f"{purpose} needs the `{package}` package, which is not importable ({e})",
+                           f"install it: pip install {install}") from None

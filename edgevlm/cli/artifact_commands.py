@@ -1,0 +1,89 @@
+"""`export`, `verify` and `bench`: the artifact side of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--recipe", required=True, help="recipe name (ios-m4, android-sd8g3, ort) or a recipe YAML path")
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to create")
+    p.add_argument("--part", default="all", choices=["vision", "decoder", "all"])
+    p.add_argument("--max-patches", type=int, help="override the recipe's static patch count per slice")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def export(args) -> int:
+    import dataclasses
+
+    from edgevlm.export.driver import export_model
+    from edgevlm.export.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.max_patches:
+        recipe = dataclasses.replace(recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches)
+                                                          for v in recipe.vision))
+    out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for artifact in manifest["artifacts"]:
+        print(f"{artifact['file']}  {artifact['bytes'] / 2**20:.1f} MiB  sha256 {artifact['sha256'][:12]}")
+    print(f"wrote {out / 'manifest.json'}")
+    return 0
+
+
+def verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifacts", type=Path, help="directory with manifest.json")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+
+
+def verify(args) -> int:
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgevlm.export.verify import FAIL, verify_artifacts
+
+    results = verify_artifacts(args.artifacts)
+    table = Table(title=f"verify {args.artifacts}")
+    for column in ("artifact", "check", "status", "detail"):
+        table.add_column(column)
+    colours = {"pass": "green", "fail": "red", "not run": "yellow"}
+    for r in results:
+        table.add_row(r.artifact, r.check, f"[{colours[r.status]}]{r.status}[/]", r.detail)
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return 1 if any(r.status == FAIL for r in results) else 0
+
+
+def bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json")
+    p.add_argument("--json", type=Path, help="write the results (JSON, bench schema v1) here")
+    p.add_argument("--runs", type=int, default=10, help="timed runs per runtime (after warm-up)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--include-emulators", action="store_true", help="also time the QNN HTP emulator")
+
+
+def bench(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgevlm.device_tests.host_bench import bench_vision
+
+    report = bench_vision(args.artifacts, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
+    table = Table(title=f"vision encoder, {report['input']['case']} slice {report['input']['tgt_size']} "
+                        f"({report['input']['patches']} patches) on {report['device']['cpu']}")
+    for column in ("runtime", "static patches", "median ms", "p90 ms", "note"):
+        table.add_column(column)
+    for r in report["results"]:
+        m = r.get("metrics")
+        table.add_row(r["runtime"], str(r["max_patches"]), f"{m['median_ms']:.2f}" if m else "-",
+                      f"{m['p90_ms']:.2f}" if m else "-", r.get("reason") or r.get("note", ""))
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,162 @@
+"""`edgevlm export`: model directory + recipe -> artifacts + manifest.json, written atomically.
+
+Steps: load the eager fp32 model; build the static vision encoder; slice the built-in verification
+images and record the eager reference outputs; build calibration inputs if a target quantizes;
+let each target's backend write its artifact; hash everything into the manifest; publish the
+temporary directory by renaming it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevlm.backends.base import VisionExportRequest, get_vision_backend
+from edgevlm.calibration.synthetic import calibration_images, verification_images
+from edgevlm.checkpoint.layout import atomic_directory
+from edgevlm.checkpoint.loader import LoadedModel, load_model
+from edgevlm.errors import EdgeVLMError
+from edgevlm.export.gates import gate_for
+from edgevlm.export.host import manifest_slices, preprocessing_block
+from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
+from edgevlm.export.recipes import Recipe, VisionTarget
+from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
+from edgevlm.progress import log, timed
+
+PARTS = ("vision", "decoder", "all")
+VERIFICATION_DIR = "verification"
+
+
+def image_slices(image, loaded: LoadedModel):
+    """(per-slice patch rows, tgt_sizes) from the same host code `verify` and apps use."""
+    return manifest_slices(image, preprocessing_block(loaded.config, loaded.processor_config))
+
+
+def artifact_stem(loaded: LoadedModel, part: str, target: VisionTarget) -> str:
+    """The naming grammar of DESIGN.md: <model>-<version>.<part>.<target>.<precision>."""
+    names = {"coreml": "ane", "qnn": f"htp-sm8650-v{target.options.get('htp_arch', 75)}", "ort": "ort"}
+    return f"minicpmv-{loaded.config.version}.{part}.{names[target.backend]}.{target.precision}"
+
+
+def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "all", overwrite: bool = False) -> Path:
+    if part not in PARTS:
+        raise EdgeVLMError(f"unknown part {part!r}", f"use one of {', '.join(PARTS)}")
+    if part == "decoder" or (part == "all" and recipe.decoder):
+        raise EdgeVLMError(
+            f"recipe {recipe.name} asks for a decoder artifact, and decoder export is not built yet "
+            "(the INT4 KV-cache decoder is the next milestone)",
+            "export the vision encoder alone with --part vision")
+    with timed("load model", model=str(model_dir)):
+        loaded = load_model(model_dir)
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        manifest = base_manifest(loaded, recipe)
+        references = write_verification_set(loaded, tmp / VERIFICATION_DIR)
+        manifest["verification"] = references
+        encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
+        for target in recipe.vision:
+            manifest["artifacts"].append(export_vision_target(loaded, encoder, recipe, target, tmp))
+        tokenizer_dir = tmp / "tokenizer"
+        tokenizer_dir.mkdir()
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(Path(model_dir) / name, tokenizer_dir / name)
+        write_manifest(tmp, manifest)
+    return Path(out_dir)
+
+
+def export_vision_target(loaded: LoadedModel, encoder, recipe: Recipe, target: VisionTarget, out: Path) -> dict:
+    backend = get_vision_backend(target.backend)
+    cfg = loaded.config
+    example_slices, example_sizes = image_slices(verification_images()[0][1], loaded)
+    example = vision_inputs(example_slices[:1], example_sizes[:1], target.max_patches, loaded.model.resampler,
+                            cfg.vision_config.num_patches_per_side, batch=target.batch)
+    calibration = []
+    if target.precision not in ("fp32", "fp16"):
+        calibration = calibration_inputs(loaded, recipe, target)
+    stem = artifact_stem(loaded, "vision", target)
+    request = VisionExportRequest(encoder, example.arrays, calibration, target.precision, dict(target.options), stem)
+    with timed("export vision", backend=target.backend, precision=target.precision), torch.no_grad():
+        written = backend.export(request, out)
+    main = written[0]
+    d = cfg.llm.hidden_size
+    return {
+        "name": "vision_encoder", "part": "vision", "target": target.backend, "recipe": recipe.name,
+        "file": main.path.name, "runtime": main.runtime, "precision": target.precision,
+        "sha256": sha256_path(main.path), "bytes": size_bytes(main.path),
+        "extra_files": [{"file": w.path.name, "sha256": sha256_path(w.path), "bytes": size_bytes(w.path)}
+                        for w in written[1:]],
+        "inputs": [io_spec(n, example.arrays[n]) for n in INPUT_NAMES],
+        "outputs": [{"name": OUTPUT_NAMES[0], "shape": [target.batch, cfg.query_num, d], "dtype": "float32"}],
+        "max_patches": target.max_patches, "batch": target.batch,
+        "quality_gate": gate_for(target.precision).to_dict(),
+        "details": main.details,
+    }
+
+
+def io_spec(name: str, array: np.ndarray) -> dict:
+    return {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+
+
+def calibration_inputs(loaded: LoadedModel, recipe: Recipe, target: VisionTarget) -> list[dict]:
+    """One static-shape batch per calibration slice (source and grid slices of each image)."""
+    spec = recipe.calibration
+    if spec.source != "builtin":
+        from edgevlm.preprocess import load_image
+
+        paths = sorted(p for p in Path(spec.source).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        if not paths:
+            raise EdgeVLMError(f"calibration folder {spec.source} holds no images", "add .jpg/.png files")
+        images = [load_image(p) for p in paths[: spec.images]]
+    else:
+        images = calibration_images(spec.images, seed=spec.seed)
+    batches = []
+    for image in images:
+        slices, sizes = image_slices(image, loaded)
+        for i in range(0, len(slices), target.batch):
+            batches.append(vision_inputs(slices[i:i + target.batch], sizes[i:i + target.batch], target.max_patches,
+                                         loaded.model.resampler, loaded.config.vision_config.num_patches_per_side,
+                                         batch=target.batch).arrays)
+    log.info("calibration set", extra={"images": len(images), "batches": len(batches)})
+    return batches
+
+
+def write_verification_set(loaded: LoadedModel, folder: Path) -> dict:
+    """Save the verification images and the eager fp32 vision embeddings of every slice."""
+    folder.mkdir(parents=True)
+    cases, refs = [], {}
+    for name, image in verification_images():
+        image.save(folder / f"{name}.png")
+        slices, sizes = image_slices(image, loaded)
+        with torch.no_grad():
+            refs[name] = loaded.model.encode_images(slices, sizes).float().numpy()
+        cases.append({"name": name, "image": f"{VERIFICATION_DIR}/{name}.png", "slices": len(slices),
+                      "tgt_sizes": sizes.tolist()})
+    np.savez(folder / "vision_reference.npz", **refs)
+    return {"reference": f"{VERIFICATION_DIR}/vision_reference.npz", "cases": cases}
+
+
+def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
+    cfg, tok = loaded.config, loaded.tokenizer
+    special = ["<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>", tok.unk_token]
+    return {
+        "schema_version": 1,
+        "model": {"id": cfg.extra.get("_name_or_path") or loaded.path.name, "version": cfg.version,
+                  "llm_family": cfg.llm.arch, "source": str(loaded.path),
+                  "config_sha256": sha256_path(loaded.path / "config.json")},
+        "recipe": {"name": recipe.name, "description": recipe.description},
+        "artifacts": [],
+        "preprocessing": preprocessing_block(cfg, loaded.processor_config),
+        "prompt": {"chat_template": tok.chat_template, "use_image_id": cfg.use_image_id,
+                   "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>",
+                   "slice_placeholder": "<slice>" + "<unk>" * cfg.query_num + "</slice>"},
+        "special_tokens": {t: tok.maybe_token_id(t) for t in special}
+                          | {"bos": tok.maybe_token_id(tok.bos_token), "eos": tok.maybe_token_id(tok.eos_token),
+                             "stop": sorted(tok.stop_token_ids())},
+        "query_num": cfg.query_num,
+        "llm": {"hidden_size": cfg.llm.hidden_size, "vocab_size": cfg.llm.vocab_size,
+                "max_seq_len": cfg.llm.max_position_embeddings},
+        "kv_cache": None,  # described by the decoder artifact once it exists
+        "toolchain": toolchain_versions(),
+    }

@@ -1,0 +1,63 @@
+"""Numeric comparison of an artifact's output with the eager fp32 reference, and the quality gates
+of SPEC section 5 keyed by precision."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+def max_abs_error(ref: np.ndarray, test: np.ndarray) -> float:
+    return float(np.max(np.abs(ref.astype(np.float64) - test.astype(np.float64))))
+
+
+def relative_max_error(ref: np.ndarray, test: np.ndarray) -> float:
+    """Max abs error divided by the output's scale (its max magnitude)."""
+    return max_abs_error(ref, test) / max(float(np.max(np.abs(ref))), 1e-12)
+
+
+def cosine(ref: np.ndarray, test: np.ndarray) -> float:
+    a, b = ref.astype(np.float64).ravel(), test.astype(np.float64).ravel()
+    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-300))
+
+
+def sqnr_db(ref: np.ndarray, test: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio: 10 log10(|ref|^2 / |ref - test|^2)."""
+    ref64 = ref.astype(np.float64)
+    noise = float(np.sum((ref64 - test.astype(np.float64)) ** 2))
+    if noise == 0.0:
+        return float("inf")
+    return float(10 * np.log10(np.sum(ref64 ** 2) / noise))
+
+
+@dataclass(frozen=True)
+class Gate:
+    metric: str  # relative_max_error | cosine | sqnr_db
+    bound: float
+    higher_is_better: bool
+
+    def passes(self, value: float) -> bool:
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+    def describe(self) -> str:
+        return f"{self.metric} {'>=' if self.higher_is_better else '<='} {self.bound:g}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+GATES = {
+    "fp32": Gate("relative_max_error", 1e-4, False),
+    "fp16": Gate("cosine", 0.999, True),
+}
+QUANTIZED_GATE = Gate("sqnr_db", 25.0, True)
+
+
+def gate_for(precision: str) -> Gate:
+    return GATES.get(precision, QUANTIZED_GATE)
+
+
+def compare(ref: np.ndarray, test: np.ndarray) -> dict:
+    return {"max_abs_error": max_abs_error(ref, test), "relative_max_error": relative_max_error(ref, test),
+            "cosine": cosine(ref, test), "sqnr_db": sqnr_db(ref, test)}

@@ -1,0 +1,79 @@
+"""`manifest.json`: the one file apps, benchmark harnesses and `verify` read.
+
+It names every artifact with its target, precision, I/O contract and sha256, and carries what a
+runtime needs to feed the artifacts (preprocessing, prompt format, special tokens) plus the
+toolchain that produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+
+from edgevlm.errors import EdgeVLMError
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("schema_version", "model", "artifacts", "preprocessing", "prompt", "special_tokens", "toolchain")
+TOOLCHAIN_PACKAGES = ("edgevlm", "torch", "executorch", "transformers", "tokenizers", "safetensors", "onnx",
+                      "onnxscript", "onnxruntime", "onnxruntime-qnn", "coremltools", "numpy", "Pillow")
+
+
+class ManifestError(EdgeVLMError):
+    pass
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a directory (e.g. .mlpackage) as sorted relative paths + contents."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def size_bytes(path: Path) -> int:
+    path = Path(path)
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def toolchain_versions() -> dict:
+    versions = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for package in TOOLCHAIN_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    path = Path(out_dir) / MANIFEST_FILE
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(artifacts_dir: Path) -> dict:
+    path = Path(artifacts_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise ManifestError(f"no {MANIFEST_FILE} in {artifacts_dir}",
+                            "pass the directory `edgevlm export --out` wrote")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{path} is not valid JSON ({e})", "re-run `edgevlm export`") from None
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"{path} lacks {', '.join(missing)}", "re-run `edgevlm export` with this edgevlm version")
+    if manifest["schema_version"] > SCHEMA_VERSION:
+        raise ManifestError(f"{path} has schema_version {manifest['schema_version']}, newer than this edgevlm "
+                            f"understands ({SCHEMA_VERSION})", "upgrade edgevlm")
+    return manifest

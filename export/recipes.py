@@ -1,0 +1,114 @@
+"""Export recipes: data (YAML), parsed into a typed tree, held in a registry.
+
+Built-in recipes live in `export/recipes/*.yaml`. A user adds one without touching code by
+passing a path to a YAML file of the same shape (`--recipe ./my-recipe.yaml`), or by dropping
+files into `$EDGEVLM_RECIPES` (a directory). Unknown names fail with the list of known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edgevlm.errors import ConfigError
+
+BUILTIN_DIR = Path(__file__).parent / "recipes"
+VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp32", "fp16"}, "qnn": {"w8a16", "w4a16"}}
+
+
+@dataclass(frozen=True)
+class VisionTarget:
+    backend: str
+    precision: str
+    max_patches: int = 1120
+    batch: int = 1
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecoderTarget:
+    backend: str
+    weights: str = "int4"
+    kv_bits: int = 4
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CalibrationSpec:
+    source: str = "builtin"  # builtin | a directory of images
+    images: int = 16
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    vision: tuple[VisionTarget, ...]
+    decoder: tuple[DecoderTarget, ...] = ()
+    calibration: CalibrationSpec = CalibrationSpec()
+    source: str = ""
+
+
+def _parse(data: dict, source: str) -> Recipe:
+    if not isinstance(data, dict) or "name" not in data:
+        raise ConfigError(f"recipe {source} is not a mapping with a `name`", "see export/recipes/ort.yaml for the shape")
+
+    def build(kind, raw, where):
+        names = {f.name for f in dataclasses.fields(kind)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ConfigError(f"recipe {source}: unknown field(s) {sorted(unknown)} in {where}",
+                              f"allowed fields: {sorted(names)}")
+        return kind(**raw)
+
+    vision = tuple(build(VisionTarget, v, "vision") for v in data.get("vision") or [])
+    for target in vision:
+        allowed = VISION_PRECISIONS.get(target.backend)
+        if allowed is None:
+            raise ConfigError(f"recipe {source}: unknown vision backend {target.backend!r}",
+                              f"known backends: {', '.join(VISION_PRECISIONS)}")
+        if target.precision not in allowed:
+            raise ConfigError(f"recipe {source}: backend {target.backend} has no precision {target.precision!r}",
+                              f"{target.backend} supports: {', '.join(sorted(allowed))}")
+        if target.max_patches < 1 or target.batch < 1:
+            raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
+    decoder = tuple(build(DecoderTarget, d, "decoder") for d in data.get("decoder") or [])
+    calibration = build(CalibrationSpec, data.get("calibration") or {}, "calibration")
+    return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
+                  calibration=calibration, source=source)
+
+
+def _recipe_dirs() -> list[Path]:
+    extra = os.environ.get("EDGEVLM_RECIPES")
+    return [BUILTIN_DIR] + ([Path(extra)] if extra else [])
+
+
+def known_recipes() -> dict[str, Path]:
+    found = {}
+    for directory in _recipe_dirs():
+        for path in sorted(directory.glob("*.yaml")):
+            found[path.stem] = path
+    return found
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ConfigError(f"recipe file {path} does not exist", "pass an existing YAML file or a recipe name")
+    else:
+        known = known_recipes()
+        if name_or_path not in known:
+            raise ConfigError(f"unknown recipe {name_or_path!r}", f"known recipes: {', '.join(known)}; "
+                              "or pass the path of a recipe YAML file")
+        path = known[name_or_path]
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML ({e})", "fix the file") from None
+    return _parse(data, str(path))

@@ -1,0 +1,120 @@
+"""`edgevlm verify DIR`: check every artifact a manifest lists, reading only the artifact directory.
+
+For each artifact: the checksum, the I/O contract against the manifest, and the numerics of the
+verification set (images re-preprocessed on the host, run through the artifact on whatever
+runtime this machine has, compared with the eager fp32 reference stored at export time) against
+its quality gate. An artifact this machine cannot execute is reported as such, never as passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevlm.backends.base import get_vision_backend
+from edgevlm.export.gates import Gate, compare
+from edgevlm.export.manifest import read_manifest, sha256_path
+from edgevlm.export.vision import ResamplerSpec, vision_inputs
+
+PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
+
+
+@dataclass
+class CheckResult:
+    artifact: str
+    check: str
+    status: str
+    detail: str = ""
+    metrics: dict = field(default_factory=dict)
+
+
+def verify_artifacts(artifacts_dir: Path) -> list[CheckResult]:
+    artifacts_dir = Path(artifacts_dir)
+    manifest = read_manifest(artifacts_dir)
+    results = []
+    for artifact in manifest["artifacts"]:
+        results.extend(verify_one(artifacts_dir, manifest, artifact))
+    return results
+
+
+def verify_one(root: Path, manifest: dict, artifact: dict) -> list[CheckResult]:
+    name = artifact["file"]
+    path = root / name
+    if not path.exists():
+        return [CheckResult(name, "checksum", FAIL, f"{name} is missing from {root}")]
+    checks = [_checksum(name, path, artifact["sha256"])]
+    for extra in artifact.get("extra_files", []):
+        checks.append(_checksum(extra["file"], root / extra["file"], extra["sha256"]))
+    if any(c.status == FAIL for c in checks):
+        return checks  # never run a file that is not the one exported
+    backend = get_vision_backend(artifact["target"])
+    checks.append(_contract(name, backend, path, artifact))
+    reason = backend.runtime_available()
+    if reason is not None:
+        checks.append(CheckResult(name, "numerics", NOT_RUN, reason))
+        return checks
+    checks.append(_numerics(root, manifest, artifact, backend, path))
+    return checks
+
+
+def _checksum(name: str, path: Path, expected: str) -> CheckResult:
+    if not path.exists():
+        return CheckResult(name, "checksum", FAIL, "file missing")
+    actual = sha256_path(path)
+    if actual != expected:
+        return CheckResult(name, "checksum", FAIL, f"sha256 {actual[:12]}... != manifest {expected[:12]}...: "
+                                                   "the file changed or is corrupt; re-export it")
+    return CheckResult(name, "checksum", PASS, actual[:12])
+
+
+def _contract(name: str, backend, path: Path, artifact: dict) -> CheckResult:
+    """Inputs/outputs the artifact declares, compared with the manifest (backends that can read them)."""
+    describe = getattr(backend, "describe_io", None)
+    if describe is None:
+        return CheckResult(name, "io contract", NOT_RUN, f"backend {artifact['target']} cannot read its I/O here")
+    declared = describe(path, artifact.get("details", {}))
+    expected = {"inputs": artifact["inputs"], "outputs": artifact["outputs"]}
+    problems = [f"{kind} {e['name']}: artifact {d} vs manifest {(e['shape'], e['dtype'])}"
+                for kind in ("inputs", "outputs") for e in expected[kind]
+                for d in [declared[kind].get(e["name"])] if d != (e["shape"], e["dtype"])]
+    return CheckResult(name, "io contract", FAIL if problems else PASS, "; ".join(problems) or "names, shapes, dtypes")
+
+
+def _numerics(root: Path, manifest: dict, artifact: dict, backend, path: Path) -> CheckResult:
+    from edgevlm.export.host import manifest_slices
+    from edgevlm.preprocess import load_image
+
+    gate = Gate(**artifact["quality_gate"])
+    references = np.load(root / manifest["verification"]["reference"])
+    pre = manifest["preprocessing"]
+    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    per_case, refs, outs = {}, [], []
+    for case in manifest["verification"]["cases"]:
+        slices, sizes = manifest_slices(load_image(root / case["image"]), pre)
+        got = []
+        for i in range(len(slices)):
+            if int(sizes[i].prod()) > artifact["max_patches"]:
+                continue  # beyond this artifact's static shape; reported below
+            batch = vision_inputs(slices[i:i + 1], sizes[i:i + 1], artifact["max_patches"], spec,
+                                  pre["num_patches_per_side"], batch=artifact["batch"])
+            got.append(backend.run(path, batch.arrays, artifact.get("details", {}))[:1])
+        ref = references[case["name"]][: len(got)]
+        if got:
+            out = np.concatenate(got)
+            per_case[case["name"]] = compare(ref, out)
+            refs.append(ref)
+            outs.append(out)
+    if not refs:
+        return CheckResult(artifact["file"], "numerics", FAIL, "no verification slice fits max_patches")
+    overall = compare(np.concatenate(refs), np.concatenate(outs))
+    value = overall[gate.metric]
+    status = PASS if gate.passes(value) else FAIL
+    return CheckResult(artifact["file"], "numerics", status, f"{gate.metric}={value:.6g} (gate {gate.describe()})",
+                       {"overall": overall, "cases": per_case})
+
+
+def worst(results: list[CheckResult]) -> str:
+    return FAIL if any(r.status == FAIL for r in results) else PASS
+
