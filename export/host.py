@@ -29,6 +29,7 @@ def manifest_slices(image, preprocessing: dict) -> tuple[list[torch.Tensor], tor
     from edgevlm.preprocess import image_slices
 
     sc = preprocessing["slice_config"]
-    return image_slices(image, max_slice_nums=sc["max_slice_nums"], scale_resolution=sc["scale_resolution"],
+    rows, sizes, _ = image_slices(image, max_slice_nums=sc["max_slice_nums"], scale_resolution=sc["scale_resolution"],
                         patch_size=sc["patch_size"], slice_mode=preprocessing["slice_mode"],
-                        mean=preprocessing["norm_mean"], std=preprocessing["norm_std"])
+                                    mean=preprocessing["norm_mean"], std=preprocessing["norm_std"])
+    return rows, sizes

@@ -1,0 +1,149 @@
+"""Preprocessing: slicing against an independent implementation, image loading, prompts, bounds."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgevlm.errors import ImageLoadError
+from edgevlm.preprocess import image_slices, load_image, preprocess, slice_layout, to_patch_row
+
+SIZES = [(1, 4000), (4000, 1), (17, 23), (448, 448), (1344, 1344), (3000, 200), (1000, 600), (600, 1000),
+         (2000, 2000), (100, 100), (900, 449)]
+
+
+@pytest.mark.parametrize("w, h", SIZES)
+def test_slicing_matches_transformers_minicpmv46(w, h):
+    """transformers' MiniCPM-V 4.6 processor implements the same LLaVA-UHD family. With its patch
+    size 7 and 4x merge it snaps to multiples of 14 like the official 2.x-4.5 processor; it returns
+    (rows, cols) and (height, width), and breaks exact error ties toward more rows, which for the
+    candidate orders involved equals the official first-candidate rule."""
+    from transformers.models.minicpmv4_6.image_processing_pil_minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
+
+    ref = MiniCPMV4_6ImageProcessorPil()
+    layout = slice_layout((w, h), 9, 448, 14)
+    grid = ref.get_sliced_grid((h, w), 9, 448)
+    assert layout.grid == (None if grid is None else (grid[1], grid[0]))
+    src_h, src_w = ref.find_best_resize((h, w), 448, 7, "4x", allow_upscale=grid is None)
+    assert layout.source_size == (src_w, src_h)
+    if grid is not None:
+        rh, rw = ref.get_refine_size((h, w), grid, 448, 7, "4x", allow_upscale=True)
+        assert layout.refine_size == (rw, rh)
+        assert layout.slice_size[0] % 14 == 0 and layout.slice_size[1] % 14 == 0
+
+
+def test_slices_order_and_patch_rows():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 1000, 3), dtype=np.uint8))
+    rows, sizes, layout = image_slices(image)
+    cols, nrows = layout.grid
+    assert len(rows) == 1 + cols * nrows
+    refined = image.resize(layout.refine_size, Image.Resampling.BICUBIC)
+    cw, ch = layout.slice_size
+    last = refined.crop(((cols - 1) * cw, (nrows - 1) * ch, cols * cw, nrows * ch))  # bottom-right cell is last
+    assert torch.equal(rows[-1], to_patch_row(last, (0.5,) * 3, (0.5,) * 3, 14)[0])
+    for row, (h, w) in zip(rows, sizes.tolist()):
+        assert row.shape == (3, 14, h * w * 14)
+
+
+def test_patch_row_is_raster_order_of_patches():
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (28, 42, 3), dtype=np.uint8))
+    row, (h, w) = to_patch_row(image, (0.5,) * 3, (0.5,) * 3, 14)
+    array = (np.asarray(image, np.float32) / 255 - 0.5) / 0.5
+    for r in range(h):
+        for c in range(w):
+            patch = array[r * 14:(r + 1) * 14, c * 14:(c + 1) * 14].transpose(2, 0, 1)
+            k = r * w + c
+            np.testing.assert_allclose(row[:, :, k * 14:(k + 1) * 14].numpy(), patch, atol=1e-6)
+
+
+def _png(image, **kw):
+    buf = io.BytesIO()
+    image.save(buf, format=kw.pop("format", "PNG"), **kw)
+    return buf.getvalue()
+
+
+def test_image_modes_become_rgb(tmp_path):
+    assert load_image(_png(Image.new("RGBA", (4, 4), (255, 0, 0, 0)))).getpixel((0, 0)) == (255, 255, 255)
+    assert load_image(_png(Image.new("LA", (4, 4), (10, 255)))).getpixel((0, 0)) == (10, 10, 10)
+    assert load_image(_png(Image.new("CMYK", (4, 4), (0, 0, 0, 0)), format="JPEG")).mode == "RGB"
+    sixteen = Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16))
+    assert load_image(_png(sixteen)).getpixel((0, 0)) == (255, 255, 255)
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([0, 200, 0] * 256)
+    assert load_image(_png(palette)).getpixel((1, 1)) == (0, 200, 0)
+
+
+def test_exif_orientation_and_first_frame():
+    image = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    assert load_image(_png(image, format="JPEG", exif=exif.tobytes())).size == (20, 40)
+    frames = [Image.new("RGB", (8, 8), c) for c in ("blue", "red")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert load_image(buf.getvalue()).getpixel((0, 0))[2] > 200
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageLoadError, match="empty"):
+        load_image(empty)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(ImageLoadError, match="not an image.*\n.*JPEG, PNG"):
+        load_image(text)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(_png(Image.new("RGB", (64, 64), "blue"))[:60])
+    with pytest.raises(ImageLoadError, match="truncated or corrupt"):
+        load_image(truncated)
+    with pytest.raises(ImageLoadError, match="does not exist"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_huge_image_is_reduced_while_loading():
+    big = Image.new("RGB", (9000, 9000), "green")
+    image = load_image(_png(big, format="JPEG"), max_pixels=2048 * 2048)
+    assert image.width * image.height <= 2048 * 2048 and image.width == image.height
+
+
+@pytest.mark.parametrize("name, image_id, think", [("minicpmv-2.6-tiny", True, False),
+                                                    ("minicpmv-4.5-tiny", True, True),
+                                                    ("minicpmv-2.5-tiny", False, False)])
+def test_prompt_and_bounds(name, image_id, think, loaded_models):
+    loaded = loaded_models[name]
+    q = loaded.config.query_num
+    image = Image.new("RGB", (1000, 600), "white")
+    inputs = preprocess([image, image], "What is here?", loaded.tokenizer, loaded.config, loaded.processor_config)
+    assert inputs.grids == [(2, 1), (2, 1)]
+    assert len(inputs.image_bounds) == len(inputs.pixel_values) == 6
+    assert all(int(e - s) == q for s, e in inputs.image_bounds.tolist())
+    unk = loaded.tokenizer.token_id(loaded.tokenizer.unk_token)
+    assert all((inputs.input_ids[s:e] == unk).all() for s, e in inputs.image_bounds.tolist())
+    assert ("<image_id>1</image_id><image>" in inputs.prompt) == image_id
+    assert ("<think>\n\n</think>\n\n" in inputs.prompt) == think
+    assert inputs.prompt.rstrip().endswith(("assistant", "</think>", "<|end_header_id|>"))
+    placeholder = "<image>" + "<unk>" * q + "</image>" + "<slice>" + "<unk>" * q + "</slice>" + "<slice>"
+    assert placeholder in inputs.prompt and "</slice>\nWhat is here?" in inputs.prompt
+
+
+def test_generation_is_deterministic_and_uses_the_image(loaded_models):
+    from edgevlm.defaults import demo_image
+    from edgevlm.generate import generate
+
+    loaded = loaded_models["minicpmv-2.6-tiny"]
+    inputs = preprocess([demo_image()], "Describe.", loaded.tokenizer, loaded.config, loaded.processor_config)
+    a = generate(loaded, inputs, max_new_tokens=6)
+    b = generate(loaded, inputs, max_new_tokens=6)
+    assert a.tokens == b.tokens and len(a.step_logits) == len(a.tokens)
+    torch.testing.assert_close(a.step_logits[0], b.step_logits[0], rtol=0, atol=0)
+    assert a.vision_embeds.shape == (len(inputs.pixel_values), 64, 256)
+    s, e = inputs.image_bounds[0].tolist()
+    torch.testing.assert_close(a.inputs_embeds[s:e], a.vision_embeds[0])
+    other = preprocess([Image.new("RGB", (896, 560), "black")], "Describe.", loaded.tokenizer, loaded.config,
+                       loaded.processor_config)
+    assert not torch.equal(generate(loaded, other, max_new_tokens=1).step_logits[0], a.step_logits[0])
