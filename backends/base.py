@@ -68,7 +68,14 @@ def get_vision_backend(name: str) -> VisionBackend:
     except KeyError:
         raise BackendError(f"unknown vision backend {name!r}", f"known backends: {', '.join(VISION_BACKENDS)}") from None
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise  # a missing SDK inside the backend reports itself
+        raise BackendError(f"the {name} vision backend ({module}) is not part of this edgevlm build yet",
+                           "use the `ort` recipe, which is available") from None
+    return getattr(loaded, cls)()
 
 
 def require(package: str, install: str, purpose: str):
