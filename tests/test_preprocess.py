@@ -147,3 +147,59 @@ def test_generation_is_deterministic_and_uses_the_image(loaded_models):
     other = preprocess([Image.new("RGB", (896, 560), "black")], "Describe.", loaded.tokenizer, loaded.config,
                        loaded.processor_config)
     assert not torch.equal(generate(loaded, other, max_new_tokens=1).step_logits[0], a.step_logits[0])
+
+
+def test_banded_png_decode_equals_whole_decode_then_reduce(monkeypatch):
+    """Huge PNGs are decoded band by band; the result must be the whole-image box reduction."""
+    from edgevlm.preprocess import png_bands
+
+    rng = np.random.default_rng(0)
+    for mode, shape in [("RGB", (301, 203, 3)), ("RGBA", (301, 203, 4)), ("L", (301, 203))]:
+        pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+        pixels[:, :40] = 200  # flat regions make the encoder pick Up/Average/Paeth filters across bands
+        data = _png(Image.fromarray(pixels, mode))
+        monkeypatch.setattr(png_bands, "BAND_BYTES", 7 * 203 * shape[-1] if mode != "L" else 7 * 203)
+        image = load_image(data, max_pixels=100 * 70)
+        expected = load_image(data).reduce(png_bands.reduce_factor((203, 301), 100 * 70))
+        np.testing.assert_array_equal(np.asarray(image), np.asarray(expected))
+        assert image.info["edgevlm.original_size"] == ((203, 301), image.size)
+
+
+def test_video_frames_group_into_temporal_placeholders(loaded_models):
+    from edgevlm.preprocess import group_frames, preprocess_video, temporal_ids_from_timestamps
+
+    loaded = loaded_models["minicpmv-4.5-tiny"]
+    q = loaded.config.query_num
+    frames = [Image.new("RGB", (640, 360), (20 * i, 0, 0)) for i in range(13)]
+    times = [i * 0.5 for i in range(13)]
+    ids = temporal_ids_from_timestamps(times)
+    assert ids == [5 * i for i in range(13)]
+    inputs = preprocess_video(frames, "What happens?", loaded.tokenizer, loaded.config, loaded.processor_config,
+                              timestamps=times)
+    assert [len(g) for g in inputs.temporal_ids] == [6, 6, 1] and inputs.temporal_ids == group_frames(ids)
+    assert len(inputs.pixel_values) == len(inputs.tgt_sizes) == 13  # one unsliced view per frame
+    assert inputs.prompt.count("<image>") == 3 and "<slice>" not in inputs.prompt
+    assert inputs.image_bounds.shape == (3, 2)
+    assert all(int(e - s) == q for s, e in inputs.image_bounds.tolist())
+    assert "</image>\nWhat happens?" in inputs.prompt
+
+    from edgevlm.generate import generate
+    trace = generate(loaded, inputs, max_new_tokens=2)
+    assert trace.vision_embeds.shape[0] == 3  # one set of queries per temporal group
+    s, e = inputs.image_bounds[2].tolist()
+    torch.testing.assert_close(trace.inputs_embeds[s:e], trace.vision_embeds[2])
+
+
+def test_video_errors_name_the_fix(loaded_models):
+    from edgevlm.errors import PromptError
+    from edgevlm.preprocess import preprocess_video
+
+    loaded = loaded_models["minicpmv-4.5-tiny"]
+    frame = Image.new("RGB", (64, 64))
+    with pytest.raises(PromptError, match="timestamps"):
+        preprocess_video([frame], "q", loaded.tokenizer, loaded.config)
+    with pytest.raises(PromptError, match="one timestamp per frame"):
+        preprocess_video([frame, frame], "q", loaded.tokenizer, loaded.config, temporal_ids=[[0]])
+    old = loaded_models["minicpmv-2.6-tiny"]
+    with pytest.raises(PromptError, match="3D resampler"):
+        preprocess_video([frame], "q", old.tokenizer, old.config, timestamps=[0.0])

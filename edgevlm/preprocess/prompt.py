@@ -1,4 +1,13 @@
-"""Prompt assembly with image placeholders, tokenisation and image bounds."""
+"""Prompt assembly as the official MiniCPM-V chat() + processor do it, and image bounds.
+
+chat() writes the user turn as "\\n".join(["(<image>./</image>)"] * n_images + [question]) and
+renders the chat template; the processor then replaces each "(<image>./</image>)" with that
+image's placeholder: `<image_id>i</image_id>` (2.6+, when use_image_id) + `<image>` + unk *
+query_num + `</image>`, then (slice mode, sliced images) the grid's rows of `<slice>` + unk *
+query_num + `</slice>` joined by "\\n". Each unk run is later overwritten by one group of
+vision embeddings; the runs appear in slice order (source, then rows top to bottom, left to
+right), which is the order of `pixel_values`.
+"""
 
 from __future__ import annotations
 
@@ -7,67 +16,128 @@ from dataclasses import dataclass, field
 import torch
 
 from edgevlm.errors import PromptError
-from edgevlm.preprocess.slicing import image_slices
+from edgevlm.preprocess.image_io import original_size
+from edgevlm.preprocess.patches import image_slices, norm_stats
 
 IMAGE_MARK = "(<image>./</image>)"
+_STARTS, _ENDS = ("<image>", "<slice>"), ("</image>", "</slice>")
 
 
 @dataclass
 class ProcessedInputs:
-    input_ids: torch.Tensor  # [T]
+    input_ids: torch.Tensor  # [T] long
     pixel_values: list[torch.Tensor]  # per slice [3, patch, n*patch], placeholder order
-    tgt_sizes: torch.Tensor  # [S, 2] (h, w) patches
-    image_bounds: torch.Tensor  # [M, 2] start inclusive, end exclusive
+    tgt_sizes: torch.Tensor  # [S, 2] long, (h, w) in patches
+    image_bounds: torch.Tensor  # [M, 2] long, start inclusive, end exclusive; M = S, or video groups
     prompt: str
-    grids: list = field(default_factory=list)
-    temporal_ids: list | None = None
+    grids: list = field(default_factory=list)  # per image (cols, rows) or None
+    temporal_ids: list[list[int]] | None = None  # 4.5: per slice [-1], or per video group frame ids
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)  # per image (width, height)
 
 
-def image_placeholder(query_num: int, grid, image_idx: int, use_image_id: bool, slice_mode: bool, unk: str) -> str:
+def grid_placeholder(grid, query_num: int, unk: str = "<unk>") -> str:
+    """Rows of `<slice>`unk*Q`</slice>` cells, joined by newlines; "" without a grid."""
+    if grid is None:
+        return ""
+    cell = "<slice>" + unk * query_num + "</slice>"
+    cols, rows = grid
+    return "\n".join(cell * cols for _ in range(rows))
+
+
+def image_placeholder(query_num: int, grid=None, image_idx: int = 0, use_image_id: bool = False,
+                      slice_mode: bool = True, unk: str = "<unk>") -> str:
+    """The official get_slice_image_placeholder for one image."""
     text = "<image>" + unk * query_num + "</image>"
     if use_image_id:
         text = f"<image_id>{image_idx}</image_id>" + text
-    if slice_mode and grid is not None:
-        cell = "<slice>" + unk * query_num + "</slice>"
-        text += "\n".join(cell * grid[0] for _ in range(grid[1]))
-    return text
+    return text + grid_placeholder(grid, query_num, unk) if slice_mode else text
 
 
-def image_bounds(ids: torch.Tensor, tokenizer, query_num: int) -> torch.Tensor:
-    starts = {tokenizer.token_id("<image>"), tokenizer.token_id("<slice>")}
-    ends = {tokenizer.token_id("</image>"), tokenizer.token_id("</slice>")}
-    start_pos = [i + 1 for i, t in enumerate(ids.tolist()) if t in starts]
-    end_pos = [i for i, t in enumerate(ids.tolist()) if t in ends]
-    if len(start_pos) != len(end_pos) or any(e - s != query_num for s, e in zip(start_pos, end_pos)):
-        raise PromptError("image placeholders in the prompt are unbalanced or not query_num tokens long",
-                          "do not write <image>/<slice> tokens in the question text")
-    return torch.tensor(list(zip(start_pos, end_pos)), dtype=torch.long).reshape(-1, 2)
+def user_content(num_images: int, question: str) -> str:
+    """chat()'s user turn: one mark per image, each on its own line, then the question."""
+    return "\n".join([IMAGE_MARK] * num_images + [question])
 
 
-def preprocess(images, question: str, tokenizer, config, processor_config: dict | None = None) -> ProcessedInputs:
-    """Images + question -> token ids, per-slice pixels, tgt sizes and image bounds (official format)."""
-    processor_config = processor_config or {}
-    mean = processor_config.get("norm_mean", (0.5, 0.5, 0.5))
-    std = processor_config.get("norm_std", (0.5, 0.5, 0.5))
+def render_prompt(tokenizer, content: str, placeholders: list[str | None], enable_thinking: bool = False) -> str:
+    """Chat template over `content`, then each mark replaced by its placeholder (processor order).
+
+    A None placeholder drops its mark and strips the text before it, as the official processor
+    does for the non-first frames of a 4.5 video group.
+    """
+    if content.count(IMAGE_MARK) != len(placeholders):
+        raise PromptError(f"the user turn holds {content.count(IMAGE_MARK)} image marks {IMAGE_MARK!r} "
+                          f"for {len(placeholders)} images", f"do not write {IMAGE_MARK} in the question")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                         enable_thinking=enable_thinking)
+    chunks = text.split(IMAGE_MARK)
+    if len(chunks) - 1 != len(placeholders):
+        raise PromptError(f"the rendered chat template holds {len(chunks) - 1} image marks for {len(placeholders)} "
+                          "images", "use the tokenizer_config.json chat template that came with the checkpoint")
+    out = []
+    for chunk, placeholder in zip(chunks, placeholders):
+        out.append(chunk.strip() if placeholder is None else chunk + placeholder)
+    return "".join(out) + chunks[-1]
+
+
+def image_bounds(input_ids: torch.Tensor, tokenizer, query_num: int) -> torch.Tensor:
+    """[M, 2] (start, end) of each unk run: after every `<image>`/`<slice>`, up to its closing tag.
+
+    `<image_id>` tokens are not bounds. Every bound must span exactly query_num unk tokens.
+    """
+    ids = input_ids.tolist()
+    starts_ids = {tokenizer.token_id(t) for t in _STARTS}
+    ends_ids = {tokenizer.token_id(t) for t in _ENDS}
+    unk = tokenizer.token_id(tokenizer.unk_token)
+    starts = [i + 1 for i, t in enumerate(ids) if t in starts_ids]
+    ends = [i for i, t in enumerate(ids) if t in ends_ids]
+    fix = "do not write <image>, </image>, <slice> or </slice> in the question"
+    if len(starts) != len(ends):
+        raise PromptError(f"the prompt has {len(starts)} image/slice openings but {len(ends)} closings", fix)
+    for k, (start, end) in enumerate(zip(starts, ends)):
+        following = starts[k + 1] if k + 1 < len(starts) else len(ids) + 1
+        if end - start != query_num or not start <= end < following or any(t != unk for t in ids[start:end]):
+            raise PromptError(f"image placeholder {k} spans tokens {start}..{end}, not {query_num} unk tokens", fix)
+    return torch.tensor(list(zip(starts, ends)), dtype=torch.long).reshape(-1, 2)
+
+
+def tokenize(tokenizer, prompt: str, query_num: int, expected_bounds: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt text -> (input_ids [T], image_bounds [M, 2]), checking M against the vision inputs."""
+    ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long)
+    bounds = image_bounds(ids, tokenizer, query_num)
+    if len(bounds) != expected_bounds:
+        raise PromptError(f"the prompt has {len(bounds)} image placeholders for {expected_bounds} vision outputs",
+                          "do not write <image>, <slice> or <unk> tokens in the question")
+    return ids, bounds
+
+
+def preprocess(images, question: str, tokenizer, config, processor_config: dict | None = None, *,
+               norm_mean=None, norm_std=None, max_slice_nums: int | None = None, use_image_id: bool | None = None,
+               enable_thinking: bool = False) -> ProcessedInputs:
+    """Images (RGB PIL, e.g. from load_image) + question -> model inputs, as official chat() builds them.
+
+    No images gives the text-only path. 2.5 never uses image ids; later versions follow
+    config.use_image_id unless `use_image_id` is given. 4.5 marks every image slice with
+    temporal id -1.
+    """
+    images = list(images or [])
+    mean, std = norm_stats(processor_config, norm_mean, norm_std)
     sc = config.slice_config
-    use_id = config.use_image_id and config.version != "2.5"
-    pixel_values, sizes, grids, marks = [], [], [], []
+    max_slices = sc.max_slice_nums if max_slice_nums is None else int(max_slice_nums)
+    with_ids = (config.use_image_id if use_image_id is None else bool(use_image_id)) and config.version != "2.5"
+    pixel_values, sizes, grids, placeholders = [], [], [], []
     for idx, image in enumerate(images):
-        rows, tgt, layout = image_slices(image, sc.max_slice_nums, sc.scale_resolution, sc.patch_size,
+        rows, tgt, layout = image_slices(image, max_slices, sc.scale_resolution, sc.patch_size,
                                          config.slice_mode, mean, std)
         pixel_values += rows
         sizes.append(tgt)
         grids.append(layout.grid)
-        marks.append(image_placeholder(config.query_num, layout.grid, idx, use_id, config.slice_mode,
-                                       tokenizer.unk_token))
-    content = "\n".join([IMAGE_MARK] * len(images) + [question])
-    for mark in marks:
-        content = content.replace(IMAGE_MARK, mark, 1)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                           enable_thinking=False)
-    ids = torch.tensor(tokenizer.encode(prompt), dtype=torch.long)
-    bounds = image_bounds(ids, tokenizer, config.query_num)
-    tgt_sizes = torch.cat(sizes) if sizes else torch.zeros(0, 2, dtype=torch.long)
-    if len(bounds) != len(pixel_values):
-        raise PromptError(f"{len(bounds)} placeholders for {len(pixel_values)} slices", "report this as a bug")
-    return ProcessedInputs(ids, pixel_values, tgt_sizes, bounds, prompt, grids)
+        placeholders.append(image_placeholder(config.query_num, layout.grid, idx, with_ids, config.slice_mode,
+                                              tokenizer.unk_token))
+    prompt = render_prompt(tokenizer, user_content(len(images), question), placeholders, enable_thinking)
+    ids, bounds = tokenize(tokenizer, prompt, config.query_num, len(pixel_values))
+    temporal = [[-1] for _ in pixel_values] if config.has_temporal_resampler and pixel_values else None
+    return ProcessedInputs(
+        input_ids=ids, pixel_values=pixel_values,
+        tgt_sizes=torch.cat(sizes) if sizes else torch.zeros(0, 2, dtype=torch.long),
+        image_bounds=bounds, prompt=prompt, grids=grids, temporal_ids=temporal,
+        image_sizes=[original_size(image) for image in images])

@@ -1,104 +1,148 @@
-"""LLaVA-UHD slicing exactly as the official MiniCPM-V image processor does it, and the
-patchification into rows of patches the NaViT vision tower takes."""
+"""LLaVA-UHD slicing, exactly as the official MiniCPM-V image processor (2.5 / 2.6 / 4.0 / 4.5).
+
+An image becomes a downscaled "source" view plus, when it is large enough, a grid of slices cut
+from an upscaled "refine" view; every side is a multiple of the patch size. The size arithmetic
+is plain Python (usable without pixels, e.g. to plan static export shapes) and keeps the official
+code's quirks: Python's round() (half to even), int() truncation, first-minimum tie-breaking.
+
+Sizes are (width, height) and grids (cols, rows), as in the official processor.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 from PIL import Image
 
+from edgevlm.preprocess.image_io import original_size
 
-def ensure_divide(length: float, patch: int) -> int:
-    return max(round(length / patch) * patch, patch)
+Size = tuple[int, int]
 
 
-def find_best_resize(size, scale_resolution: int, patch: int, allow_upscale: bool = False) -> tuple[int, int]:
+def ensure_divide(length: float, patch_size: int) -> int:
+    """Nearest multiple of patch_size (round half to even), at least patch_size."""
+    return max(round(length / patch_size) * patch_size, patch_size)
+
+
+def find_best_resize(size, scale_resolution: int, patch_size: int, allow_upscale: bool = False) -> Size:
+    """Keep the aspect ratio, bring the area to ~scale_resolution^2 (down only, unless allowed)."""
     width, height = size
     if width * height > scale_resolution * scale_resolution or allow_upscale:
         ratio = width / height
         height = int(scale_resolution / math.sqrt(ratio))
-        width = int(height * ratio)
-    return ensure_divide(width, patch), ensure_divide(height, patch)
+        width = int(height * ratio)  # int() may give 0 for extreme ratios; ensure_divide clamps
+    return ensure_divide(width, patch_size), ensure_divide(height, patch_size)
 
 
-def get_refine_size(size, grid, scale_resolution: int, patch: int, allow_upscale: bool = False) -> tuple[int, int]:
+def get_refine_size(size, grid: Size, scale_resolution: int, patch_size: int, allow_upscale: bool = False) -> Size:
+    """Size of the view the grid is cut from: grid cells are each best-resized."""
     width, height = size
     cols, rows = grid
     refine_w, refine_h = ensure_divide(width, cols), ensure_divide(height, rows)
-    best_w, best_h = find_best_resize((refine_w / cols, refine_h / rows), scale_resolution, patch, allow_upscale)
-    return best_w * cols, best_h * rows
+    cell_w, cell_h = find_best_resize((refine_w / cols, refine_h / rows), scale_resolution, patch_size, allow_upscale)
+    return cell_w * cols, cell_h * rows
 
 
-def get_sliced_grid(size, max_slice_nums: int, scale_resolution: int, never_split: bool = False):
-    """(cols, rows) of the refined grid, or None when the image is not sliced."""
+def get_sliced_grid(size, max_slice_nums: int, scale_resolution: int, never_split: bool = False) -> Size | None:
+    """(cols, rows) whose aspect ratio is closest (in log) to the image's, or None: no slicing.
+
+    The slice count is ceil(area / scale_resolution^2) capped at max_slice_nums; grids of that
+    count and its two neighbours compete. Ties keep the first candidate (strict <), which is
+    the one with fewer columns of the smallest count.
+    """
     width, height = size
     log_ratio = math.log(width / height)
     multiple = min(math.ceil(width * height / (scale_resolution * scale_resolution)), max_slice_nums)
     if multiple <= 1 or never_split:
         return None
     best, best_error = None, float("inf")
-    for n in (multiple - 1, multiple, multiple + 1):
-        if n == 1 or n > max_slice_nums:
+    for count in (multiple - 1, multiple, multiple + 1):
+        if count == 1 or count > max_slice_nums:
             continue
-        for cols in range(1, n + 1):
-            if n % cols == 0:
-                error = abs(log_ratio - math.log(cols / (n // cols)))
-                if error < best_error:  # strict: ties keep the first candidate, as the official code
-                    best, best_error = (cols, n // cols), error
+        for cols in range(1, count + 1):
+            if count % cols == 0:
+                error = abs(log_ratio - math.log(cols / (count // cols)))
+                if error < best_error:
+                    best, best_error = (cols, count // cols), error
     return best
 
 
 @dataclass(frozen=True)
 class SliceLayout:
-    source_size: tuple[int, int]
-    grid: tuple[int, int] | None
-    refine_size: tuple[int, int] | None
+    """Where an image's slices come from; a pure function of its size and the slice config.
+
+    `source_size`: the source view (width, height). `grid`: (cols, rows) or None. `refine_size`:
+    the view the grid is cut from. `slice_size`: one grid cell. `resize_source`: False only for
+    slice_mode=False, where the official processor feeds the image unresized.
+    """
+
+    image_size: Size
+    source_size: Size
+    grid: Size | None = None
+    refine_size: Size | None = None
+    resize_source: bool = True
 
     @property
-    def slice_size(self):
-        return None if self.grid is None else (self.refine_size[0] // self.grid[0], self.refine_size[1] // self.grid[1])
+    def slice_size(self) -> Size | None:
+        if self.grid is None:
+            return None
+        return self.refine_size[0] // self.grid[0], self.refine_size[1] // self.grid[1]
+
+    @property
+    def num_slices(self) -> int:
+        """Source view plus grid cells: the number of vision-tower inputs (and placeholders)."""
+        return 1 + (self.grid[0] * self.grid[1] if self.grid else 0)
+
+    def patch_grids(self, patch_size: int = 14) -> list[Size]:
+        """(h, w) in patches of every slice, in slice order: the official `tgt_sizes`."""
+        src_w, src_h = self.source_size
+        cells = [] if self.grid is None else [self.slice_size] * (self.grid[0] * self.grid[1])
+        return [(src_h // patch_size, src_w // patch_size)] + [(h // patch_size, w // patch_size) for w, h in cells]
 
 
-def slice_layout(size, max_slice_nums: int = 9, scale_resolution: int = 448, patch: int = 14,
-                 never_split: bool = False) -> SliceLayout:
+def slice_layout(size, max_slice_nums: int = 9, scale_resolution: int = 448, patch_size: int = 14,
+                 never_split: bool = False, slice_mode: bool = True) -> SliceLayout:
+    """The official slice plan for an image of `size` (width, height)."""
+    size = (int(size[0]), int(size[1]))
+    if not slice_mode:  # official get_sliced_images: `if not self.slice_mode: return [image]`
+        return SliceLayout(size, size, resize_source=False)
     grid = get_sliced_grid(size, max_slice_nums, scale_resolution, never_split)
-    if grid is None:
-        return SliceLayout(find_best_resize(size, scale_resolution, patch, allow_upscale=True), None, None)
-    return SliceLayout(find_best_resize(size, scale_resolution, patch), grid,
-                       get_refine_size(size, grid, scale_resolution, patch, allow_upscale=True))
+    if grid is None:  # one view, up- or downscaled to ~scale_resolution^2
+        return SliceLayout(size, find_best_resize(size, scale_resolution, patch_size, allow_upscale=True))
+    return SliceLayout(size, find_best_resize(size, scale_resolution, patch_size), grid,
+                       get_refine_size(size, grid, scale_resolution, patch_size, allow_upscale=True))
 
 
-def slice_image(image: Image.Image, layout: SliceLayout) -> list[Image.Image]:
-    """Source image first, then grid cells row by row, left to right (the placeholder order)."""
-    out = [image.resize(layout.source_size, resample=Image.Resampling.BICUBIC)]
-    if layout.grid is not None:
-        refined = image.resize(layout.refine_size, resample=Image.Resampling.BICUBIC)
-        cell_w, cell_h = layout.slice_size
-        for top in range(0, layout.refine_size[1], cell_h):
-            for left in range(0, layout.refine_size[0], cell_w):
-                out.append(refined.crop((left, top, left + cell_w, top + cell_h)))
-    return out
+def apply_layout(image: Image.Image, layout: SliceLayout) -> tuple[Image.Image, list[list[Image.Image]]]:
+    """(source view, grid rows top to bottom, each row's cells left to right)."""
+    if not layout.resize_source:
+        return image, []
+    source = image.resize(layout.source_size, resample=Image.Resampling.BICUBIC)
+    if layout.grid is None:
+        return source, []
+    refine = image.resize(layout.refine_size, resample=Image.Resampling.BICUBIC)
+    cell_w, cell_h = layout.slice_size
+    rows = [[refine.crop((left, top, left + cell_w, top + cell_h)) for left in range(0, refine.width, cell_w)]
+            for top in range(0, refine.height, cell_h)]
+    return source, rows
 
 
-def to_patch_row(image: Image.Image, mean, std, patch: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Normalised [3, patch, n*patch] row of patches (raster order) and the (h, w) patch grid."""
-    array = (np.asarray(image, dtype=np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    chw = torch.from_numpy(array.transpose(2, 0, 1).copy())
-    patches = torch.nn.functional.unfold(chw, (patch, patch), stride=(patch, patch))  # [3*p*p, N]
-    patches = patches.reshape(3, patch, patch, -1).permute(0, 1, 3, 2).reshape(3, patch, -1)
-    return patches, (chw.shape[1] // patch, chw.shape[2] // patch)
+def slice_image(image: Image.Image, max_slice_nums: int = 9, scale_resolution: int = 448, patch_size: int = 14,
+                never_split: bool = False):
+    """Official `slice_image`: (source view, grid rows of slices, grid or None)."""
+    layout = slice_layout(original_size(image), max_slice_nums, scale_resolution, patch_size, never_split)
+    source, rows = apply_layout(image, layout)
+    return source, rows, layout.grid
 
 
-def image_slices(image: Image.Image, max_slice_nums: int = 9, scale_resolution: int = 448, patch_size: int = 14,
-                 slice_mode: bool = True, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)):
-    """One image -> (per-slice patch rows, tgt_sizes [S, 2], layout)."""
-    layout = slice_layout(image.size, max_slice_nums, scale_resolution, patch_size, never_split=not slice_mode)
-    rows, sizes = [], []
-    for piece in slice_image(image, layout):
-        row, hw = to_patch_row(piece, mean, std, patch_size)
-        rows.append(row)
-        sizes.append(hw)
-    return rows, torch.tensor(sizes, dtype=torch.long), layout
+def get_sliced_images(image: Image.Image, max_slice_nums: int = 9, scale_resolution: int = 448,
+                      patch_size: int = 14, slice_mode: bool = True) -> tuple[list[Image.Image], SliceLayout]:
+    """Official `get_sliced_images`: [source, *cells row by row] (the placeholder order), and the plan.
+
+    The plan is made from `original_size(image)`, so an image that load_image reduced gets the
+    grid and sizes of the full-resolution file.
+    """
+    layout = slice_layout(original_size(image), max_slice_nums, scale_resolution, patch_size, slice_mode=slice_mode)
+    source, rows = apply_layout(image, layout)
+    return [source] + [cell for row in rows for cell in row], layout
