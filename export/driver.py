@@ -23,7 +23,7 @@ from edgevlm.export.gates import gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
 from edgevlm.export.recipes import Recipe, VisionTarget
-from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
+from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
 from edgevlm.progress import log, timed
 
 PARTS = ("vision", "decoder", "all")
@@ -55,9 +55,8 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
         manifest = base_manifest(loaded, recipe)
         references = write_verification_set(loaded, tmp / VERIFICATION_DIR)
         manifest["verification"] = references
-        encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
         for target in recipe.vision:
-            manifest["artifacts"].append(export_vision_target(loaded, encoder, recipe, target, tmp))
+            manifest["artifacts"].append(export_vision_target(loaded, recipe, target, tmp))
         tokenizer_dir = tmp / "tokenizer"
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -66,8 +65,11 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
     return Path(out_dir)
 
 
-def export_vision_target(loaded: LoadedModel, encoder, recipe: Recipe, target: VisionTarget, out: Path) -> dict:
+def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarget, out: Path) -> dict:
     backend = get_vision_backend(target.backend)
+    # Quantizing backends ask for a padding bias that fits their activation ranges (export/vision.py).
+    mask_value = getattr(backend, "mask_value", MASK_NEG)
+    encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler, mask_value).eval()
     cfg = loaded.config
     example_slices, example_sizes = image_slices(verification_images()[0][1], loaded)
     example = vision_inputs(example_slices[:1], example_sizes[:1], target.max_patches, loaded.model.resampler,
@@ -91,7 +93,7 @@ def export_vision_target(loaded: LoadedModel, encoder, recipe: Recipe, target: V
         "outputs": [{"name": OUTPUT_NAMES[0], "shape": [target.batch, cfg.query_num, d], "dtype": "float32"}],
         "max_patches": target.max_patches, "batch": target.batch,
         "quality_gate": gate_for(target.precision).to_dict(),
-        "details": main.details,
+        "details": {"attention_mask_value": mask_value} | main.details,
     }
 
 

@@ -28,7 +28,11 @@ from edgevlm.model.resampler import resampler_position_inputs
 
 INPUT_NAMES = ("pixel_values", "patch_mask", "position_ids", "resampler_pos")
 OUTPUT_NAMES = ("vision_embeds",)
-MASK_NEG = -1e4  # large enough to zero a softmax weight, small enough for fp16
+# Additive attention bias of padded patches. -1e4 zeroes a softmax weight and is safe in fp16.
+# Quantized targets use a smaller magnitude: the bias shares the 8/16-bit range of the scores it is
+# added to, and -1e4 would leave ~0.15 per step of a 16-bit range for the real scores.
+MASK_NEG = -1e4
+QUANTIZED_MASK_NEG = -100.0  # exp(-100) ~ 4e-44: still no weight on padding at any realistic score gap
 
 
 class SlicesTooLarge(ValueError):
@@ -36,16 +40,17 @@ class SlicesTooLarge(ValueError):
 
 
 class StaticVisionEncoder(nn.Module):
-    def __init__(self, vpm: nn.Module, resampler: nn.Module):
+    def __init__(self, vpm: nn.Module, resampler: nn.Module, mask_value: float = MASK_NEG):
         super().__init__()
         self.vpm = vpm
         self.resampler = resampler
+        self.mask_value = float(mask_value)
 
     def forward(self, pixel_values, patch_mask, position_ids, resampler_pos):
         x = self.vpm.embeddings(pixel_values, position_ids.long())
-        bias = ((1.0 - patch_mask) * MASK_NEG)[:, None, None, :]  # 0 for real patches, MASK_NEG for padding
+        key_bias = (1.0 - patch_mask) * self.mask_value  # 0 for real patches, mask_value for padding
         for layer in self.vpm.encoder.layers:
-            x = layer(x, bias)
+            x = layer(x, key_bias[:, None, None, :])
         x = self.vpm.post_layernorm(x)
         r = self.resampler
         kv = r.ln_kv(r.kv_proj(x))
@@ -53,7 +58,7 @@ class StaticVisionEncoder(nn.Module):
             keys, values = kv, kv + resampler_pos
         else:
             keys, values = kv + resampler_pos, kv
-        return r._attend(keys, values, patch_mask < 0.5)
+        return r.attend(keys, values, key_bias)
 
 
 @dataclass

@@ -37,6 +37,8 @@ def export(args) -> int:
 def verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifacts", type=Path, help="directory with manifest.json")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--all-slices", action="store_true",
+                   help="run every verification slice on emulated runtimes too (QNN HTP emulation: slow)")
 
 
 def verify(args) -> int:
@@ -47,7 +49,7 @@ def verify(args) -> int:
 
     from edgevlm.export.verify import FAIL, verify_artifacts
 
-    results = verify_artifacts(args.artifacts)
+    results = verify_artifacts(args.artifacts, all_slices=args.all_slices)
     table = Table(title=f"verify {args.artifacts}")
     for column in ("artifact", "check", "status", "detail"):
         table.add_column(column)

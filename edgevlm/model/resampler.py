@@ -112,6 +112,11 @@ class Resampler(nn.Module):
         return self._attend(kv + key_pos, kv + value_pos, key_padding_mask)
 
     def _attend(self, keys: torch.Tensor, values: torch.Tensor, key_padding_mask: torch.Tensor) -> torch.Tensor:
+        bias = torch.zeros(key_padding_mask.shape, dtype=keys.dtype, device=keys.device)
+        return self.attend(keys, values, bias.masked_fill(key_padding_mask, float("-inf")))
+
+    def attend(self, keys: torch.Tensor, values: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
+        """Cross-attention of the learned queries over keys/values; key_bias [B, N] is added to the scores."""
         b, n, d = keys.shape
         h, hd = self.num_heads, d // self.num_heads
         w_q, w_k, w_v = self.attn.in_proj_weight.chunk(3)
@@ -120,9 +125,7 @@ class Resampler(nn.Module):
         q = q.view(1, self.num_queries, h, hd).transpose(1, 2).expand(b, h, self.num_queries, hd)
         k = F.linear(keys, w_k, b_k).view(b, n, h, hd).transpose(1, 2)
         v = F.linear(values, w_v, b_v).view(b, n, h, hd).transpose(1, 2)
-        bias = torch.zeros(key_padding_mask.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill(key_padding_mask, float("-inf"))[:, None, None, :]
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd) + bias
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(hd) + key_bias[:, None, None, :].to(q.dtype)
         out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, self.num_queries, d)
         out = self.attn.out_proj(out)
         return self.ln_post(out) @ self.proj
