@@ -6,6 +6,7 @@ accelerate; on the CPU EP it runs as well. The intended EP and its options go in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,9 @@ def activation_matmuls(path: Path) -> list[str]:
 
 class OrtVisionBackend:
     name = "ort"
+
+    def __init__(self):
+        self._sessions = {}
 
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         ep = request.options.get("execution_provider", "CPUExecutionProvider")
@@ -115,9 +119,12 @@ class OrtVisionBackend:
         return {"inputs": spec(session.get_inputs()), "outputs": spec(session.get_outputs())}
 
     def run(self, artifact: Path, inputs: dict[str, np.ndarray], details: dict) -> np.ndarray:
-        import onnxruntime as ort
+        # One session per artifact file, reused: creating it costs far more than a run.
+        key = (str(artifact), os.path.getmtime(artifact))
+        if key not in self._sessions:
+            import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
-        return session.run(None, inputs)[0]
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self._sessions[key] = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
+        return self._sessions[key].run(None, inputs)[0]

@@ -89,3 +89,33 @@ def bench(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def aihub_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", type=Path, required=True, help="directory with an android-sd8g3 manifest.json")
+    p.add_argument("--device", default="Samsung Galaxy S24 (Family)", help="AI Hub device name")
+    p.add_argument("--no-wait", action="store_true", help="submit the compile job and return its id")
+    p.add_argument("--json", type=Path, help="write the profile as a bench-schema report here")
+
+
+def aihub(args) -> int:
+    from edgevlm.backends import aihub as hub
+    from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
+    from edgevlm.export.manifest import read_manifest
+
+    manifest = read_manifest(args.artifacts)
+    result = hub.submit(args.artifacts, manifest, args.device, wait=not args.no_wait)
+    print(f"AI Hub jobs: {result['jobs']}")
+    if result["profile"] is None:
+        return 0
+    artifact, _ = hub.qnn_source(manifest, args.artifacts)
+    entry = hub.profile_result(result["profile"], artifact, args.device)
+    report = {"schema": BENCH_SCHEMA_ID, "kind": "vision_encoder",
+              "device": {"kind": "aihub", "name": args.device, "jobs": result["jobs"]},
+              "runtime_versions": manifest["toolchain"], "model": manifest["model"], "results": [entry]}
+    validate_bench(report)
+    print(f"{args.device}: median {entry['metrics']['median_ms']:.2f} ms, "
+          f"layers by compute unit {entry['metrics']['layers_by_compute_unit']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

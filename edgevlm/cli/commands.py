@@ -166,4 +166,6 @@ COMMANDS = [
             _artifacts.verify_args, _artifacts.verify),
     Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",
             _artifacts.bench_args, _artifacts.bench),
+    Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
+            _artifacts.aihub_args, _artifacts.aihub),
 ]

@@ -1,0 +1,101 @@
+"""Device-farm integrations up to the network boundary: credentials, job inputs, result parsing.
+
+No AI Hub token or network here: the submission itself is not exercised. The profile parsed below
+has the exact shape qai-hub 0.56's `download_profile()` returns (execution_summary in microseconds
+and bytes, execution_detail per layer), built the way its client builds it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from edgevlm.backends import aihub
+from edgevlm.backends.base import BackendError
+from edgevlm.cli.main import main
+from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
+
+PROFILE = {
+    "execution_summary": {
+        "estimated_inference_time": 5321, "estimated_inference_peak_memory": 48_234_496,
+        "first_load_time": 812_345, "first_load_peak_memory": 120_000_000, "warm_load_time": 40_000,
+        "warm_load_peak_memory": 90_000_000, "compile_time": 0, "compile_peak_memory": 0,
+        "inference_memory_peak_range": (40_000_000, 48_234_496),
+        "all_inference_times": [5400, 5321, 5290, 5333, 6120, 5301, 5299, 5350, 5318, 5325],
+    },
+    "execution_detail": [
+        {"name": "/vpm/embeddings/Conv", "type": "Conv2d", "compute_unit": "NPU", "execution_time": 120},
+        {"name": "/vpm/encoder/layers.0/MatMul", "type": "MatMul", "compute_unit": "NPU", "execution_time": 80},
+        {"name": "/resampler/Softmax", "type": "Softmax", "compute_unit": "NPU", "execution_time": 10},
+    ],
+}
+
+
+def _manifest(tmp_path, with_qdq=True):
+    (tmp_path / "v.onnx").write_bytes(b"ctx")
+    extra = [{"file": "v.bin", "sha256": "0" * 64, "bytes": 1}]
+    if with_qdq:
+        (tmp_path / "v.qdq.onnx").write_bytes(b"qdq")
+        extra.append({"file": "v.qdq.onnx", "sha256": "0" * 64, "bytes": 1})
+    return {"artifacts": [{"target": "qnn", "file": "v.onnx", "precision": "w8a16", "sha256": "ab" * 32,
+                           "max_patches": 1120, "batch": 1, "extra_files": extra,
+                           "inputs": [{"name": "patch_mask", "shape": [1, 1120], "dtype": "float32"}]}],
+            "model": {"version": "2.6"}, "toolchain": {"edgevlm": "0"}, "schema_version": 1, "preprocessing": {},
+            "prompt": {}, "special_tokens": {}}
+
+
+def test_missing_token_is_reported_with_the_fix(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert "no Qualcomm AI Hub API token" in aihub.token_problem()
+    with pytest.raises(BackendError, match="client.ini does not exist and QAI_HUB_API_TOKEN is not set") as err:
+        aihub.client()
+    assert "qai-hub configure --api_token" in err.value.fix
+    # through the CLI: a clear message and a non-zero exit, no traceback
+    import json
+
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(tmp_path)))
+    code = main(["aihub", "--artifacts", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code != 0 and "API token" in out.err + out.out and "Traceback" not in out.err
+
+
+def test_token_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(aihub.TOKEN_ENV, "secret")
+    assert aihub.token_problem() is None
+    monkeypatch.delenv(aihub.TOKEN_ENV)
+    (tmp_path / ".qai_hub").mkdir()
+    (tmp_path / ".qai_hub" / "client.ini").write_text("[api]\napi_token = t\n")
+    assert aihub.token_problem() is None
+
+
+def test_submission_inputs_come_from_the_manifest(tmp_path):
+    manifest = _manifest(tmp_path)
+    artifact, qdq = aihub.qnn_source(manifest, tmp_path)
+    assert qdq == tmp_path / "v.qdq.onnx"
+    assert aihub.input_specs(artifact) == {"patch_mask": ((1, 1120), "float32")}
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with pytest.raises(BackendError, match="has no QDQ model"):
+        aihub.qnn_source(_manifest(bare, with_qdq=False), bare)
+    with pytest.raises(BackendError, match="no QNN .* vision artifact"):
+        aihub.qnn_source({"artifacts": [{"target": "ort"}]}, tmp_path)
+
+
+def test_profile_becomes_a_bench_result():
+    artifact = _manifest_artifact()
+    entry = aihub.profile_result(PROFILE, artifact, aihub.DEFAULT_DEVICE)
+    metrics = entry["metrics"]
+    assert metrics["runs"] == 10 and metrics["median_ms"] == pytest.approx(5.325)
+    assert metrics["min_ms"] == pytest.approx(5.290) and metrics["p90_ms"] == pytest.approx(5.400)
+    assert metrics["peak_memory_bytes"] == 48_234_496 and metrics["first_load_ms"] == pytest.approx(812.345)
+    assert metrics["layers_by_compute_unit"] == {"NPU": 3}
+    report = {"schema": BENCH_SCHEMA_ID, "kind": "vision_encoder", "device": {"kind": "aihub"},
+              "runtime_versions": {}, "model": {"version": "2.6"}, "results": [entry]}
+    validate_bench(report)
+    only_estimate = {"execution_summary": {"estimated_inference_time": 7000}}
+    assert aihub.profile_result(only_estimate, artifact, "x")["metrics"]["median_ms"] == 7.0
+
+
+def _manifest_artifact():
+    return {"file": "v.onnx", "precision": "w8a16", "sha256": "ab" * 32, "max_patches": 1120, "batch": 1}
