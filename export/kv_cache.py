@@ -75,18 +75,20 @@ def quantize(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torc
     scale = ((hi - lo) / levels).clamp_min(1e-8)
     # Round the fp16-stored parameters first so quantization and dequantization agree exactly.
     scale, lo = scale.half().float(), lo.half().float()
-    codes = ((g - lo) / scale).round().clamp(0, levels).to(torch.uint8).reshape(x.shape)
-    if bits == 4:
-        codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
-    return codes, scale.squeeze(-1).half(), lo.squeeze(-1).half()
+    codes = ((g - lo) / scale).round().clamp(0, levels).reshape(x.shape)
+    if bits == 4:  # arithmetic, not bit shifts: ExecuTorch's portable kernels have no shift ops
+        codes = codes[..., 0::2] + codes[..., 1::2] * 16
+    return codes.to(torch.uint8), scale.squeeze(-1).half(), lo.squeeze(-1).half()
 
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, group: int,
                dtype=torch.float32) -> torch.Tensor:
+    codes = codes.to(dtype)
     if bits == 4:
-        codes = torch.stack([codes & 0xF, codes >> 4], dim=-1).flatten(-2)
+        high = torch.floor(codes / 16)
+        codes = torch.stack([codes - high * 16, high], dim=-1).flatten(-2)
     d = codes.shape[-1]
-    g = codes.to(dtype).reshape(*codes.shape[:-1], d // group, group)
+    g = codes.reshape(*codes.shape[:-1], d // group, group)
     return (g * scale.to(dtype)[..., None] + zero.to(dtype)[..., None]).reshape(codes.shape)
 
 
