@@ -1,0 +1,144 @@
+"""ExecuTorch `.pte` decoders (XNNPACK) that follow ExecuTorch's LLM runner conventions.
+
+Standalone text decoder (the text LLM runner): method `forward(tokens int64 [1, T], input_pos
+int64 [1]) -> logits [1, V]`. Multimodal (the multimodal runner, as ExecuTorch's LLaVA export):
+methods `token_embedding(tokens) -> [1, T, D]`, `text_decoder(embeds [1, T, D], input_pos) ->
+logits [1, V]` and `vision_encoder(pixel_values, patch_mask, position_ids, resampler_pos) ->
+[1, Q, D]` (the static vision contract of export/vision.py). Both carry the runner's metadata as
+constant methods (get_max_seq_len, get_vocab_size, get_bos_id, get_eos_ids, use_kv_cache, ...),
+plus the KV-cache format so a harness can tell caches apart without the manifest.
+
+Weights: torchao group-wise INT4, either 8da4w (int8 dynamic activations, XNNPACK's fast path)
+or weight-only, on every linear layer including lm_head. The KV cache is the decoder's
+own static buffers (export/kv_cache.py), mutated in place by the program.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgevlm.export.decoder import ExportDecoder
+from edgevlm.export.kv_cache import FORMATS, KVCacheSpec
+
+WEIGHT_SCHEMES = ("fp32", "8da4w", "4w")
+KV_FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}  # constant methods hold numbers, not strings
+
+
+@dataclass(frozen=True)
+class DecoderPteSpec:
+    max_seq_len: int = 1024
+    weights: str = "8da4w"  # fp32 | 8da4w | 4w
+    group_size: int = 32
+    cache: KVCacheSpec = KVCacheSpec()
+
+
+class TokenEmbedding(nn.Module):
+    def __init__(self, embed: nn.Module):
+        super().__init__()
+        self.embed = embed
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed(tokens)
+
+
+class TextDecoderWithEmbedding(nn.Module):
+    """tokens -> logits, for the text-only runner."""
+
+    def __init__(self, embed: nn.Module, decoder: ExportDecoder):
+        super().__init__()
+        self.embed, self.decoder = embed, decoder
+
+    def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.embed(tokens), input_pos)
+
+
+def quantize_weights(llm: nn.Module, spec: DecoderPteSpec) -> nn.Module:
+    """A quantized copy of the LLM (the loaded reference model stays fp32: it is the oracle)."""
+    if spec.weights not in WEIGHT_SCHEMES:
+        from edgevlm.errors import ConfigError
+
+        raise ConfigError(f"unknown decoder weight scheme {spec.weights!r}", f"use one of {', '.join(WEIGHT_SCHEMES)}")
+    llm = copy.deepcopy(llm).float().eval().requires_grad_(False)
+    if spec.weights == "fp32":
+        return llm
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+    linear = (Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(spec.group_size))
+              if spec.weights == "8da4w" else
+              IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(spec.group_size)))
+    # Every nn.Linear (lm_head included). The token embedding stays float: torchao's quantized
+    # embedding does not yet lower through ExecuTorch 1.5.1's QuantFusionPass here.
+    tied = llm.get_input_embeddings().weight is llm.get_output_embeddings().weight
+    if tied:  # quantizing a shared lm_head would quantize the embedding table with it
+        llm.lm_head.weight = nn.Parameter(llm.lm_head.weight.detach().clone(), requires_grad=False)
+    quantize_(llm, linear)
+    return llm
+
+
+def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
+    cfg, tok = loaded.config, loaded.tokenizer
+    return {
+        "get_max_seq_len": spec.max_seq_len, "get_max_context_len": spec.max_seq_len,
+        "get_vocab_size": cfg.llm.vocab_size, "get_n_layers": cfg.llm.num_hidden_layers,
+        "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
+        "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True, "use_sdpa_with_kv_cache": False,
+        "enable_dynamic_shape": True,
+        "get_kv_cache_format": KV_FORMAT_CODES[spec.cache.format], "get_kv_cache_bits": spec.cache.bits,
+        "get_kv_cache_group_size": spec.cache.group_size if spec.cache.quantized else 0,
+    }
+
+
+def export_pte(loaded, spec: DecoderPteSpec, out: Path, vision: tuple | None = None) -> dict:
+    """Write a standalone decoder .pte, or a multimodal one when `vision` = (encoder, example inputs).
+
+    Returns the metadata written as constant methods.
+    """
+    from torch.export import Dim, export
+
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    llm = quantize_weights(loaded.model.llm, spec)
+    decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache).eval()
+    embed = llm.get_input_embeddings()
+    seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
+    tokens = torch.zeros(1, 4, dtype=torch.long)
+    pos = torch.tensor([0], dtype=torch.long)
+    programs = {}
+    with torch.no_grad():
+        if vision is None:
+            programs["forward"] = export(TextDecoderWithEmbedding(embed, decoder), (tokens, pos),
+                                         dynamic_shapes=({1: seq}, None), strict=False)
+        else:
+            encoder, example = vision
+            from edgevlm.export.vision import INPUT_NAMES
+
+            programs["vision_encoder"] = export(encoder.eval(), tuple(torch.from_numpy(example[n]) for n in INPUT_NAMES),
+                                                strict=False)
+            programs["token_embedding"] = export(TokenEmbedding(embed), (tokens,), dynamic_shapes=({1: seq},),
+                                                 strict=False)
+            embeds = torch.zeros(1, 4, loaded.config.llm.hidden_size)
+            programs["text_decoder"] = export(decoder, (embeds, pos), dynamic_shapes=({1: seq}, None), strict=False)
+    metadata = runner_metadata(loaded, spec)
+    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=metadata,
+                                          compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    program = lowered.to_executorch()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.partial")
+    tmp.write_bytes(program.buffer)
+    tmp.replace(out)
+    return metadata
+
+
+def load_pte_method(path: Path, method: str):
+    """Load a method of a .pte with the Python runtime (kernels registered first, SPEC section 4)."""
+    import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
+    from executorch.runtime import Runtime
+
+    return Runtime.get().load_program(str(path)).load_method(method)

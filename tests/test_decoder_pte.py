@@ -1,0 +1,72 @@
+"""ExecuTorch .pte decoders: runner-convention methods and metadata, run by ExecuTorch's Python runtime."""
+
+from __future__ import annotations
+
+import torch
+
+from edgevlm.export.decoder import ExportDecoder
+from edgevlm.export.decoder_pte import DecoderPteSpec, KV_FORMAT_CODES, export_pte, load_pte_method, quantize_weights
+from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.vision import INPUT_NAMES, StaticVisionEncoder, vision_inputs
+
+
+def _metadata(path, names):
+    return {name: load_pte_method(path, name).execute([])[0] for name in names}
+
+
+def test_multimodal_pte_methods_match_eager(loaded_models, tmp_path):
+    loaded = loaded_models["minicpmv-2.6-tiny"]
+    llm = loaded.model.llm
+    encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
+    slices = [torch.rand(3, 14, 12 * 16 * 14, generator=torch.Generator().manual_seed(0))]
+    example = vision_inputs(slices, torch.tensor([[12, 16]]), 256, loaded.model.resampler, 70).arrays
+    spec = DecoderPteSpec(max_seq_len=96, weights="fp32", cache=KVCacheSpec("int4", 32))
+    path = tmp_path / "mm.pte"
+    metadata = export_pte(loaded, spec, path, vision=(encoder, example))
+    assert not list(tmp_path.glob(".*partial"))
+
+    tokens = torch.randint(0, llm.config.vocab_size, (1, 7), generator=torch.Generator().manual_seed(1))
+    embeds = load_pte_method(path, "token_embedding").execute([tokens])[0]
+    torch.testing.assert_close(embeds, llm.get_input_embeddings()(tokens).detach())
+
+    vision = load_pte_method(path, "vision_encoder").execute([torch.from_numpy(example[n]) for n in INPUT_NAMES])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(vision, loaded.model.encode_images(slices, torch.tensor([[12, 16]])),
+                                   atol=1e-4, rtol=1e-4)
+
+    # prefill, then decode one token, through the program's own mutable INT4 cache
+    decoder = load_pte_method(path, "text_decoder")
+    eager = ExportDecoder(llm, 96, spec.cache).eval()
+    with torch.no_grad():
+        ref_prefill = eager(embeds, torch.tensor([0]))
+        ref_step = eager(embeds[:, :1], torch.tensor([7]))
+    torch.testing.assert_close(decoder.execute([embeds, torch.tensor([0])])[0], ref_prefill, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(decoder.execute([embeds[:, :1], torch.tensor([7])])[0], ref_step, atol=1e-4, rtol=1e-4)
+
+    got = _metadata(path, ["get_max_seq_len", "get_vocab_size", "use_kv_cache", "enable_dynamic_shape",
+                           "get_kv_cache_format", "get_kv_cache_bits", "get_kv_cache_group_size"])
+    assert got == {"get_max_seq_len": 96, "get_vocab_size": llm.config.vocab_size, "use_kv_cache": True,
+                   "enable_dynamic_shape": True, "get_kv_cache_format": KV_FORMAT_CODES["int4"],
+                   "get_kv_cache_bits": 4, "get_kv_cache_group_size": 32}
+    assert metadata["get_eos_ids"] == sorted(loaded.tokenizer.stop_token_ids())
+
+
+def test_standalone_8da4w_pte_runs_the_text_runner_convention(loaded_models, tmp_path):
+    loaded = loaded_models["minicpmv-4.5-tiny"]
+    spec = DecoderPteSpec(max_seq_len=64, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32))
+    path = tmp_path / "text.pte"
+    export_pte(loaded, spec, path)
+    quantized = quantize_weights(loaded.model.llm, spec)
+    assert loaded.model.llm.lm_head.weight.dtype == torch.float32  # the oracle is left untouched
+    tokens = torch.randint(0, 1000, (1, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = ExportDecoder(quantized, 64, spec.cache).eval()(quantized.get_input_embeddings()(tokens),
+                                                              torch.tensor([0]))
+        fp32 = ExportDecoder(loaded.model.llm, 64, KVCacheSpec("fp32")).eval()(
+            loaded.model.llm.get_input_embeddings()(tokens), torch.tensor([0]))
+    out = load_pte_method(path, "forward").execute([tokens, torch.tensor([0])])[0]
+    scale = fp32.abs().max()
+    # XNNPACK's int8 dynamic activation rounding differs slightly from torchao's eager simulation
+    assert (out - ref).abs().max() < 0.1 * scale
+    assert (out - fp32).abs().max() < 0.3 * scale and torch.isfinite(out).all()
+    assert _metadata(path, ["get_max_seq_len"])["get_max_seq_len"] == 64
