@@ -43,6 +43,9 @@ class WrittenArtifact:
 
 class VisionBackend(Protocol):
     name: str
+    # True when `run` simulates the device runtime (HTP emulator, Core ML interpreter): its results
+    # are numerics, its timings are not device latency. Backends without the attribute are real.
+    emulated: bool
 
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         """Write the artifact(s) into out_dir (a temporary directory the caller publishes)."""

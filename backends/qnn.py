@@ -71,6 +71,7 @@ class QnnVisionBackend:
     # The x86 HTP emulator needs seconds per slice, so verify checks one slice per image unless
     # asked for all of them.
     verify_slices_per_case = 1
+    emulated = True  # the x86 HTP emulator
 
     def __init__(self):
         self._sessions = {}
@@ -148,7 +149,7 @@ def quantize_qdq(fp32: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     from onnxruntime.quantization import CalibrationMethod, QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
-    from edgevlm.backends.ort import CalibrationReader
+    from edgevlm.backends.ort import CALIBRATION_OPTIONS, CalibrationReader
 
     prepared = work / "prepared.onnx"
     if not qnn_preprocess_model(str(fp32), str(prepared), fuse_layernorm=True):  # False: nothing to rewrite
@@ -171,6 +172,7 @@ def quantize_qdq(fp32: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     config = get_qnn_qdq_config(str(prepared), CalibrationReader(calibration), getattr(CalibrationMethod, method),
                                 activation_type=QuantType.QUInt16, weight_type=weight_type, per_channel=True,
                                 weight_symmetric=precision == "w4a16" or None, init_overrides=overrides)
+    config.extra_options.update(CALIBRATION_OPTIONS)
     quantize(str(prepared), str(dst), config)
     return {"format": "QDQ", "activations": "uint16", "weights": PRECISIONS[precision].lower(),
             "weight_granularity": "per-channel" + (", symmetric" if precision == "w4a16" else ""),

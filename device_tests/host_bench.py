@@ -23,8 +23,6 @@ from edgevlm.export.host import manifest_slices
 from edgevlm.export.manifest import read_manifest, toolchain_versions
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
 
-EMULATED_TARGETS = {"qnn"}
-
 
 def time_calls(fn, warmup: int, runs: int) -> dict:
     for _ in range(warmup):
@@ -92,14 +90,15 @@ def _bench_artifact(root: Path, artifact: dict, inputs: dict, warmup: int, runs:
              "sha256": artifact["sha256"], "max_patches": artifact["max_patches"], "batch": artifact["batch"]}
     backend = get_vision_backend(artifact["target"])
     reason = backend.runtime_available()
-    if reason is None and artifact["target"] in EMULATED_TARGETS and not include_emulators:
-        reason = "emulated on this host (x86 simulation, not device latency); pass --include-emulators to time it"
+    emulated = getattr(backend, "emulated", False)
+    if reason is None and emulated and not include_emulators:
+        reason = "emulated on this host (a simulation, not device latency); pass --include-emulators to time it"
     if reason is not None:
         return {**entry, "status": "not run", "reason": reason}
     path = root / artifact["file"]
     details = artifact.get("details", {})
     metrics = time_calls(lambda: backend.run(path, inputs, details), warmup, runs)
-    if artifact["target"] in EMULATED_TARGETS:
+    if emulated:
         entry["note"] = "emulator timing; not device latency"
     return {**entry, "status": "ok", "metrics": metrics}
 

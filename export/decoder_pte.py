@@ -94,11 +94,17 @@ def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
     }
 
 
-def export_pte(loaded, spec: DecoderPteSpec, out: Path, vision: tuple | None = None) -> dict:
-    """Write a standalone decoder .pte, or a multimodal one when `vision` = (encoder, example inputs).
+RUNNERS = ("multimodal", "text")
+
+
+def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimodal", vision: tuple | None = None) -> dict:
+    """Write a decoder .pte for ExecuTorch's multimodal runner (token_embedding + text_decoder, plus
+    vision_encoder when `vision` = (encoder, example inputs)) or its text runner (forward).
 
     Returns the metadata written as constant methods.
     """
+    if runner not in RUNNERS or (runner == "text" and vision is not None):
+        raise ValueError(f"runner must be one of {RUNNERS}; only the multimodal runner carries a vision encoder")
     from torch.export import Dim, export
 
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -112,15 +118,16 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, vision: tuple | None = N
     pos = torch.tensor([0], dtype=torch.long)
     programs = {}
     with torch.no_grad():
-        if vision is None:
+        if runner == "text":
             programs["forward"] = export(TextDecoderWithEmbedding(embed, decoder), (tokens, pos),
                                          dynamic_shapes=({1: seq}, None), strict=False)
         else:
-            encoder, example = vision
-            from edgevlm.export.vision import INPUT_NAMES
+            if vision is not None:
+                encoder, example = vision
+                from edgevlm.export.vision import INPUT_NAMES
 
-            programs["vision_encoder"] = export(encoder.eval(), tuple(torch.from_numpy(example[n]) for n in INPUT_NAMES),
-                                                strict=False)
+                programs["vision_encoder"] = export(encoder.eval(), tuple(torch.from_numpy(example[n])
+                                                                          for n in INPUT_NAMES), strict=False)
             programs["token_embedding"] = export(TokenEmbedding(embed), (tokens,), dynamic_shapes=({1: seq},),
                                                  strict=False)
             embeds = torch.zeros(1, 4, loaded.config.llm.hidden_size)

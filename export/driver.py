@@ -19,6 +19,7 @@ from edgevlm.calibration.synthetic import calibration_images, verification_image
 from edgevlm.checkpoint.layout import atomic_directory
 from edgevlm.checkpoint.loader import LoadedModel, load_model
 from edgevlm.errors import EdgeVLMError
+from edgevlm.export.decoder_artifact import export_decoder_target
 from edgevlm.export.gates import gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
@@ -44,19 +45,24 @@ def artifact_stem(loaded: LoadedModel, part: str, target: VisionTarget) -> str:
 def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "all", overwrite: bool = False) -> Path:
     if part not in PARTS:
         raise EdgeVLMError(f"unknown part {part!r}", f"use one of {', '.join(PARTS)}")
-    if part == "decoder" or (part == "all" and recipe.decoder):
-        raise EdgeVLMError(
-            f"recipe {recipe.name} asks for a decoder artifact, and decoder export is not built yet "
-            "(the INT4 KV-cache decoder is the next milestone)",
-            "export the vision encoder alone with --part vision")
+    if part == "decoder" and not recipe.decoder:
+        raise EdgeVLMError(f"recipe {recipe.name} has no decoder target",
+                           "use a recipe with a decoder section (ios-m4, android-sd8g3), or --part vision")
     with timed("load model", model=str(model_dir)):
         loaded = load_model(model_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         manifest = base_manifest(loaded, recipe)
         references = write_verification_set(loaded, tmp / VERIFICATION_DIR)
         manifest["verification"] = references
-        for target in recipe.vision:
-            manifest["artifacts"].append(export_vision_target(loaded, recipe, target, tmp))
+        if part in ("vision", "all"):
+            for target in recipe.vision:
+                manifest["artifacts"].append(export_vision_target(loaded, recipe, target, tmp))
+        if part in ("decoder", "all"):
+            for target in recipe.decoder:
+                vision = pte_vision(loaded) if target.vision_in_pte else None
+                entry = export_decoder_target(loaded, recipe, target, tmp, vision=vision)
+                manifest["artifacts"].append(entry)
+                manifest["kv_cache"] = entry["kv_cache"]
         tokenizer_dir = tmp / "tokenizer"
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -92,9 +98,18 @@ def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarg
         "inputs": [io_spec(n, example.arrays[n]) for n in INPUT_NAMES],
         "outputs": [{"name": OUTPUT_NAMES[0], "shape": [target.batch, cfg.query_num, d], "dtype": "float32"}],
         "max_patches": target.max_patches, "batch": target.batch,
-        "quality_gate": gate_for(target.precision).to_dict(),
+        "quality_gate": gate_for(target.precision, target.options.get("compression", "none")).to_dict(),
         "details": {"attention_mask_value": mask_value} | main.details,
     }
+
+
+def pte_vision(loaded: LoadedModel):
+    """(fp32 static encoder, example inputs) for a multimodal .pte that carries the vision encoder."""
+    encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
+    slices, sizes = image_slices(verification_images()[0][1], loaded)
+    example = vision_inputs(slices[:1], sizes[:1], 1120, loaded.model.resampler,
+                            loaded.config.vision_config.num_patches_per_side, batch=1)
+    return encoder, example.arrays
 
 
 def io_spec(name: str, array: np.ndarray) -> dict:
@@ -159,6 +174,7 @@ def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
         "query_num": cfg.query_num,
         "llm": {"hidden_size": cfg.llm.hidden_size, "vocab_size": cfg.llm.vocab_size,
                 "max_seq_len": cfg.llm.max_position_embeddings},
-        "kv_cache": None,  # described by the decoder artifact once it exists
+        "kv_cache": None,  # set from the decoder artifact when there is one
+        "config": loaded.config.to_dict(),  # what `edgevlm run` needs to preprocess and prompt
         "toolchain": toolchain_versions(),
     }

@@ -54,7 +54,11 @@ GATES = {
 QUANTIZED_GATE = Gate("sqnr_db", 25.0, True)
 
 
-def gate_for(precision: str) -> Gate:
+def gate_for(precision: str, weight_compression: str = "none") -> Gate:
+    """SPEC section 5. Compressed weights (Core ML int8/palettized fp16 programs) make a quantized
+    encoder, so they take the quantized gate whatever the activation precision."""
+    if weight_compression not in (None, "none"):
+        return QUANTIZED_GATE
     return GATES.get(precision, QUANTIZED_GATE)
 
 

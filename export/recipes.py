@@ -17,7 +17,10 @@ import yaml
 from edgevlm.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "recipes"
-VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp32", "fp16"}, "qnn": {"w8a16", "w4a16"}}
+DECODER_BACKENDS = ("executorch",)
+DECODER_WEIGHTS = ("fp32", "8da4w", "4w")
+KV_FORMATS = ("fp32", "fp16", "int8", "int4")
+VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,19 @@ class VisionTarget:
 
 @dataclass(frozen=True)
 class DecoderTarget:
-    backend: str
-    weights: str = "int4"
-    kv_bits: int = 4
+    backend: str  # executorch (XNNPACK .pte)
+    weights: str = "8da4w"  # fp32 | 8da4w | 4w (torchao group-wise INT4)
+    group_size: int = 32
+    kv_cache: str = "int4"  # fp32 | fp16 | int8 | int4
+    kv_group_size: int = 32
+    kv_rotate_keys: bool = True
+    max_seq_len: int = 2048
+    vision_in_pte: bool = False  # also carry the vision_encoder method (ExecuTorch multimodal runner)
     options: dict = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        return f"{self.weights}-kv{self.kv_cache}"
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,13 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.max_patches < 1 or target.batch < 1:
             raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
     decoder = tuple(build(DecoderTarget, d, "decoder") for d in data.get("decoder") or [])
+    for target in decoder:
+        if target.backend not in DECODER_BACKENDS:
+            raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
+                              f"known decoder backends: {', '.join(DECODER_BACKENDS)}")
+        if target.weights not in DECODER_WEIGHTS or target.kv_cache not in KV_FORMATS:
+            raise ConfigError(f"recipe {source}: decoder weights {target.weights!r} / kv_cache {target.kv_cache!r}",
+                              f"weights: {', '.join(DECODER_WEIGHTS)}; kv_cache: {', '.join(KV_FORMATS)}")
     calibration = build(CalibrationSpec, data.get("calibration") or {}, "calibration")
     return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
                   calibration=calibration, source=source)

@@ -55,7 +55,7 @@ def test_standalone_8da4w_pte_runs_the_text_runner_convention(loaded_models, tmp
     loaded = loaded_models["minicpmv-4.5-tiny"]
     spec = DecoderPteSpec(max_seq_len=64, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32))
     path = tmp_path / "text.pte"
-    export_pte(loaded, spec, path)
+    export_pte(loaded, spec, path, runner="text")
     quantized = quantize_weights(loaded.model.llm, spec)
     assert loaded.model.llm.lm_head.weight.dtype == torch.float32  # the oracle is left untouched
     tokens = torch.randint(0, 1000, (1, 9), generator=torch.Generator().manual_seed(2))

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from edgevlm.model.minicpmv import pad_slices
 from edgevlm.model.resampler import Resampler, sincos_1d, sincos_2d

@@ -119,3 +119,48 @@ def aihub(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json and a decoder .pte")
+    p.add_argument("--image", type=Path, action="append", default=[], help="image file (repeat for several)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--reference", action="store_true",
+                   help="also run the eager model (manifest's model.source) and report where the tokens diverge")
+
+
+def run(args) -> int:
+    import sys
+
+    from edgevlm.export.run import ArtifactRunner, first_divergence
+    from edgevlm.preprocess import load_image
+
+    runner = ArtifactRunner(args.artifacts)
+    images = [load_image(p) for p in args.image]
+    result = runner.generate(images, args.prompt, args.max_new_tokens,
+                             on_token=lambda piece: print(piece, end="", flush=True))
+    print()
+    print(f"[{result.prompt_tokens} prompt tokens, {len(result.tokens)} generated, stopped by {result.stopped_by}; "
+          f"vision {result.vision_artifact}, decoder {runner.decoder['file']}]", file=sys.stderr)
+    if result.stopped_by == "max_seq_len":
+        print(f"note: generation reached the end of the decoder's cache ({runner.max_seq_len} positions)",
+              file=sys.stderr)
+    if args.reference:
+        from edgevlm.checkpoint.loader import load_model
+        from edgevlm.generate import generate
+        from edgevlm.preprocess import preprocess
+
+        loaded = load_model(Path(runner.manifest["model"]["source"]))
+        inputs = preprocess(images, args.prompt, loaded.tokenizer, loaded.config, loaded.processor_config)
+        reference = generate(loaded, inputs, max_new_tokens=args.max_new_tokens)
+        at = first_divergence(reference.tokens, result.tokens)
+        if at is None:
+            print(f"reference: identical ({len(result.tokens)} tokens)")
+        else:
+            gap = (reference.step_logits[at] - result.step_logits[at]).abs().max().item() \
+                if at < min(len(reference.step_logits), len(result.step_logits)) else float("nan")
+            print(f"reference: diverges at generated token {at} (reference {reference.tokens[at:at + 1]}, "
+                  f"artifacts {result.tokens[at:at + 1]}; max logit gap there {gap:.4g}); "
+                  f"reference text {reference.text!r}")
+    return 0

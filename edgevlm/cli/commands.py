@@ -166,6 +166,8 @@ COMMANDS = [
             _artifacts.verify_args, _artifacts.verify),
     Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",
             _artifacts.bench_args, _artifacts.bench),
+    Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte)",
+            _artifacts.run_args, _artifacts.run),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
             _artifacts.aihub_args, _artifacts.aihub),
 ]

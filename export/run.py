@@ -1,0 +1,134 @@
+"""`edgevlm run`: image + prompt -> text from the artifacts alone (manifest, artifacts, tokenizer).
+
+What an app does: preprocess on the host (manifest's config and preprocessing block), run every
+slice through the vision-encoder artifact, embed the prompt tokens with the decoder's
+`token_embedding` method, overwrite each image placeholder run with its slice's vision
+embeddings, prefill with `text_decoder`, then decode greedily one token at a time through the
+program's own KV cache. No model weights are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevlm.backends.base import get_vision_backend
+from edgevlm.errors import EdgeVLMError, PromptError
+from edgevlm.export.manifest import read_manifest
+from edgevlm.export.vision import ResamplerSpec, vision_inputs
+
+VISION_PREFERENCE = ("fp32", "fp16", "int8", "w8a16", "w4a16")  # most faithful runnable artifact first
+
+
+@dataclass
+class ArtifactGeneration:
+    prompt_tokens: int
+    tokens: list[int] = field(default_factory=list)
+    step_logits: list[torch.Tensor] = field(default_factory=list)
+    text: str = ""
+    stopped_by: str = ""  # stop_token | max_new_tokens | max_seq_len
+    vision_artifact: str = ""
+
+
+class ArtifactRunner:
+    def __init__(self, artifacts_dir: Path):
+        from edgevlm.config import MiniCPMVConfig
+        from edgevlm.tokenizer import load_tokenizer
+
+        self.root = Path(artifacts_dir)
+        self.manifest = read_manifest(self.root)
+        if "config" not in self.manifest:
+            raise EdgeVLMError(f"{self.root}/manifest.json has no model config", "re-export with this edgevlm version")
+        self.config = MiniCPMVConfig.from_dict(self.manifest["config"], source=f"{self.root}/manifest.json")
+        self.tokenizer = load_tokenizer(self.root / "tokenizer")
+        decoders = [a for a in self.manifest["artifacts"] if a["part"] == "decoder"]
+        if not decoders:
+            raise EdgeVLMError(f"{self.root} has no decoder artifact",
+                               "export one: edgevlm export --recipe ios-m4 (or android-sd8g3) --part all")
+        self.decoder = decoders[0]
+        self.max_seq_len = self.decoder["kv_cache"]["max_seq_len"]
+        from edgevlm.export.decoder_pte import load_pte_method
+
+        path = self.root / self.decoder["file"]
+        self.embed = load_pte_method(path, "token_embedding")
+        self.text_decoder = load_pte_method(path, "text_decoder")
+        self.vision, self.vision_backend = self._pick_vision()
+
+    def _pick_vision(self):
+        candidates = sorted((a for a in self.manifest["artifacts"] if a["part"] == "vision"),
+                            key=lambda a: VISION_PREFERENCE.index(a["precision"]) if a["precision"] in
+                            VISION_PREFERENCE else len(VISION_PREFERENCE))
+        reasons = []
+        for artifact in candidates:
+            backend = get_vision_backend(artifact["target"])
+            reason = backend.runtime_available()
+            if reason is None:
+                return artifact, backend
+            reasons.append(f"{artifact['file']}: {reason}")
+        return None, "; ".join(reasons) or "the manifest has no vision artifact"
+
+    def vision_embeds(self, inputs) -> torch.Tensor:
+        if not inputs.pixel_values:
+            return torch.zeros(0, self.config.query_num, self.config.llm.hidden_size)
+        if self.vision is None:
+            raise EdgeVLMError(f"no vision artifact in {self.root} can run here ({self.vision_backend})",
+                               "export the ort recipe's vision part beside the decoder")
+        pre = self.manifest["preprocessing"]
+        spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+        out = []
+        for i in range(len(inputs.pixel_values)):
+            batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], self.vision["max_patches"],
+                                  spec, pre["num_patches_per_side"], batch=self.vision["batch"])
+            result = self.vision_backend.run(self.root / self.vision["file"], batch.arrays, self.vision["details"])
+            out.append(torch.from_numpy(np.asarray(result[:1], dtype=np.float32)))
+        return torch.cat(out)
+
+    def generate(self, images, question: str, max_new_tokens: int = 32,
+                 on_token: Callable[[str], None] | None = None) -> ArtifactGeneration:
+        from edgevlm.preprocess import preprocess
+
+        pre = self.manifest["preprocessing"]
+        inputs = preprocess(images, question, self.tokenizer, self.config,
+                            {"norm_mean": pre["norm_mean"], "norm_std": pre["norm_std"]})
+        t = len(inputs.input_ids)
+        if t >= self.max_seq_len:
+            raise PromptError(f"the prompt is {t} tokens and the decoder's cache holds {self.max_seq_len}",
+                              "use fewer or smaller images, a shorter question, or export with a larger max_seq_len")
+        embeds = self.embed.execute([inputs.input_ids[None]])[0][0].clone()
+        vision = self.vision_embeds(inputs)
+        for (start, end), rows in zip(inputs.image_bounds.tolist(), vision):
+            embeds[start:end] = rows
+        result = ArtifactGeneration(prompt_tokens=t, vision_artifact=self.vision["file"] if self.vision else "")
+        logits = self.text_decoder.execute([embeds[None], torch.tensor([0])])[0][0]
+        stop_ids = self.tokenizer.stop_token_ids()
+        position = t
+        result.stopped_by = "max_new_tokens"
+        for _ in range(max_new_tokens):
+            result.step_logits.append(logits)
+            next_id = int(logits.argmax())
+            result.tokens.append(next_id)
+            if next_id in stop_ids:
+                result.stopped_by = "stop_token"
+                break
+            if on_token is not None:
+                on_token(self.tokenizer.decode([next_id]))
+            if position >= self.max_seq_len:  # the token was produced, but the cache has no slot to feed it
+                result.stopped_by = "max_seq_len"
+                break
+            step = self.embed.execute([torch.tensor([[next_id]])])[0]
+            logits = self.text_decoder.execute([step, torch.tensor([position])])[0][0]
+            position += 1
+        result.text = self.tokenizer.decode([i for i in result.tokens if i not in stop_ids])
+        return result
+
+
+def first_divergence(reference: list[int], candidate: list[int]) -> int | None:
+    """Index of the first differing token (a length difference counts), or None if identical."""
+    for i, (a, b) in enumerate(zip(reference, candidate)):
+        if a != b:
+            return i
+    return None if len(reference) == len(candidate) else min(len(reference), len(candidate))

@@ -1,0 +1,72 @@
+"""Generation from the artifacts alone: fp32 artifacts reproduce the eager greedy tokens exactly."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from edgevlm.errors import PromptError
+from edgevlm.export.driver import export_model
+from edgevlm.export.manifest import read_manifest
+from edgevlm.export.recipes import load_recipe
+from edgevlm.export.run import ArtifactRunner, first_divergence
+
+
+def _recipe(tmp_path, name, weights, kv, max_seq_len=512):
+    data = {"name": name, "vision": [{"backend": "ort", "precision": "fp32"}],
+            "decoder": [{"backend": "executorch", "weights": weights, "kv_cache": kv, "kv_group_size": 32,
+                         "max_seq_len": max_seq_len}]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_recipe(str(path))
+
+
+@pytest.fixture(scope="module")
+def fp32_artifacts(tiny_checkpoints, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    return export_model(tiny_checkpoints["minicpmv-2.6-tiny"], _recipe(root, "fp32", "fp32", "fp32"), root / "out")
+
+
+def test_fp32_artifacts_reproduce_reference_tokens(fp32_artifacts, loaded_models):
+    from edgevlm.defaults import demo_image
+    from edgevlm.generate import generate
+    from edgevlm.preprocess import preprocess
+
+    loaded = loaded_models["minicpmv-2.6-tiny"]
+    manifest = read_manifest(fp32_artifacts)
+    assert manifest["kv_cache"]["format"] == "fp32" and manifest["kv_cache"]["max_seq_len"] == 512
+    inputs = preprocess([demo_image()], "Describe.", loaded.tokenizer, loaded.config, loaded.processor_config)
+    reference = generate(loaded, inputs, max_new_tokens=8)
+    runner = ArtifactRunner(fp32_artifacts)
+    streamed = []
+    result = runner.generate([demo_image()], "Describe.", max_new_tokens=8, on_token=streamed.append)
+    assert result.prompt_tokens == len(inputs.input_ids) and result.vision_artifact.endswith(".fp32.onnx")
+    assert result.tokens == reference.tokens and first_divergence(reference.tokens, result.tokens) is None
+    assert "".join(streamed) == result.text or result.stopped_by == "stop_token"
+    gap = max((a - b).abs().max().item() for a, b in zip(reference.step_logits, result.step_logits))
+    assert gap < 1e-3
+
+
+def test_prompt_longer_than_the_cache_is_a_clear_error(fp32_artifacts):
+    from PIL import Image
+
+    runner = ArtifactRunner(fp32_artifacts)
+    big = Image.new("RGB", (1344, 1344), "white")  # 1 + 9 slices of 64 queries: beyond 512 positions
+    with pytest.raises(PromptError, match="decoder's cache holds 512.*\n.*larger max_seq_len"):
+        runner.generate([big], "Describe.", max_new_tokens=4)
+
+
+def test_generation_stops_at_the_end_of_the_cache(tiny_checkpoints, tmp_path):
+    out = export_model(tiny_checkpoints["minicpmv-2.6-tiny"], _recipe(tmp_path, "short", "fp32", "int4", 112),
+                       tmp_path / "short", part="all")
+    runner = ArtifactRunner(out)
+    result = runner.generate([], "Hi", max_new_tokens=500)  # text only: prompt ~10 tokens
+    assert result.stopped_by in ("max_seq_len", "stop_token")
+    if result.stopped_by == "max_seq_len":
+        assert result.prompt_tokens + len(result.tokens) == 112 + 1
+
+
+def test_first_divergence():
+    assert first_divergence([1, 2, 3], [1, 2, 3]) is None
+    assert first_divergence([1, 2, 3], [1, 5, 3]) == 1
+    assert first_divergence([1, 2], [1, 2, 3]) == 2
