@@ -36,7 +36,7 @@ EP_NAME = "QNNExecutionProvider"
 DEFAULT_OPTIONS = {"htp_arch": 75, "soc_model": 57}  # SM8650 = Snapdragon 8 Gen 3
 # precision -> weight quant type name; activations are always 16-bit
 PRECISIONS = {"w8a16": "QUInt8", "w4a16": "QInt4"}
-KNOWN_OPTIONS = {"htp_arch", "soc_model", "htp_performance_mode", "vtcm_mb", "calibrate_method"}
+KNOWN_OPTIONS = {"htp_arch", "soc_model", "htp_performance_mode", "vtcm_mb", "calibrate_method", "quantization"}
 ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8"}
 
 
@@ -95,7 +95,8 @@ class QnnVisionBackend:
         from edgevlm.export.manifest import sha256_path
 
         details = {"execution_provider": EP_NAME, "backend_type": "htp",
-                   "provider_options": {k: options[k] for k in sorted(options) if k != "calibrate_method"},
+                   "provider_options": {k: options[k] for k in sorted(options)
+                                        if k not in ("calibrate_method", "quantization")},
                    "soc": "SM8650 (Snapdragon 8 Gen 3)" if options["soc_model"] == 57 else None,
                    "quantization": quantization, "source_sha256": sha256_path(qdq),
                    "context_binary": binary.name, "byte_stable": False,
@@ -166,19 +167,27 @@ def quantize_qdq(fp32: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
                           if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in initializers}
         kept_8bit = sorted({i for n in model.graph.node for i in n.input if i in initializers} - matmul_weights)
         overrides = {name: [{"quant_type": QuantType.QUInt8}] for name in kept_8bit}
+    # The layered config (calibration/layered.py) refines the global weight type node by node.
+    from edgevlm.calibration.layered import LayeredQuantConfig
+
+    global_weights = "int4" if precision == "w4a16" else "uint8"
+    plan = LayeredQuantConfig.from_options(options.get("quantization"), global_weights).plan(onnx.load(str(prepared)))
+    if plan.weight_overrides:
+        overrides = (overrides or {}) | plan.tensor_overrides(symmetric=True if precision == "w4a16" else None)
     method = options.get("calibrate_method", "MinMax")
     if not hasattr(CalibrationMethod, method):
         raise BackendError(f"unknown calibration method {method!r}", "use MinMax, Entropy or Percentile")
     config = get_qnn_qdq_config(str(prepared), CalibrationReader(calibration), getattr(CalibrationMethod, method),
                                 activation_type=QuantType.QUInt16, weight_type=weight_type, per_channel=True,
-                                weight_symmetric=precision == "w4a16" or None, init_overrides=overrides)
+                                weight_symmetric=precision == "w4a16" or None, init_overrides=overrides,
+                                nodes_to_exclude=plan.nodes_to_exclude or None)
     config.extra_options.update(CALIBRATION_OPTIONS)
     quantize(str(prepared), str(dst), config)
     return {"format": "QDQ", "activations": "uint16", "weights": PRECISIONS[precision].lower(),
             "weight_granularity": "per-channel" + (", symmetric" if precision == "w4a16" else ""),
             "calibrate_method": method,
             "calibration_batches": len(calibration), "layernorm_fused": prepared != fp32,
-            "weights_kept_8bit": len(kept_8bit)}
+            "weights_kept_8bit": len(kept_8bit), "layered": plan.summary()}
 
 
 def compile_context(qdq: Path, context: Path, options: dict, precision: str = "w8a16") -> tuple[Path, Path]:

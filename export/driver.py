@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from edgevlm.backends.base import VisionExportRequest, get_vision_backend
-from edgevlm.calibration.synthetic import calibration_images, verification_images
+from edgevlm.calibration.synthetic import verification_images
 from edgevlm.checkpoint.layout import atomic_directory
 from edgevlm.checkpoint.loader import LoadedModel, load_model
 from edgevlm.errors import EdgeVLMError
@@ -47,7 +47,7 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
         raise EdgeVLMError(f"unknown part {part!r}", f"use one of {', '.join(PARTS)}")
     if part == "decoder" and not recipe.decoder:
         raise EdgeVLMError(f"recipe {recipe.name} has no decoder target",
-                           "use a recipe with a decoder section (ios-m4, android-sd8g3), or --part vision")
+                           "use a recipe with a decoder section (ios-m4, android-sd8g3, ort), or --part vision")
     with timed("load model", model=str(model_dir)):
         loaded = load_model(model_dir)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
@@ -118,16 +118,11 @@ def io_spec(name: str, array: np.ndarray) -> dict:
 
 def calibration_inputs(loaded: LoadedModel, recipe: Recipe, target: VisionTarget) -> list[dict]:
     """One static-shape batch per calibration slice (source and grid slices of each image)."""
-    spec = recipe.calibration
-    if spec.source != "builtin":
-        from edgevlm.preprocess import load_image
+    from edgevlm.calibration.datasets import calibration_samples
 
-        paths = sorted(p for p in Path(spec.source).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
-        if not paths:
-            raise EdgeVLMError(f"calibration folder {spec.source} holds no images", "add .jpg/.png files")
-        images = [load_image(p) for p in paths[: spec.images]]
-    else:
-        images = calibration_images(spec.images, seed=spec.seed)
+    spec = recipe.calibration
+    samples = calibration_samples(spec.source, spec.images, spec.seed)
+    images = list({id(s.image): s.image for s in samples}.values())  # an image with several prompts counts once
     batches = []
     for image in images:
         slices, sizes = image_slices(image, loaded)
