@@ -1,4 +1,5 @@
-"""The decoder part of `edgevlm export`: a recipe's decoder target -> .pte + its manifest entry."""
+"""The decoder part of `edgevlm export`: a recipe's decoder target -> .pte (executorch) or .onnx
+graphs (ort) + its manifest entry."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def kv_cache_block(loaded, spec: DecoderPteSpec) -> dict:
 
 
 def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, vision=None) -> dict:
+    if target.backend == "ort":
+        from edgevlm.export.decoder_onnx_artifact import export_onnx_decoder_target
+
+        return export_onnx_decoder_target(loaded, recipe, target, out)
     spec = decoder_spec(target)
     spec.cache.validate(loaded.config.llm.resolved_head_dim)
     name = f"minicpmv-{loaded.config.version}.decoder.xnnpack.{target.precision}.pte"

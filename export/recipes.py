@@ -17,8 +17,9 @@ import yaml
 from edgevlm.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "recipes"
-DECODER_BACKENDS = ("executorch",)
-DECODER_WEIGHTS = ("fp32", "8da4w", "4w")
+# decoder backend -> weight schemes it can write (executorch: torchao .pte; ort: MatMulNBits ONNX)
+DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w", "4w"), "ort": ("fp32", "int4")}
+DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
@@ -34,8 +35,8 @@ class VisionTarget:
 
 @dataclass(frozen=True)
 class DecoderTarget:
-    backend: str  # executorch (XNNPACK .pte)
-    weights: str = "8da4w"  # fp32 | 8da4w | 4w (torchao group-wise INT4)
+    backend: str  # executorch (XNNPACK .pte) | ort (ONNX Runtime CPU .onnx)
+    weights: str = "8da4w"  # executorch: fp32 | 8da4w | 4w (torchao); ort: fp32 | int4 (MatMulNBits)
     group_size: int = 32
     kv_cache: str = "int4"  # fp32 | fp16 | int8 | int4
     kv_group_size: int = 32
@@ -94,9 +95,16 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.backend not in DECODER_BACKENDS:
             raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
                               f"known decoder backends: {', '.join(DECODER_BACKENDS)}")
-        if target.weights not in DECODER_WEIGHTS or target.kv_cache not in KV_FORMATS:
-            raise ConfigError(f"recipe {source}: decoder weights {target.weights!r} / kv_cache {target.kv_cache!r}",
-                              f"weights: {', '.join(DECODER_WEIGHTS)}; kv_cache: {', '.join(KV_FORMATS)}")
+        weights = DECODER_BACKEND_WEIGHTS[target.backend]
+        if target.weights not in weights:
+            raise ConfigError(f"recipe {source}: decoder backend {target.backend} has no weight scheme {target.weights!r}",
+                              f"{target.backend} decoder weights: {', '.join(weights)}")
+        if target.kv_cache not in KV_FORMATS:
+            raise ConfigError(f"recipe {source}: unknown decoder kv_cache {target.kv_cache!r}",
+                              f"kv_cache: {', '.join(KV_FORMATS)}")
+        if target.backend == "ort" and target.vision_in_pte:
+            raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
+                              "drop vision_in_pte from the ort decoder; the ort vision target is its own .onnx")
     calibration = build(CalibrationSpec, data.get("calibration") or {}, "calibration")
     return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
                   calibration=calibration, source=source)

@@ -2,7 +2,7 @@
 
 What an app does: preprocess on the host (manifest's config and preprocessing block), run every
 slice through the vision-encoder artifact, embed the prompt tokens with the decoder's
-`token_embedding` method, overwrite each image placeholder run with its slice's vision
+`token_embedding` (a .pte method or an ONNX graph: export/decoder_session.py), overwrite each image placeholder run with its slice's vision
 embeddings, prefill with `text_decoder`, then decode greedily one token at a time through the
 program's own KV cache. No model weights are read.
 """
@@ -18,6 +18,7 @@ import torch
 
 from edgevlm.backends.base import get_vision_backend
 from edgevlm.errors import EdgeVLMError, PromptError
+from edgevlm.export.decoder_session import DecoderSession
 from edgevlm.export.manifest import read_manifest
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
 
@@ -34,76 +35,40 @@ class ArtifactGeneration:
     vision_artifact: str = ""
 
 
-class ArtifactRunner:
-    def __init__(self, artifacts_dir: Path):
-        from edgevlm.config import MiniCPMVConfig
-        from edgevlm.tokenizer import load_tokenizer
+class Pipeline:
+    """Preprocess -> vision embeddings -> token embeddings -> prefill -> greedy decode.
 
-        self.root = Path(artifacts_dir)
-        self.manifest = read_manifest(self.root)
-        if "config" not in self.manifest:
-            raise EdgeVLMError(f"{self.root}/manifest.json has no model config", "re-export with this edgevlm version")
-        self.config = MiniCPMVConfig.from_dict(self.manifest["config"], source=f"{self.root}/manifest.json")
-        self.tokenizer = load_tokenizer(self.root / "tokenizer")
-        decoders = [a for a in self.manifest["artifacts"] if a["part"] == "decoder"]
-        if not decoders:
-            raise EdgeVLMError(f"{self.root} has no decoder artifact",
-                               "export one: edgevlm export --recipe ios-m4 (or android-sd8g3) --part all")
-        self.decoder = decoders[0]
-        self.max_seq_len = self.decoder["kv_cache"]["max_seq_len"]
-        from edgevlm.export.decoder_pte import load_pte_method
+    The vision function and the decoder session are parts, so one artifact at a time can be
+    swapped in beside eager parts (the quality report isolates each artifact that way).
+    """
 
-        path = self.root / self.decoder["file"]
-        self.embed = load_pte_method(path, "token_embedding")
-        self.text_decoder = load_pte_method(path, "text_decoder")
-        self.vision, self.vision_backend = self._pick_vision()
+    def __init__(self, config, tokenizer, preprocessing: dict, session: DecoderSession, max_seq_len: int,
+                 vision_fn: Callable, vision_name: str = ""):
+        self.config, self.tokenizer, self.preprocessing = config, tokenizer, preprocessing
+        self.session, self.max_seq_len = session, max_seq_len
+        self.vision_fn, self.vision_name = vision_fn, vision_name
 
-    def _pick_vision(self):
-        candidates = sorted((a for a in self.manifest["artifacts"] if a["part"] == "vision"),
-                            key=lambda a: VISION_PREFERENCE.index(a["precision"]) if a["precision"] in
-                            VISION_PREFERENCE else len(VISION_PREFERENCE))
-        reasons = []
-        for artifact in candidates:
-            backend = get_vision_backend(artifact["target"])
-            reason = backend.runtime_available()
-            if reason is None:
-                return artifact, backend
-            reasons.append(f"{artifact['file']}: {reason}")
-        return None, "; ".join(reasons) or "the manifest has no vision artifact"
-
-    def vision_embeds(self, inputs) -> torch.Tensor:
-        if not inputs.pixel_values:
-            return torch.zeros(0, self.config.query_num, self.config.llm.hidden_size)
-        if self.vision is None:
-            raise EdgeVLMError(f"no vision artifact in {self.root} can run here ({self.vision_backend})",
-                               "export the ort recipe's vision part beside the decoder")
-        pre = self.manifest["preprocessing"]
-        spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
-        out = []
-        for i in range(len(inputs.pixel_values)):
-            batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], self.vision["max_patches"],
-                                  spec, pre["num_patches_per_side"], batch=self.vision["batch"])
-            result = self.vision_backend.run(self.root / self.vision["file"], batch.arrays, self.vision["details"])
-            out.append(torch.from_numpy(np.asarray(result[:1], dtype=np.float32)))
-        return torch.cat(out)
-
-    def generate(self, images, question: str, max_new_tokens: int = 32,
-                 on_token: Callable[[str], None] | None = None) -> ArtifactGeneration:
+    def _prompt_embeds(self, images, question: str):
         from edgevlm.preprocess import preprocess
 
-        pre = self.manifest["preprocessing"]
+        pre = self.preprocessing
         inputs = preprocess(images, question, self.tokenizer, self.config,
                             {"norm_mean": pre["norm_mean"], "norm_std": pre["norm_std"]})
         t = len(inputs.input_ids)
         if t >= self.max_seq_len:
             raise PromptError(f"the prompt is {t} tokens and the decoder's cache holds {self.max_seq_len}",
                               "use fewer or smaller images, a shorter question, or export with a larger max_seq_len")
-        embeds = self.embed.execute([inputs.input_ids[None]])[0][0].clone()
-        vision = self.vision_embeds(inputs)
-        for (start, end), rows in zip(inputs.image_bounds.tolist(), vision):
+        self.session.reset()
+        embeds = self.session.embed(inputs.input_ids)
+        for (start, end), rows in zip(inputs.image_bounds.tolist(), self.vision_fn(inputs)):
             embeds[start:end] = rows
-        result = ArtifactGeneration(prompt_tokens=t, vision_artifact=self.vision["file"] if self.vision else "")
-        logits = self.text_decoder.execute([embeds[None], torch.tensor([0])])[0][0]
+        return embeds, t
+
+    def generate(self, images, question: str, max_new_tokens: int = 32,
+                 on_token: Callable[[str], None] | None = None) -> ArtifactGeneration:
+        embeds, t = self._prompt_embeds(images, question)
+        result = ArtifactGeneration(prompt_tokens=t, vision_artifact=self.vision_name)
+        logits = self.session.step(embeds, 0)
         stop_ids = self.tokenizer.stop_token_ids()
         position = t
         result.stopped_by = "max_new_tokens"
@@ -119,11 +84,81 @@ class ArtifactRunner:
             if position >= self.max_seq_len:  # the token was produced, but the cache has no slot to feed it
                 result.stopped_by = "max_seq_len"
                 break
-            step = self.embed.execute([torch.tensor([[next_id]])])[0]
-            logits = self.text_decoder.execute([step, torch.tensor([position])])[0][0]
+            logits = self.session.step(self.session.embed([next_id]), position)
             position += 1
         result.text = self.tokenizer.decode([i for i in result.tokens if i not in stop_ids])
         return result
+
+    def score(self, images, question: str, target: list[int]) -> float:
+        """Summed negative log-likelihood of `target` ids after the prompt (teacher forcing,
+        one decoder step per target token, as decode runs)."""
+        embeds, position = self._prompt_embeds(images, question)
+        logits, nll = self.session.step(embeds, 0), 0.0
+        for i, token in enumerate(target):
+            nll -= float(torch.log_softmax(logits.float().reshape(-1), dim=-1)[token])
+            if i + 1 < len(target):
+                logits = self.session.step(self.session.embed([token]), position)
+                position += 1
+        return nll
+
+
+class ArtifactRunner(Pipeline):
+    """A Pipeline built from an `edgevlm export` directory alone (manifest, artifacts, tokenizer)."""
+
+    def __init__(self, artifacts_dir: Path):
+        from edgevlm.config import MiniCPMVConfig
+        from edgevlm.export.decoder_session import open_decoder
+        from edgevlm.tokenizer import load_tokenizer
+
+        self.root = Path(artifacts_dir)
+        self.manifest = read_manifest(self.root)
+        if "config" not in self.manifest:
+            raise EdgeVLMError(f"{self.root}/manifest.json has no model config", "re-export with this edgevlm version")
+        decoders = [a for a in self.manifest["artifacts"] if a["part"] == "decoder"]
+        if not decoders:
+            raise EdgeVLMError(f"{self.root} has no decoder artifact",
+                               "export one: edgevlm export --recipe ios-m4 (or android-sd8g3) --part all")
+        self.decoder = decoders[0]
+        self.vision, self.vision_backend = self._pick_vision()
+        super().__init__(MiniCPMVConfig.from_dict(self.manifest["config"], source=f"{self.root}/manifest.json"),
+                         load_tokenizer(self.root / "tokenizer"), self.manifest["preprocessing"],
+                         open_decoder(self.root, self.decoder),  # .pte or ONNX, from the entry's target
+                         self.decoder["kv_cache"]["max_seq_len"], self.vision_embeds,
+                         self.vision["file"] if self.vision else "")
+
+    def _pick_vision(self):
+        candidates = sorted((a for a in self.manifest["artifacts"] if a["part"] == "vision"),
+                            key=lambda a: VISION_PREFERENCE.index(a["precision"]) if a["precision"] in
+                            VISION_PREFERENCE else len(VISION_PREFERENCE))
+        reasons = []
+        for artifact in candidates:
+            backend = get_vision_backend(artifact["target"])
+            reason = backend.runtime_available()
+            if reason is None:
+                return artifact, backend
+            reasons.append(f"{artifact['file']}: {reason}")
+        return None, "; ".join(reasons) or "the manifest has no vision artifact"
+
+    def vision_embeds(self, inputs) -> torch.Tensor:
+        if self.vision is None and inputs.pixel_values:
+            raise EdgeVLMError(f"no vision artifact in {self.root} can run here ({self.vision_backend})",
+                               "export the ort recipe's vision part beside the decoder")
+        return artifact_vision_embeds(self.root, self.manifest, self.vision, self.vision_backend, inputs, self.config)
+
+
+def artifact_vision_embeds(root: Path, manifest: dict, artifact: dict, backend, inputs, config) -> torch.Tensor:
+    """[slices, query_num, llm_width] from a vision artifact, one static-shape call per slice."""
+    if not inputs.pixel_values:
+        return torch.zeros(0, config.query_num, config.llm.hidden_size)
+    pre = manifest["preprocessing"]
+    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    out = []
+    for i in range(len(inputs.pixel_values)):
+        batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], artifact["max_patches"],
+                              spec, pre["num_patches_per_side"], batch=artifact["batch"])
+        result = backend.run(Path(root) / artifact["file"], batch.arrays, artifact["details"])
+        out.append(torch.from_numpy(np.asarray(result[:1], dtype=np.float32)))
+    return torch.cat(out)
 
 
 def first_divergence(reference: list[int], candidate: list[int]) -> int | None:

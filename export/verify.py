@@ -41,6 +41,10 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
 
 
 def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = False) -> list[CheckResult]:
+    if artifact["part"] == "decoder":
+        from edgevlm.export.decoder_verify import verify_decoder
+
+        return verify_decoder(root, artifact)
     name = artifact["file"]
     path = root / name
     if not path.exists():

@@ -86,9 +86,24 @@ def bench(args) -> int:
         table.add_row(r["runtime"], str(r["max_patches"]), f"{m['median_ms']:.2f}" if m else "-",
                       f"{m['p90_ms']:.2f}" if m else "-", r.get("reason") or r.get("note", ""))
     Console().print(table)
+    decoders = _bench_decoders(args.artifacts)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.write_text(json.dumps(report if decoders is None else [report, decoders], indent=2) + "\n")
     return 0
+
+
+def _bench_decoders(artifacts: Path):
+    """The manifest's decoder artifacts, timed by the decoder harness (None when there are none)."""
+    from edgevlm.export.manifest import read_manifest
+
+    if not any(a["part"] == "decoder" for a in read_manifest(artifacts)["artifacts"]):
+        return None
+    from edgevlm.device_tests.decoder_bench import bench_manifest_decoders
+    from edgevlm.device_tests.decoder_table import print_manifest_decoders
+
+    report = bench_manifest_decoders(artifacts)
+    print_manifest_decoders(report)
+    return report
 
 
 def aihub_args(p: argparse.ArgumentParser) -> None:
@@ -122,7 +137,7 @@ def aihub(args) -> int:
 
 
 def run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json and a decoder .pte")
+    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json and a decoder .pte or .onnx")
     p.add_argument("--image", type=Path, action="append", default=[], help="image file (repeat for several)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=32)

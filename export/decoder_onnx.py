@@ -1,0 +1,281 @@
+"""ONNX decoder for ONNX Runtime (CPU EP): the ExportDecoder math with the KV cache as graph I/O.
+
+ONNX graphs hold no state, so the static cache of export/kv_cache.py becomes explicit tensors:
+per layer `past.{i}.{buffer}` in and `present.{i}.{buffer}` out, with the buffer names and
+layouts of `LayerCache` (int4: `k_codes` uint8 [1, Hkv, S, Dh/2] + `k_scale`/`k_zero` fp16
+[1, Hkv, S, Dh/group], same for `v_*`; fp32/fp16: `k_cache`/`v_cache`). The graph quantizes the
+new rows and scatters them in at `input_pos` (ScatterND), reads the whole static cache back and
+returns it; the runner feeds the outputs of one step back as the next step's inputs (OrtValues
+bound with IO binding, so the cache never passes through numpy).
+
+    text_decoder: embeddings f32 [1, T, D] (T dynamic), input_pos i64 [1], past.* -> logits f32 [1, V], present.*
+    token_embedding: tokens i64 [1, T] -> embeddings f32 [1, T, D] (MiniCPM4's scale_emb inside)
+
+Weights: fp32, or INT4 block-wise through onnxruntime.quantization's MatMulNBitsQuantizer
+(every MatMul with a constant weight, lm_head included; not the Hadamard rotation). Its two INT4
+encodings were timed side by side (device_tests/decoder_onnx_bench.py: Qwen2.5-0.5B shape cut to 4
+layers, S=1024, one decode step at position 512, ORT 1.32 CPU EP, 2 threads, minimum of 16
+interleaved steps on a shared host): fp32 weights 272 ms; MatMulNBits with accuracy_level 4 (int8
+activations in the kernel) 144 ms; opset-21 DequantizeLinear(int4) + MatMul 176 ms, because ORT's
+CPU EP fuses that pair back into MatMulNBits at session load (29 MatMulNBits nodes in its optimized
+graph); MatMulNBits with fp32 compute (accuracy_level unset) 305-322 ms, slower than fp32 here.
+So the default is the contrib MatMulNBits op with accuracy_level 4 (the fastest; implemented by
+ORT's CPU, CUDA, WebGPU and DirectML EPs), and `weight_format: qdq` writes the standard opset-21
+form for runtimes and EPs that only read standard ONNX (about 1.2x slower on ORT CPU).
+The token embedding table stays float. Quantizing it (the quantizer's Gather path writes the
+contrib GatherBlockQuantized) was not tried yet; it is the next size win: for the Qwen2.5-0.5B
+shape the fp32 table is 544 MB, more than the 127 MB INT4 decoder graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgevlm.export.decoder import ExportDecoder
+from edgevlm.export.kv_cache import KVCacheSpec, dequantize, quantize
+
+OPSET = 21
+WEIGHT_SCHEMES = ("fp32", "int4")
+# How INT4 weights are written: the contrib MatMulNBits op (default: fastest on ORT CPU) or the
+# standard opset-21 DequantizeLinear(int4) + MatMul pair (portable to EPs that fuse QDQ).
+WEIGHT_FORMATS = ("matmulnbits", "qdq")
+EXTERNAL_DATA_BYTES = 1 << 30  # above this the weights go to <file>.data (protobuf stops at 2 GiB)
+
+
+@dataclass(frozen=True)
+class DecoderOnnxSpec:
+    max_seq_len: int = 2048
+    weights: str = "int4"  # fp32 | int4
+    group_size: int = 32  # MatMulNBits block size: 32 | 64 | 128
+    symmetric: bool = False
+    accuracy_level: int | None = 4  # MatMulNBits accuracy_level: 4 = int8 activations (fastest), None = fp32
+    weight_format: str = "matmulnbits"  # matmulnbits | qdq
+    cache: KVCacheSpec = KVCacheSpec()
+
+
+def cache_buffer_names(spec: KVCacheSpec) -> list[str]:
+    parts = ("codes", "scale", "zero") if spec.quantized else ("cache",)
+    return [f"{kv}_{part}" for kv in ("k", "v") for part in parts]
+
+
+def cache_tensor_specs(spec: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, head_dim: int,
+                       prefix: str = "past") -> list[dict]:
+    """Name, shape and dtype of every cache tensor, in graph order (what an app allocates)."""
+    out = []
+    for i in range(layers):
+        for buf in cache_buffer_names(spec):
+            if buf.endswith("_codes"):
+                width, dtype = (head_dim // 2 if spec.bits == 4 else head_dim), "uint8"
+            elif spec.quantized:
+                width, dtype = head_dim // spec.group_size, "float16"
+            else:
+                width, dtype = head_dim, "float16" if spec.format == "fp16" else "float32"
+            out.append({"name": f"{prefix}.{i}.{buf}", "shape": [1, kv_heads, max_seq_len, width], "dtype": dtype})
+    return out
+
+
+class GraphLayerCache:
+    """One layer's cache held as graph tensors: `write` rebinds out-of-place updates (no state)."""
+
+    def __init__(self, spec: KVCacheSpec, tensors: dict[str, torch.Tensor]):
+        self.spec, self.tensors = spec, dict(tensors)
+
+    def write(self, name: str, positions: torch.Tensor, rows: torch.Tensor) -> None:
+        if self.spec.quantized:
+            codes, scale, zero = quantize(rows, self.spec.bits, self.spec.group_size)
+            updates = {f"{name}_codes": codes, f"{name}_scale": scale, f"{name}_zero": zero}
+        else:
+            updates = {f"{name}_cache": rows}
+        for key, value in updates.items():
+            cache = self.tensors[key]
+            self.tensors[key] = cache.index_copy(2, positions, value.to(cache.dtype))
+
+    def read(self, name: str, dtype=torch.float32) -> torch.Tensor:
+        if self.spec.quantized:
+            t = self.tensors
+            return dequantize(t[f"{name}_codes"], t[f"{name}_scale"], t[f"{name}_zero"], self.spec.bits,
+                              self.spec.group_size, dtype)
+        return self.tensors[f"{name}_cache"].to(dtype)
+
+
+class StatelessDecoder(nn.Module):
+    """(embeddings, input_pos, *past) -> (logits, *present): ExportDecoder's layers, cache as I/O."""
+
+    def __init__(self, decoder: ExportDecoder):
+        super().__init__()
+        if decoder.attention != "static":
+            raise ValueError("the ONNX decoder needs ExportDecoder(attention='static')")
+        self.decoder = decoder
+        self.buffers_per_layer = cache_buffer_names(decoder.cache_spec)
+
+    def forward(self, inputs_embeds: torch.Tensor, input_pos: torch.Tensor, past: list[torch.Tensor]):
+        d = self.decoder
+        n = len(self.buffers_per_layer)
+        caches = [GraphLayerCache(d.cache_spec, dict(zip(self.buffers_per_layer, past[i * n:(i + 1) * n])))
+                  for i in range(len(d.layers))]
+        t = inputs_embeds.shape[1]
+        positions = input_pos + torch.arange(t, dtype=torch.long)
+        cos, sin = d.rope_cos[positions], d.rope_sin[positions]
+        keys_pos = torch.arange(d.max_seq_len, dtype=torch.long)
+        mask = torch.where(keys_pos[None, :] <= positions[:, None], 0.0, float("-inf"))
+        x = inputs_embeds
+        for layer, cache in zip(d.layers, caches):  # the loop of ExportDecoder.forward, same modules
+            h = d._attention(layer.self_attn, layer.input_layernorm(x), cache, positions, cos, sin, mask)
+            scale = getattr(layer, "residual_scale", None)
+            x = x + (h * scale if scale is not None else h)
+            m = layer.mlp(layer.post_attention_layernorm(x))
+            x = x + (m * scale if scale is not None else m)
+        # [:, -1:] keeps lm_head a 3-D MatMul (a 2-D one exports as Gemm, which MatMulNBits skips).
+        logits = d.lm_head(d.norm(x[:, -1:]))[:, 0]
+        return (logits, *[c.tensors[b] for c in caches for b in self.buffers_per_layer])
+
+
+def empty_cache(decoder: ExportDecoder) -> list[torch.Tensor]:
+    """Zeroed past tensors in graph order (the layout of ExportDecoder's own buffers)."""
+    return [getattr(c, b).detach().clone().zero_() for c in decoder.caches for b in cache_buffer_names(decoder.cache_spec)]
+
+
+def _torch_export_onnx(module: nn.Module, args: tuple, names_in: list[str], names_out: list[str],
+                       dynamic_shapes, path: Path) -> None:
+    from edgevlm.errors import EdgeVLMError
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+            program = torch.onnx.export(module, args, input_names=names_in, output_names=names_out,
+                                        dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,
+                                        external_data=False, verbose=False)
+    except Exception as e:
+        raise EdgeVLMError(f"ONNX export of {path.name} failed: {e}", "report the failing op; the .pte "
+                           "decoder (recipe backend executorch) is the alternative") from None
+    program.save(str(path), external_data=True)  # a temporary file: <path>.data holds the weights
+
+
+def _save(model, path: Path) -> list[Path]:
+    """Write an onnx ModelProto; weights go to <file>.data when they would overflow protobuf."""
+    import onnx
+
+    external = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+    data = path.with_name(path.name + ".data")
+    onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return [path, data] if external else [path]
+
+
+def quantize_weights(path: Path, spec: DecoderOnnxSpec):
+    """MatMulNBits (or opset-21 QDQ int4) block-wise weights for every MatMul with a constant weight."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    if spec.weight_format not in WEIGHT_FORMATS:
+        raise ValueError(f"weight_format must be one of {WEIGHT_FORMATS}")
+    fmt = QuantFormat.QOperator if spec.weight_format == "matmulnbits" else QuantFormat.QDQ
+    config = DefaultWeightOnlyQuantConfig(block_size=spec.group_size, is_symmetric=spec.symmetric,
+                                          accuracy_level=spec.accuracy_level, quant_format=fmt)
+    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+    model = onnx.load(str(path))
+    # Only the linear layers: the Hadamard key rotation is a constant MatMul too, but it must stay exact.
+    keep = [n.name for n in model.graph.node if n.op_type == "MatMul" and any("hadamard" in i for i in n.input)]
+    quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=keep, algo_config=config)
+    quantizer.process()
+    return quantizer.model.model
+
+
+def export_decoder_onnx(llm: nn.Module, spec: DecoderOnnxSpec, path: Path) -> list[Path]:
+    """Write the text_decoder graph; returns the files written (the .onnx first)."""
+    import onnx
+    from torch.export import Dim
+
+    from edgevlm.errors import ConfigError
+
+    if spec.weights not in WEIGHT_SCHEMES:
+        raise ConfigError(f"unknown ONNX decoder weight scheme {spec.weights!r}",
+                          f"use one of {', '.join(WEIGHT_SCHEMES)}")
+    if spec.group_size not in (16, 32, 64, 128, 256):
+        raise ConfigError(f"MatMulNBits block size {spec.group_size} is not supported",
+                          "use 32, 64 or 128 (a power of two >= 16)")
+    path = Path(path)
+    decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache).eval()
+    module = StatelessDecoder(decoder).eval()
+    past = empty_cache(decoder)
+    names = [s["name"] for s in decoder_io_specs(decoder)[0]]
+    embeds = torch.zeros(1, 4, llm.config.hidden_size)
+    seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
+    dynamic = ({1: seq}, None, [None] * len(past))  # *past is one varargs entry
+    present = [n.replace("past.", "present.", 1) for n in names[2:]]
+    tmp = path.with_name(f".{path.name}.fp32")
+    _torch_export_onnx(module, (embeds, torch.tensor([0]), past), names, ["logits", *present], dynamic, tmp)
+    try:
+        model = quantize_weights(tmp, spec) if spec.weights == "int4" else onnx.load(str(tmp))
+    finally:
+        _remove(tmp)
+    return _save(model, path)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    path.with_name(path.name + ".data").unlink(missing_ok=True)
+
+
+def export_embedding_onnx(llm: nn.Module, path: Path, max_seq_len: int) -> list[Path]:
+    """token_embedding: tokens i64 [1, T] -> [1, T, D] (the model's own embedding module, scaling included)."""
+    import onnx
+    from torch.export import Dim
+
+    from edgevlm.export.decoder_pte import TokenEmbedding
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    module = TokenEmbedding(llm.get_input_embeddings()).eval()
+    seq = Dim("seq", min=1, max=max_seq_len - 1)
+    _torch_export_onnx(module, (torch.zeros(1, 4, dtype=torch.long),), ["tokens"], ["embeddings"], ({1: seq},), tmp)
+    try:
+        return _save(onnx.load(str(tmp)), path)
+    finally:
+        _remove(tmp)
+
+
+def io_specs(cache: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, head_dim: int, hidden: int,
+             vocab: int) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of the text_decoder graph, as the manifest lists them."""
+    past = cache_tensor_specs(cache, layers, kv_heads, max_seq_len, head_dim)
+    inputs = [{"name": "embeddings", "shape": [1, "T", hidden], "dtype": "float32"},
+              {"name": "input_pos", "shape": [1], "dtype": "int64"}] + past
+    outputs = [{"name": "logits", "shape": [1, vocab], "dtype": "float32"}] + [
+        s | {"name": s["name"].replace("past.", "present.", 1)} for s in past]
+    return inputs, outputs
+
+
+def decoder_io_specs(decoder: ExportDecoder) -> tuple[list[dict], list[dict]]:
+    vocab, hidden = decoder.lm_head.weight.shape
+    return io_specs(decoder.cache_spec, len(decoder.layers), decoder.kv_heads, decoder.max_seq_len,
+                    decoder.head_dim, hidden, vocab)
+
+
+def session(path: Path, threads: int | None = None):
+    """An ORT CPU session (graph optimizations on; MatMulNBits is a CPU-EP contrib kernel)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def op_census(path: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+

@@ -1,0 +1,150 @@
+"""Decoder sessions: one interface over the decoder artifacts, chosen from the manifest entry's target.
+
+    embed(ids) -> [T, D] float32      token embeddings (MiniCPM4's scale_emb included)
+    step(embeds [T, D], pos) -> [V]   prefill (T > 1) or decode (T = 1) at cache position pos
+    reset()                           empty cache for a new conversation
+
+`executorch`: the .pte's token_embedding / text_decoder methods; the cache is the program's own
+mutable buffers. `ort`: two ONNX graphs; the cache is graph I/O held as OrtValues and bound with IO
+binding, double-buffered (the outputs of one step are the next step's inputs), so it never goes
+through numpy between steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from edgevlm.errors import EdgeVLMError
+
+
+class DecoderSession(Protocol):
+    def embed(self, ids) -> torch.Tensor: ...
+
+    def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor: ...
+
+    def reset(self) -> None: ...
+
+
+class PteDecoderSession:
+    def __init__(self, root: Path, entry: dict):
+        from edgevlm.export.decoder_pte import load_pte_method
+
+        self._path, self._load = Path(root) / entry["file"], load_pte_method
+        self._embed = load_pte_method(self._path, "token_embedding")
+        self._decoder = load_pte_method(self._path, "text_decoder")
+        self._used = False
+
+    def embed(self, ids) -> torch.Tensor:
+        return self._embed.execute([torch.as_tensor(np.asarray(ids, dtype=np.int64))[None]])[0][0].clone()
+
+    def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
+        self._used = True
+        return self._decoder.execute([embeds[None].float(), torch.tensor([pos])])[0][0].clone()
+
+    def reset(self) -> None:
+        if self._used:  # a freshly loaded method has a zeroed cache
+            self._decoder, self._used = self._load(self._path, "text_decoder"), False
+
+
+class OrtDecoderSession:
+    def __init__(self, root: Path, entry: dict, threads: int | None = None):
+        import onnxruntime as ort
+
+        from edgevlm.export.decoder_onnx import session
+
+        graphs = entry["graphs"]
+        self._ort = ort
+        self._embed = session(Path(root) / graphs["token_embedding"]["file"], threads)
+        self._decoder = session(Path(root) / graphs["text_decoder"]["file"], threads)
+        cache = [s for s in graphs["text_decoder"]["inputs"] if s["name"].startswith("past.")]
+        self._past = [s["name"] for s in cache]
+        self._present = [n.replace("past.", "present.", 1) for n in self._past]
+        # Two sets of buffers: a step reads one set and writes the other, then they swap.
+        self._arrays = [[np.zeros(s["shape"], dtype=s["dtype"]) for s in cache] for _ in range(2)]
+        self._values = [[ort.OrtValue.ortvalue_from_numpy(a) for a in arrays] for arrays in self._arrays]
+        self._current = 0
+
+    def embed(self, ids) -> torch.Tensor:
+        out = self._embed.run(None, {"tokens": np.asarray(ids, dtype=np.int64)[None]})[0]
+        return torch.from_numpy(out[0])
+
+    def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
+        binding = self._decoder.io_binding()
+        binding.bind_cpu_input("embeddings", np.ascontiguousarray(embeds[None].float().numpy()))
+        binding.bind_cpu_input("input_pos", np.array([pos], dtype=np.int64))
+        read, write = self._values[self._current], self._values[1 - self._current]
+        for name, value in zip(self._past, read):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits")
+        for name, value in zip(self._present, write):
+            binding.bind_ortvalue_output(name, value)
+        self._decoder.run_with_iobinding(binding)
+        self._current = 1 - self._current
+        return torch.from_numpy(binding.get_outputs()[0].numpy()[0])
+
+    def reset(self) -> None:
+        for arrays in self._arrays:
+            for a in arrays:
+                a.fill(0)
+        self._current = 0
+
+
+class EagerDecoderSession:
+    """The eager reference LLM (transformers' DynamicCache) behind the session interface, so one
+    artifact at a time can be swapped in beside eager parts (calibration/quality.py)."""
+
+    def __init__(self, llm, dtype=torch.float32):
+        self._llm, self._dtype = llm, dtype
+        self.reset()
+
+    @torch.inference_mode()
+    def embed(self, ids) -> torch.Tensor:
+        return self._llm.get_input_embeddings()(torch.as_tensor(np.asarray(ids, dtype=np.int64))).float()
+
+    @torch.inference_mode()
+    def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
+        if pos != self._cache.get_seq_length():
+            raise EdgeVLMError(f"eager session got position {pos} with {self._cache.get_seq_length()} cached tokens",
+                               "feed positions in order, or reset() for a new conversation")
+        out = self._llm(inputs_embeds=embeds[None].to(self._dtype), past_key_values=self._cache, use_cache=True)
+        return out.logits[0, -1].float()
+
+    def reset(self) -> None:
+        from transformers import DynamicCache
+
+        self._cache = DynamicCache(config=self._llm.config)
+
+
+class ModuleDecoderSession:
+    """An ExportDecoder module run eagerly (the graph the exporters trace, before any lowering):
+    scores a weight scheme or KV-cache format without writing an artifact."""
+
+    def __init__(self, decoder, embed):
+        self._decoder, self._embed = decoder, embed
+
+    @torch.inference_mode()
+    def embed(self, ids) -> torch.Tensor:
+        return self._embed(torch.as_tensor(np.asarray(ids, dtype=np.int64))).float()
+
+    @torch.inference_mode()
+    def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
+        return self._decoder(embeds[None].float(), torch.tensor([pos]))[0]
+
+    def reset(self) -> None:
+        self._decoder.reset()
+
+
+SESSIONS = {"executorch": PteDecoderSession, "ort": OrtDecoderSession}
+
+
+def open_decoder(root: Path, entry: dict) -> DecoderSession:
+    try:
+        cls = SESSIONS[entry["target"]]
+    except KeyError:
+        raise EdgeVLMError(f"decoder artifact {entry['file']} has target {entry['target']!r}, which `run` cannot "
+                           "execute", f"known decoder targets: {', '.join(SESSIONS)}") from None
+    return cls(root, entry)

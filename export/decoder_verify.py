@@ -1,0 +1,71 @@
+"""`verify` for decoder artifacts: checksums of every file, the ONNX graphs' I/O against the
+manifest, and a prefill parity check (the stored prompt's last-position logits from the artifact
+vs the eager fp32 LLM's, judged by the entry's gate).
+
+An ExecuTorch .pte entry gets the checksum; its numerics are covered by `edgevlm run` (token
+equality) because it carries no stored decoder reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgevlm.export.gates import Gate, compare
+from edgevlm.export.verify import FAIL, NOT_RUN, PASS, CheckResult, _checksum
+
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(uint8)": "uint8", "tensor(int32)": "int32"}
+
+
+def verify_decoder(root: Path, artifact: dict) -> list[CheckResult]:
+    root = Path(root)
+    name = artifact["file"]
+    checks = [_checksum(name, root / name, artifact["sha256"])]
+    checks += [_checksum(e["file"], root / e["file"], e["sha256"]) for e in artifact.get("extra_files", [])]
+    if any(c.status == FAIL for c in checks):
+        return checks  # never run a file that is not the one exported
+    if artifact["target"] != "ort":
+        checks.append(CheckResult(name, "numerics", NOT_RUN, f"no stored decoder reference for target "
+                                  f"{artifact['target']}; `edgevlm run` checks its tokens"))
+        return checks
+    from edgevlm.export.decoder_onnx import session
+
+    for graph in artifact["graphs"].values():
+        checks.append(_contract(graph, session(root / graph["file"])))
+    if any(c.status == FAIL for c in checks):
+        return checks
+    checks.append(_parity(root, artifact))
+    return checks
+
+
+def _dims(shape) -> list:
+    return [d if isinstance(d, int) else "T" for d in shape]
+
+
+def _contract(graph: dict, sess) -> CheckResult:
+    declared = {"inputs": {i.name: (_dims(i.shape), ORT_DTYPES.get(i.type, i.type)) for i in sess.get_inputs()},
+                "outputs": {o.name: (_dims(o.shape), ORT_DTYPES.get(o.type, o.type)) for o in sess.get_outputs()}}
+    problems = [f"{kind} {e['name']}: graph {declared[kind].get(e['name'])} vs manifest {(e['shape'], e['dtype'])}"
+                for kind in ("inputs", "outputs") for e in graph[kind]
+                if declared[kind].get(e["name"]) != (e["shape"], e["dtype"])]
+    extra = {k: sorted(set(declared[k]) - {e["name"] for e in graph[k]}) for k in ("inputs", "outputs")}
+    problems += [f"{k} {names} not in the manifest" for k, names in extra.items() if names]
+    return CheckResult(graph["file"], "io contract", FAIL if problems else PASS,
+                       "; ".join(problems) or f"{len(graph['inputs'])} inputs, {len(graph['outputs'])} outputs")
+
+
+def _parity(root: Path, artifact: dict) -> CheckResult:
+    from edgevlm.export.decoder_session import open_decoder
+
+    reference = np.load(root / artifact["parity"]["reference"])
+    decoder = open_decoder(root, artifact)
+    logits = decoder.step(decoder.embed(reference["ids"]), 0).numpy()
+    gate = Gate(**artifact["quality_gate"])
+    metrics = compare(reference["logits"], logits)
+    value = metrics[gate.metric]
+    same_top = int(np.argmax(logits)) == int(np.argmax(reference["logits"]))
+    return CheckResult(artifact["file"], "numerics", PASS if gate.passes(value) else FAIL,
+                       f"prefill of {len(reference['ids'])} tokens: {gate.metric}={value:.6g} (gate {gate.describe()}), "
+                       f"top-1 {'matches' if same_top else 'differs'}", metrics)
