@@ -11,6 +11,22 @@ _METRICS = {
                    ("runs", "warmup", "median_ms", "p90_ms", "min_ms", "mean_ms")},
 }
 
+_TIMING = {"type": "object", "required": ["median_ms", "tokens_per_s"],
+           "properties": {"median_ms": {"type": "number", "minimum": 0}, "tokens_per_s": {"type": "number", "minimum": 0},
+                          "roofline": {"type": "object", "required": ["bytes_per_token", "floor_ms", "percent"]}}}
+
+# Decoder results (kind "decoder"): prefill per prompt length, decode per context (keys are the lengths).
+_DECODER = {
+    "type": "object",
+    "required": ["prefill", "decode", "ttft_ms", "peak_rss_mib"],
+    "properties": {
+        "prefill": {"type": "object", "minProperties": 1, "additionalProperties": _TIMING},
+        "decode": {"type": "object", "minProperties": 1, "additionalProperties": _TIMING},
+        "ttft_ms": {"type": "number", "minimum": 0},
+        "peak_rss_mib": {"type": "number", "minimum": 0},
+    },
+}
+
 BENCH_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": BENCH_SCHEMA_ID,
@@ -35,9 +51,12 @@ BENCH_SCHEMA = {
                     "sha256": {"type": ["string", "null"]},
                     "reason": {"type": "string"},
                     "metrics": _METRICS,
+                    "decoder": _DECODER,
+                    "artifact_bytes": {"type": "integer", "minimum": 0},
+                    "kv_cache": {"type": "object", "required": ["format", "bytes_per_token"]},
                 },
                 "if": {"properties": {"status": {"const": "ok"}}},
-                "then": {"required": ["metrics"]},
+                "then": {"anyOf": [{"required": ["metrics"]}, {"required": ["decoder"]}]},
                 "else": {"required": ["reason"]},
             },
         },

@@ -119,3 +119,38 @@ def get_preset(name: str) -> Preset:
         return PRESETS[name]
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}", f"known presets: {', '.join(PRESETS)}") from None
+
+
+# edgevlm-tiny: the quality oracle trained on synthetic VQA by `edgevlm train-oracle` (MiniCPM-V 2.6
+# modules: SigLIP NaViT + resampler + Qwen2). Small slices (112 px, up to 4 per image) and 16
+# queries per slice keep CPU training within about 30 minutes while slicing still varies.
+_ORACLE_VISION = VisionConfig(hidden_size=128, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=980, patch_size=14)
+_ORACLE_LLM = dataclasses.replace(_LLMS["2.6"], hidden_size=256, intermediate_size=640, num_hidden_layers=3,
+                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
+                                  max_position_embeddings=1024, bos_token_id=None, eos_token_id=None)
+PRESETS["edgevlm-tiny"] = Preset(
+    "edgevlm-tiny", "edgevlm's quality oracle: MiniCPM-V 2.6 modules at 4.2M parameters, trained on synthetic VQA "
+    "(`edgevlm train-oracle`)",
+    MiniCPMVConfig(version="2.6", llm=_ORACLE_LLM, vision_config=_ORACLE_VISION,
+                   slice_config=SliceConfig(max_slice_nums=4, patch_size=14, scale_resolution=112),
+                   query_num=16, use_image_id=True,
+                   extra={"auto_map": dict(_AUTO_MAP), "torch_dtype": "float16"}),
+    "float16")
+
+
+# Qwen2.5-0.5B / -1.5B shaped LLMs (MiniCPM-V 2.6 layout, Qwen2 family) under the tiny vision tower:
+# decoder benchmarks at phone-class sizes without writing a full 8B checkpoint.
+def _qwen25_llm(hidden: int, layers: int, heads: int, intermediate: int) -> LLMConfig:
+    return dataclasses.replace(_LLMS["2.6"], hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                               num_key_value_heads=2, intermediate_size=intermediate, vocab_size=151936,
+                               tie_word_embeddings=True)
+
+
+for _name, _llm, _desc in [
+        ("minicpmv-2.6-llm0.5b", _qwen25_llm(896, 24, 14, 4864), "Qwen2.5-0.5B-shaped LLM"),
+        ("minicpmv-2.6-llm1.5b", _qwen25_llm(1536, 28, 12, 8960), "Qwen2.5-1.5B-shaped LLM")]:
+    _base = _preset("2.6", True, "")
+    PRESETS[_name] = Preset(_name, f"MiniCPM-V 2.6 layout: tiny vision tower + {_desc} (random weights): decoder "
+                                   "benchmarks at phone-class sizes",
+                            dataclasses.replace(_base.config, llm=_llm), "bfloat16")

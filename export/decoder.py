@@ -27,8 +27,16 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class ExportDecoder(nn.Module):
-    def __init__(self, llm: nn.Module, max_seq_len: int, cache: KVCacheSpec = KVCacheSpec(), batch: int = 1):
+    def __init__(self, llm: nn.Module, max_seq_len: int, cache: KVCacheSpec = KVCacheSpec(), batch: int = 1,
+                 attention: str = "static"):
+        """attention: "static" (portable: any exporter) or "custom" (ExecuTorch's LLM custom ops,
+        export/decoder_fast.py: cost grows with the context instead of max_seq_len)."""
         super().__init__()
+        from edgevlm.export import decoder_fast
+
+        if attention not in decoder_fast.ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {decoder_fast.ATTENTION_MODES}, not {attention!r}")
+        self.attention = attention
         inner = llm.model
         attn0 = inner.layers[0].self_attn
         cfg = llm.config
@@ -41,7 +49,10 @@ class ExportDecoder(nn.Module):
         self.layers = inner.layers
         self.norm = inner.norm
         self.lm_head = llm.lm_head
-        self.caches = nn.ModuleList(LayerCache(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
+        if attention == "custom":
+            decoder_fast.load_custom_ops()
+        cache_cls = decoder_fast.SeqMajorLayerCache if attention == "custom" else LayerCache
+        self.caches = nn.ModuleList(cache_cls(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
                                     for _ in self.layers)
         positions = torch.arange(max_seq_len)[None]
         probe = torch.zeros(1, dtype=torch.float32)
@@ -61,6 +72,8 @@ class ExportDecoder(nn.Module):
         t = inputs_embeds.shape[1]
         positions = start_pos + torch.arange(t, dtype=torch.long)
         cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # [T, Dh]
+        if self.attention == "custom":
+            return self._forward_custom(inputs_embeds, start_pos, cos, sin)
         # Causal mask over the whole static cache: query i sees cache positions <= its own position.
         keys_pos = torch.arange(self.max_seq_len, dtype=torch.long)
         mask = torch.where(keys_pos[None, :] <= positions[:, None], 0.0, float("-inf"))  # [T, S]
@@ -68,6 +81,18 @@ class ExportDecoder(nn.Module):
         for layer, cache in zip(self.layers, self.caches):
             h = self._attention(layer.self_attn, layer.input_layernorm(x), cache, positions, cos, sin, mask)
             scale = getattr(layer, "residual_scale", None)  # MiniCPM4 muP depth scaling
+            x = x + (h * scale if scale is not None else h)
+            m = layer.mlp(layer.post_attention_layernorm(x))
+            x = x + (m * scale if scale is not None else m)
+        return self.lm_head(self.norm(x[:, -1]))
+
+    def _forward_custom(self, x, start_pos, cos, sin):
+        from edgevlm.export.decoder_fast import custom_attention, start_position
+
+        start = start_position(start_pos, x.shape[1], self.max_seq_len)
+        for layer, cache in zip(self.layers, self.caches):
+            h = custom_attention(self, layer.self_attn, layer.input_layernorm(x), cache, start, cos, sin)
+            scale = getattr(layer, "residual_scale", None)
             x = x + (h * scale if scale is not None else h)
             m = layer.mlp(layer.post_attention_layernorm(x))
             x = x + (m * scale if scale is not None else m)

@@ -35,6 +35,7 @@ class DecoderPteSpec:
     weights: str = "8da4w"  # fp32 | 8da4w | 4w
     group_size: int = 32
     cache: KVCacheSpec = KVCacheSpec()
+    attention: str = "static"  # static | custom (ExecuTorch custom ops: export/decoder_fast.py)
 
 
 class TokenEmbedding(nn.Module):
@@ -87,7 +88,8 @@ def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
         "get_max_seq_len": spec.max_seq_len, "get_max_context_len": spec.max_seq_len,
         "get_vocab_size": cfg.llm.vocab_size, "get_n_layers": cfg.llm.num_hidden_layers,
         "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
-        "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True, "use_sdpa_with_kv_cache": False,
+        "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": spec.attention == "custom",
         "enable_dynamic_shape": True,
         "get_kv_cache_format": KV_FORMAT_CODES[spec.cache.format], "get_kv_cache_bits": spec.cache.bits,
         "get_kv_cache_group_size": spec.cache.group_size if spec.cache.quantized else 0,
@@ -111,7 +113,7 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     llm = quantize_weights(loaded.model.llm, spec)
-    decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache).eval()
+    decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache, attention=spec.attention).eval()
     embed = llm.get_input_embeddings()
     seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
     tokens = torch.zeros(1, 4, dtype=torch.long)
@@ -133,7 +135,12 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
             embeds = torch.zeros(1, 4, loaded.config.llm.hidden_size)
             programs["text_decoder"] = export(decoder, (embeds, pos), dynamic_shapes=({1: seq}, None), strict=False)
     metadata = runner_metadata(loaded, spec)
-    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=metadata,
+    # The custom mode's quantized cache is written by llama::update_cache and dequantized after it;
+    # XNNPACK's merged partitions then form a dependency cycle through the cache, so each op is its
+    # own delegate there (measured cost: see device_tests/decoder_bench.py).
+    per_op = spec.attention == "custom" and spec.cache.quantized
+    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner(per_op_mode=per_op)],
+                                          constant_methods=metadata,
                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
     program = lowered.to_executorch()
     out = Path(out)
@@ -146,6 +153,9 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
 def load_pte_method(path: Path, method: str):
     """Load a method of a .pte with the Python runtime (kernels registered first, SPEC section 4)."""
     import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
+    from edgevlm.export.decoder_fast import load_custom_ops
+
+    load_custom_ops()  # llama::update_cache / custom_sdpa kernels for `custom`-attention programs
     from executorch.runtime import Runtime
 
     return Runtime.get().load_program(str(path)).load_method(method)

@@ -1,0 +1,233 @@
+"""Host benchmark of the text decoder: eager PyTorch, our .pte with an fp32 and an INT4 KV cache, and an
+optimum-executorch XNNPACK 8da4w export of the same backbone, side by side in one run.
+
+Per runtime (each in its own process: decoder_worker.py): prefill tokens/s per prompt length, time to
+first token, decode tokens/s per context, peak RSS; per artifact its size and the KV bytes per token;
+per decode context the roofline (bytes a step must read / host read bandwidth measured in this run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from edgevlm.device_tests import optimum_export
+from edgevlm.device_tests.host_bench import host_device
+from edgevlm.device_tests.roofline import eager_weight_bytes, read_bandwidth, roofline, weight_bytes_per_token
+from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
+from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
+from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.manifest import sha256_path, toolchain_versions
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchPlan:
+    prompts: tuple[int, ...] = (128, 1024)
+    contexts: tuple[int, ...] = (128, 1024, 4096)
+    weights: str = "8da4w"
+    group_size: int = 32
+    kv_group_size: int = 32
+    attention: str = "custom"  # the .pte attention mode (export/decoder_fast.py)
+    prefill_runs: int = 2
+    prefill_warmup: int = 1
+    decode_runs: int = 8
+    decode_warmup: int = 2
+    optimum: bool = True
+    eager: bool = True
+    caches: tuple[str, ...] = ("fp32", "int4")  # our .pte cache formats to compare
+    seq_len: int | None = None  # cache length of the exports (default: the longest prompt or context)
+
+    @property
+    def max_seq_len(self) -> int:
+        return max(self.seq_len or 0, *self.prompts, *self.contexts)
+
+
+def our_caches(plan: BenchPlan) -> dict[str, KVCacheSpec]:
+    specs = {"fp32": KVCacheSpec("fp32"), "fp16": KVCacheSpec("fp16"),
+             "int8": KVCacheSpec("int8", plan.kv_group_size, rotate_keys=True),
+             "int4": KVCacheSpec("int4", plan.kv_group_size, rotate_keys=True)}
+    return {name: specs[name] for name in plan.caches}
+
+
+def export_ours(loaded, plan: BenchPlan, work: Path) -> dict[str, dict]:
+    """Our .pte per cache format (reused from `work` when its recorded spec matches)."""
+    out = {}
+    work.mkdir(parents=True, exist_ok=True)
+    for name, cache in our_caches(plan).items():
+        spec = DecoderPteSpec(max_seq_len=plan.max_seq_len, weights=plan.weights, group_size=plan.group_size,
+                              cache=cache, attention=plan.attention)
+        path = work / f"decoder.{plan.weights}.kv-{name}.{plan.attention}.s{plan.max_seq_len}.pte"
+        record = path.with_suffix(".json")
+        wanted = {"spec": repr(spec), "model": str(loaded.path)}
+        if not (path.exists() and record.exists() and json.loads(record.read_text()) == wanted):
+            print(f"exporting {path.name} ...", file=sys.stderr, flush=True)
+            export_pte(loaded, spec, path, runner="multimodal")
+            record.write_text(json.dumps(wanted))
+        out[name] = {"path": path, "spec": spec}
+    return out
+
+
+def run_worker(job: dict, timeout: float = 3600) -> dict:
+    """Run one runtime in a fresh process (its own peak RSS); returns its JSON or raises with stderr."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job, f)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edgevlm.device_tests.decoder_worker", f.name],
+                              capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    finally:
+        os.unlink(f.name)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"worker for {job['runner']} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def _job(plan: BenchPlan, llm_cfg, runner: str, **extra) -> dict:
+    return {"runner": runner, "prompts": list(plan.prompts), "contexts": list(plan.contexts),
+            "prefill_runs": plan.prefill_runs, "prefill_warmup": plan.prefill_warmup,
+            "decode_runs": plan.decode_runs, "decode_warmup": plan.decode_warmup,
+            "vocab_size": llm_cfg.vocab_size, "hidden_size": llm_cfg.hidden_size} | extra
+
+
+def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
+                  optimum_venv: Path = optimum_export.DEFAULT_VENV) -> dict:
+    from edgevlm.checkpoint.loader import load_model
+
+    model_dir, work = Path(model_dir), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(model_dir)
+    cfg = loaded.config.llm
+    head_dim = cfg.resolved_head_dim
+    embed = loaded.model.llm.get_input_embeddings().weight
+    embed_bytes = embed.numel() * 4  # the artifacts keep the table in fp32
+    bandwidth = read_bandwidth()
+    fp32_kv = KVCacheSpec("fp32").bytes_per_token(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim)
+    entries = []  # (result entry, job or None, weight bytes per token, kv bytes per token, kv positions read)
+
+    if plan.eager:
+        entries.append(({"runtime": "pytorch-eager:fp32 (transformers DynamicCache)", "artifact": None, "sha256": None,
+                         "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}},
+                        _job(plan, cfg, "eager", model=str(model_dir)), eager_weight_bytes(loaded.model.llm), fp32_kv,
+                        None))
+    for name, art in export_ours(loaded, plan, work).items():
+        spec, path = art["spec"], art["path"]
+        kv = spec.cache.bytes_per_token(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim)
+        entry = {"runtime": f"edgevlm-executorch:{plan.weights}-g{plan.group_size}+kv-{name}"
+                            + (f"-g{spec.cache.group_size}" if spec.cache.quantized else "") + f" ({plan.attention})",
+                 "artifact": str(path), "sha256": sha256_path(path), "artifact_bytes": path.stat().st_size,
+                 "kv_cache": spec.cache.to_dict() | {"bytes_per_token": kv, "attention": plan.attention}}
+        # the static mode reads every cache position each step; the custom mode only the context
+        positions = plan.max_seq_len if plan.attention == "static" else None
+        entries.append((entry, _job(plan, cfg, "pte-embeds", artifact=str(path)),
+                        weight_bytes_per_token(path.stat().st_size, embed_bytes), kv, positions))
+    if plan.optimum:
+        entry = {"runtime": f"optimum-executorch:{plan.weights}-g{plan.group_size}+kv-fp32 (custom sdpa, custom kv)",
+                 "artifact": None, "sha256": None, "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}}
+        built = optimum_export.export(loaded, work, plan.max_seq_len, plan.weights, plan.group_size, optimum_venv)
+        if built.get("reason"):
+            entries.append((entry | {"status": "not run", "reason": built["reason"]}, None, 0, 0, None))
+        else:
+            path = Path(built["path"])
+            entry |= {"artifact": str(path), "sha256": sha256_path(path), "artifact_bytes": path.stat().st_size,
+                      "optimum": built.get("versions", {})}
+            entries.append((entry, _job(plan, cfg, "pte-tokens", artifact=str(path), positions="range"),
+                            weight_bytes_per_token(path.stat().st_size, embed_bytes), fp32_kv, None))
+
+    results = []
+    for entry, job, weight_bytes, kv, positions in entries:
+        if job is None:
+            results.append(entry)
+            continue
+        print(f"timing {entry['runtime']} ...", file=sys.stderr, flush=True)
+        try:
+            measured = run_worker(job)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
+            continue
+        for context, timing in measured["decode"].items():
+            read = weight_bytes + kv * (positions or int(context))
+            timing["roofline"] = roofline(timing["median_ms"], read, bandwidth["gb_s"])
+        results.append(entry | {"status": "ok", "decoder": measured,
+                                "weight_bytes_per_token": weight_bytes})
+    report = {
+        "schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},
+        "runtime_versions": toolchain_versions(),
+        "model": {"version": loaded.config.version, "source": str(model_dir), "llm": {
+            "arch": cfg.arch, "hidden_size": cfg.hidden_size, "layers": cfg.num_hidden_layers,
+            "heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads, "head_dim": head_dim,
+            "vocab_size": cfg.vocab_size,
+            "parameters": sum(p.numel() for p in loaded.model.llm.parameters())}},
+        "input": {"prompts": list(plan.prompts), "contexts": list(plan.contexts), "max_seq_len": plan.max_seq_len,
+                  "weights": plan.weights, "group_size": plan.group_size, "attention": plan.attention},
+        "results": results,
+    }
+    report["comparison"] = compare(report)
+    validate_bench(report)
+    return report
+
+
+def _decode_tps(report: dict, prefix: str, match: str = "") -> dict:
+    for r in report["results"]:
+        if r["runtime"].startswith(prefix) and match in r["runtime"] and r["status"] == "ok":
+            return {c: d["tokens_per_s"] for c, d in r["decoder"]["decode"].items()}
+    return {}
+
+
+def compare(report: dict) -> dict:
+    """The issue's targets, as ratios (reported, not asserted)."""
+    fp32, int4 = _decode_tps(report, "edgevlm-", "+kv-fp32 "), _decode_tps(report, "edgevlm-", "+kv-int4")
+    optimum = _decode_tps(report, "optimum-executorch")
+    out = {"int4_vs_fp32_cache": {c: int4[c] / fp32[c] for c in fp32 if c in int4}}
+    if optimum:
+        out["ours_fp32_vs_optimum"] = {c: fp32[c] / optimum[c] for c in fp32 if c in optimum}
+        out["ours_int4_vs_optimum"] = {c: int4[c] / optimum[c] for c in int4 if c in optimum}
+    return out
+
+
+def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(decode_runs=5, prefill_runs=1)) -> dict:
+    """`edgevlm bench` for the decoder .pte artifacts of a manifest (prompts/contexts clipped to each cache)."""
+    from edgevlm.export.manifest import read_manifest
+
+    artifacts_dir = Path(artifacts_dir)
+    manifest = read_manifest(artifacts_dir)
+    bandwidth = read_bandwidth()
+    results = []
+    for artifact in [a for a in manifest["artifacts"] if a["part"] == "decoder"]:
+        entry = {"runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
+                 "sha256": artifact["sha256"], "artifact_bytes": artifact["bytes"], "kv_cache": artifact["kv_cache"]}
+        if not artifact["file"].endswith(".pte") or "text_decoder" not in artifact.get("methods", []):
+            results.append(entry | {"status": "not run", "reason": "not an ExecuTorch multimodal decoder .pte "
+                                                                 "(this harness times those)"})
+            continue
+        limit = artifact["kv_cache"]["max_seq_len"]
+        prompts = [p for p in plan.prompts if p < limit] or [min(16, limit - 1)]
+        contexts = [c for c in plan.contexts if c <= limit] or [limit]
+        d = artifact["inputs"][0]["shape"][-1]
+        job = _job(dataclasses.replace(plan, prompts=tuple(prompts), contexts=tuple(contexts)), _Dims(
+            artifact["outputs"][0]["shape"][-1], d), "pte-embeds", artifact=str(artifacts_dir / artifact["file"]))
+        try:
+            measured = run_worker(job)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
+            continue
+        embed_bytes = artifact["outputs"][0]["shape"][-1] * d * 4
+        for context, timing in measured["decode"].items():
+            read = weight_bytes_per_token(artifact["bytes"], embed_bytes) + \
+                artifact["kv_cache"]["bytes_per_token"] * int(context)
+            timing["roofline"] = roofline(timing["median_ms"], read, bandwidth["gb_s"])
+        results.append(entry | {"status": "ok", "decoder": measured})
+    report = {"schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},
+              "runtime_versions": toolchain_versions(), "model": manifest["model"], "results": results}
+    validate_bench(report)
+    return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dims:
+    vocab_size: int
+    hidden_size: int

@@ -1,0 +1,150 @@
+"""One runtime of the decoder benchmark, in its own process so its peak RSS is its own.
+
+`python -m edgevlm.device_tests.decoder_worker JOB.json` prints one JSON line: prefill and decode
+timings and peak RSS. JOB names the runtime (`eager`, `pte-embeds` for our text_decoder method,
+`pte-tokens` for a text-runner .pte such as optimum-executorch's), the model or artifact, the
+prompt lengths, the contexts and the run counts.
+
+Decode at context C is timed as one-token steps at position C-1 over a cache that already holds
+positions 0..C-2 (after the 1024-token prefill, the first 1024 hold real rows; beyond that the
+cache's initial zeros). The attention cost depends on how many positions are read, not on
+their values, so the time is that of a real decode step at context C.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _timed(fn, warmup: int, runs: int) -> dict:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {"runs": runs, "warmup": warmup, "median_ms": statistics.median(samples),
+            "p90_ms": samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))], "min_ms": samples[0]}
+
+
+class PteEmbeds:
+    """Our multimodal .pte: text_decoder(embeds [1, T, D], input_pos [1])."""
+
+    def __init__(self, job: dict):
+        from edgevlm.export.decoder_pte import load_pte_method
+
+        self.method = load_pte_method(Path(job["artifact"]), "text_decoder")
+        self.hidden = job["hidden_size"]
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        embeds = torch.randn(1, tokens.shape[1], self.hidden, generator=torch.Generator().manual_seed(pos)) * 0.02
+        return self.method.execute([embeds, torch.tensor([pos], dtype=torch.long)])[0]
+
+
+class PteTokens:
+    """A text-runner .pte: forward(tokens [1, T], positions) (optimum-executorch passes [T] cache positions)."""
+
+    def __init__(self, job: dict):
+        from edgevlm.export.decoder_pte import load_pte_method
+
+        self.method = load_pte_method(Path(job["artifact"]), "forward")
+        self.positions = job.get("positions", "range")  # "range": [T] cache positions; "start": [1]
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        t = tokens.shape[1]
+        positions = torch.arange(pos, pos + t) if self.positions == "range" else torch.tensor([pos])
+        return self.method.execute([tokens, positions.long()])[0]
+
+
+class Eager:
+    """The transformers LLM with its DynamicCache, fp32 weights (the reference)."""
+
+    def __init__(self, job: dict):
+        from edgevlm.checkpoint.loader import load_model
+
+        self.llm = load_model(Path(job["model"])).model.llm.eval()
+        self.cache = None
+
+    def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        if pos == 0 or self.cache is None:
+            self.cache = DynamicCache(config=self.llm.config)
+        elif self.cache.get_seq_length() != pos:
+            self._fill(pos)
+        t = tokens.shape[1]
+        with torch.inference_mode():
+            out = self.llm(input_ids=tokens, past_key_values=self.cache, use_cache=True,
+                           cache_position=torch.arange(pos, pos + t), logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def _fill(self, length: int) -> None:
+        """Grow or crop the cache to `length` positions (grown rows: small random keys/values)."""
+        have = self.cache.get_seq_length()
+        if have > length:
+            self.cache.crop(length - have)  # transformers 5: a negative count of tokens to drop
+            return
+        cfg = self.llm.config
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        shape = (1, cfg.num_key_value_heads, length - have, head_dim)
+        for layer in range(cfg.num_hidden_layers):
+            self.cache.update(torch.randn(shape) * 0.1, torch.randn(shape) * 0.1, layer)
+
+
+RUNNERS = {"pte-embeds": PteEmbeds, "pte-tokens": PteTokens, "eager": Eager}
+
+
+def run_job(job: dict) -> dict:
+    torch.set_num_threads(job.get("threads") or torch.get_num_threads())
+    start = time.perf_counter()
+    runner = RUNNERS[job["runner"]](job)
+    load_ms = (time.perf_counter() - start) * 1000
+    vocab = job["vocab_size"]
+    gen = torch.Generator().manual_seed(0)
+    prefill = {}
+    for length in job["prompts"]:
+        tokens = torch.randint(0, vocab, (1, length), generator=gen)
+        timing = _timed(lambda: runner.step(tokens, 0), job["prefill_warmup"], job["prefill_runs"])
+        prefill[str(length)] = timing | {"tokens_per_s": length * 1000 / timing["median_ms"]}
+    # time to first token: a fresh prompt of the first length, prefilled, first token chosen
+    tokens = torch.randint(0, vocab, (1, job["prompts"][0]), generator=gen)
+    ttft = _timed(lambda: int(runner.step(tokens, 0).argmax()), 0, job["prefill_runs"])
+    decode = {}
+    one = torch.randint(0, vocab, (1, 1), generator=gen)
+    for context in job["contexts"]:
+        timing = _timed(lambda: runner.step(one, context - 1), job["decode_warmup"], job["decode_runs"])
+        decode[str(context)] = timing | {"tokens_per_s": 1000 / timing["median_ms"]}
+    peak_kib = _peak_rss_kib()
+    return {"load_ms": load_ms, "prefill": prefill, "ttft_ms": ttft["median_ms"], "decode": decode,
+            "peak_rss_mib": peak_kib / 1024, "threads": torch.get_num_threads()}
+
+
+def _peak_rss_kib() -> int:
+    """This process's own peak RSS. VmHWM belongs to the address space exec created; ru_maxrss would
+    carry over the parent's peak across fork+exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    print(json.dumps(run_job(job)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

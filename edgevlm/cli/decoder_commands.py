@@ -1,0 +1,77 @@
+"""`bench-decoder` and `kv-compare`: the decoder side of the host benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    from edgevlm.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise ConfigError(f"expected a comma-separated list of positive integers, got {text!r}", "e.g. 128,1024,4096")
+    return values
+
+
+def bench_decoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--work", type=Path, help="where exports are written and reused (default: MODEL.bench-decoder)")
+    p.add_argument("--prompts", type=_ints, default=(128, 1024), help="prefill prompt lengths")
+    p.add_argument("--contexts", type=_ints, default=(128, 1024, 4096), help="decode contexts")
+    p.add_argument("--seq-len", type=int, help="cache length of the exports (default: longest prompt/context)")
+    p.add_argument("--caches", default="fp32,int4",
+                   help="our .pte KV-cache formats (fp32, fp16, int8, int4; empty for none)")
+    p.add_argument("--attention", choices=["static", "custom"], default="custom", help=".pte attention mode")
+    p.add_argument("--decode-runs", type=int, default=8)
+    p.add_argument("--prefill-runs", type=int, default=2)
+    p.add_argument("--prefill-warmup", type=int, default=1)
+    p.add_argument("--no-optimum", action="store_true", help="skip the optimum-executorch peer")
+    p.add_argument("--no-eager", action="store_true", help="skip eager PyTorch")
+    p.add_argument("--json", type=Path, help="write the results (bench schema v1, kind decoder) here")
+
+
+def bench_decoder(args) -> int:
+    from edgevlm.device_tests.decoder_bench import BenchPlan, bench_decoder as run
+    from edgevlm.device_tests.decoder_table import print_decoder_report
+
+    from edgevlm.errors import ConfigError
+    from edgevlm.export.kv_cache import FORMATS
+
+    caches = tuple(c.strip() for c in args.caches.split(",") if c.strip())
+    if set(caches) - set(FORMATS):  # empty: only the peers (eager, optimum-executorch)
+        raise ConfigError(f"unknown KV-cache format in --caches {args.caches!r}", f"use some of {', '.join(FORMATS)}")
+    plan = BenchPlan(caches=caches, prompts=args.prompts, contexts=args.contexts, attention=args.attention,
+                     seq_len=args.seq_len,
+                     decode_runs=args.decode_runs, prefill_runs=args.prefill_runs,
+                     prefill_warmup=args.prefill_warmup, optimum=not args.no_optimum,
+                     eager=not args.no_eager)
+    work = args.work or args.model.with_name(args.model.name + ".bench-decoder")
+    report = run(args.model, work, plan)
+    print_decoder_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def kv_compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--prompt", action="append", help="prompt (repeatable; default: three built-in questions)")
+    p.add_argument("--json", type=Path, help="write the comparison as JSON here")
+
+
+def kv_compare(args) -> int:
+    from edgevlm.checkpoint.loader import load_model
+    from edgevlm.device_tests.decoder_table import print_kv_report
+    from edgevlm.device_tests.kv_compare import PROMPTS, compare_caches
+
+    report = compare_caches(load_model(args.model), tuple(args.prompt or PROMPTS))
+    print_kv_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

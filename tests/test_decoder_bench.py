@@ -1,0 +1,93 @@
+"""The decoder's `custom` attention mode (ExecuTorch custom ops), the decoder benchmark and the KV-cache
+comparison, on tiny presets with tiny contexts (correctness only: numbers come from the commands)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgevlm.export.decoder import ExportDecoder
+from edgevlm.export.kv_cache import KVCacheSpec
+
+
+@pytest.mark.parametrize("preset", ["minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny"])
+def test_custom_attention_matches_static_for_every_cache_format(loaded_models, preset):
+    llm = loaded_models[preset].model.llm
+    embeds = torch.randn(1, 9, llm.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    for cache in (KVCacheSpec("fp32"), KVCacheSpec("fp16"), KVCacheSpec("int8", 32), KVCacheSpec("int4", 32, True),
+                  KVCacheSpec("int4", 64, False)):
+        static = ExportDecoder(llm, 48, cache).eval()
+        custom = ExportDecoder(llm, 48, cache, attention="custom").eval()
+        with torch.no_grad():
+            # prefill, two decode steps, a 3-token chunk; then reset and prefill again
+            for chunk, pos in [(embeds, 0), (embeds[:, :1], 9), (embeds[:, 1:2], 10), (embeds[:, 2:5], 11)]:
+                torch.testing.assert_close(custom(chunk, torch.tensor([pos])), static(chunk, torch.tensor([pos])),
+                                           atol=2e-5, rtol=1e-4)
+            static.reset()
+            custom.reset()
+            torch.testing.assert_close(custom(embeds[:, :4], torch.tensor([0])), static(embeds[:, :4], torch.tensor([0])),
+                                       atol=2e-5, rtol=1e-4)
+
+
+def test_custom_attention_reads_only_the_context(loaded_models):
+    """Rows past start_pos + T must not matter (the static mode masks them; the custom mode never reads them)."""
+    llm = loaded_models["minicpmv-2.6-tiny"].model.llm
+    decoder = ExportDecoder(llm, 32, KVCacheSpec("int4", 32), attention="custom").eval()
+    embeds = torch.randn(1, 6, llm.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = decoder(embeds, torch.tensor([0]))
+        decoder.reset()
+        for cache in decoder.caches:  # garbage beyond the prompt
+            cache.k_codes[:, 6:] = 255
+            cache.v_scale[:, 6:] = 1e4
+        after = decoder(embeds, torch.tensor([0]))
+    torch.testing.assert_close(before, after)
+
+
+def test_decoder_bench_result_validates_and_pte_matches_eager(loaded_models, tiny_checkpoints, tmp_path):
+    from edgevlm.device_tests.decoder_bench import BenchPlan, bench_decoder
+    from edgevlm.device_tests.schema import validate_bench
+    from edgevlm.export.decoder_pte import load_pte_method
+
+    plan = BenchPlan(prompts=(8,), contexts=(8, 24), weights="fp32", caches=("int4",), seq_len=32,
+                     prefill_runs=1, prefill_warmup=0, decode_runs=2, decode_warmup=0, optimum=False)
+    report = bench_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path / "work", plan)
+    validate_bench(report)
+    runtimes = {r["runtime"].split(":")[0]: r for r in report["results"]}
+    assert set(runtimes) == {"pytorch-eager", "edgevlm-executorch"}
+    for r in runtimes.values():
+        assert r["status"] == "ok", r.get("reason")
+        assert set(r["decoder"]["decode"]) == {"8", "24"} and r["decoder"]["peak_rss_mib"] > 0
+        assert all(t["roofline"]["bytes_per_token"] > 0 for t in r["decoder"]["decode"].values())
+    pte = runtimes["edgevlm-executorch"]
+    assert pte["kv_cache"]["format"] == "int4" and pte["artifact_bytes"] > 0
+    assert report["device"]["read_bandwidth"]["gb_s"] > 0
+
+    # the benchmarked program computes what the eager decoder computes (INT4 cache, custom attention)
+    llm = loaded_models["minicpmv-2.6-tiny"].model.llm
+    method = load_pte_method(pte["artifact"], "text_decoder")
+    eager = ExportDecoder(llm, 32, KVCacheSpec("int4", 32, True)).eval()
+    embeds = torch.randn(1, 5, llm.config.hidden_size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        for chunk, pos in [(embeds, 0), (embeds[:, :1], 5)]:
+            torch.testing.assert_close(method.execute([chunk, torch.tensor([pos])])[0],
+                                       eager(chunk, torch.tensor([pos])), atol=1e-4, rtol=1e-4)
+
+    bad = dict(report, results=[{"runtime": "x", "status": "ok"}])
+    with pytest.raises(Exception, match="valid"):
+        validate_bench(bad)
+
+
+def test_kv_compare_orders_formats_by_bits(loaded_models):
+    from edgevlm.device_tests.kv_compare import compare_caches
+
+    report = compare_caches(loaded_models["minicpmv-2.6-tiny"], prompts=("What shapes are in the picture?",))
+    rows = {r["format"]: r for r in report["formats"]}
+    err = {name: r["rel_error_mean"] for name, r in rows.items() if r["status"] == "ok"}
+    assert 0 < err["edgevlm fp16"] < err["edgevlm int8 per-token g32"] < err["edgevlm int4 per-token g32"]
+    assert err["edgevlm int4 per-token g32"] < err["edgevlm int4 per-token g64"]  # coarser groups, more error
+    assert err["executorch int8 QuantizedKVCache (per-token asym)"] < err["edgevlm int4 per-token g32"]
+    assert rows["edgevlm int4 per-token g32"]["bytes_per_token"] < rows["edgevlm int8 per-token g32"]["bytes_per_token"]
+    turbo = rows["executorch TurboQuant TQ4 (4-bit codebook + bf16 norm)"]
+    assert turbo["status"] == "ok" and err["edgevlm int8 per-token g32"] < turbo["rel_error_mean"] < 0.5
+    assert report["prompt_tokens"][0] > 64  # the demo image's slices are in the prompt
