@@ -177,8 +177,12 @@ def _training_corpus() -> list[str]:
     return lines * 8
 
 
-def build_tokenizer(arch: str, vocab_size: int = 1024) -> tuple[object, dict]:
-    """Train a small byte-level BPE deterministically; returns (tokenizers.Tokenizer, tokenizer_config)."""
+def build_tokenizer(arch: str, vocab_size: int = 1024, extra_lines: tuple[str, ...] = ()) -> tuple[object, dict]:
+    """Train a small byte-level BPE deterministically; returns (tokenizers.Tokenizer, tokenizer_config).
+
+    `extra_lines` (e.g. a trained model's task text) join the fixed corpus, so their words become
+    whole tokens.
+    """
     from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
 
     fmt = CHAT_FORMATS[arch]
@@ -190,7 +194,7 @@ def build_tokenizer(arch: str, vocab_size: int = 1024) -> tuple[object, dict]:
         vocab_size=vocab_size - len(specials), show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=[],
     )
-    tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    tok.train_from_iterator(_training_corpus() + list(extra_lines) * 8, trainer=trainer)
     tok.add_special_tokens(specials)
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -206,8 +210,8 @@ def build_tokenizer(arch: str, vocab_size: int = 1024) -> tuple[object, dict]:
     return tok, config
 
 
-def write_tokenizer(out_dir: Path, arch: str, vocab_size: int) -> None:
-    tok, config = build_tokenizer(arch, vocab_size=min(vocab_size, 1024))
+def write_tokenizer(out_dir: Path, arch: str, vocab_size: int, extra_lines: tuple[str, ...] = ()) -> None:
+    tok, config = build_tokenizer(arch, vocab_size=min(vocab_size, 1024), extra_lines=tuple(extra_lines))
     out_dir = Path(out_dir)
     tok.save(str(out_dir / "tokenizer.json"))
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -42,8 +42,17 @@ def init_tensor(key: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 def write_checkpoint(config: MiniCPMVConfig, out_dir: Path, seed: int = 0, dtype: str = "float32",
-                     shard_bytes: int = 2 * 1024 ** 3, overwrite: bool = False, show_progress: bool = True) -> Path:
-    """Write config.json, sharded safetensors + index, tokenizer and processor files to out_dir."""
+                     shard_bytes: int = 2 * 1024 ** 3, overwrite: bool = False, show_progress: bool = True,
+                     state_dict: dict[str, torch.Tensor] | None = None, tokenizer_lines: tuple[str, ...] = ()) -> Path:
+    """Write config.json, sharded safetensors + index, tokenizer and processor files to out_dir.
+
+    Weights are seeded random unless `state_dict` (a trained model's, official key names) is given;
+    `tokenizer_lines` extend the generated tokenizer's corpus (they must match what training used).
+    """
+    if state_dict is not None:
+        from edgevlm.checkpoint.loader import check_keys
+
+        check_keys(config, {k: tuple(v.shape) for k, v in state_dict.items()}, Path("<state_dict>"))
     torch_dtype = DTYPES[dtype]
     params = expected_parameters(config)
     itemsize = torch.empty((), dtype=torch_dtype).element_size()
@@ -64,7 +73,8 @@ def write_checkpoint(config: MiniCPMVConfig, out_dir: Path, seed: int = 0, dtype
                           enabled=show_progress) as advance:
             for i, keys in enumerate(shards, start=1):
                 name = shard_name(i, len(shards))
-                tensors = {k: init_tensor(k, params[k][0], seed).to(torch_dtype) for k in keys}
+                tensors = {k: (init_tensor(k, params[k][0], seed) if state_dict is None else state_dict[k].detach())
+                           .to(torch_dtype).contiguous() for k in keys}
                 save_file(tensors, str(tmp / name), metadata={"format": "pt"})
                 for k, t in tensors.items():
                     weight_map[k] = name
@@ -75,7 +85,7 @@ def write_checkpoint(config: MiniCPMVConfig, out_dir: Path, seed: int = 0, dtype
                                                  indent=2, sort_keys=True) + "\n")
         config.extra = {**config.extra, "torch_dtype": dtype}
         config.save(tmp / "config.json")
-        write_tokenizer(tmp, config.llm.arch, config.llm.vocab_size)
+        write_tokenizer(tmp, config.llm.arch, config.llm.vocab_size, tokenizer_lines)
         _write_processor_files(tmp, config)
     return out_dir
 

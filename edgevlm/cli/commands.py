@@ -138,22 +138,26 @@ def default_job(args) -> int:
     from edgevlm.summary import inspect_checkpoint
 
     model_dir = defaults.ensure_default_model()
+    trained = model_dir == defaults.oracle_model_dir()
     print_summary(inspect_checkpoint(model_dir))
     loaded = load_model(model_dir)
-    image = defaults.demo_image()
-    question = "What shapes are in the picture?"
-    inputs = preprocess([image], question, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
-    trace = generate(loaded, inputs, max_new_tokens=16)
-    grid = inputs.grids[0] if inputs.grids else None
-    print(f"demo image {image.size[0]}x{image.size[1]} -> {len(inputs.pixel_values)} slices (grid {grid}), "
-          f"{len(inputs.input_ids)} prompt tokens")
-    print(f"question: {question}")
-    print(f"answer  : {trace.text!r}  ({len(trace.tokens)} tokens, stopped by {trace.stopped_by})")
-    print(f"note: {defaults.DEFAULT_MODEL_NOTE}")
+    image, questions = defaults.demo_questions()
+    for i, (question, expected) in enumerate(questions):
+        inputs = preprocess([image], question, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
+        if i == 0:
+            grid = inputs.grids[0] if inputs.grids else None
+            print(f"demo image {image.size[0]}x{image.size[1]} -> {len(inputs.pixel_values)} slices (grid {grid}), "
+                  f"{len(inputs.input_ids)} prompt tokens")
+        trace = generate(loaded, inputs, max_new_tokens=8)
+        mark = ("right" if trace.text.strip().casefold() == expected.casefold() else "wrong") if trained else "-"
+        print(f"Q: {question}\n   model: {trace.text!r}   correct answer: {expected!r}   ({mark})")
+    print(f"note: {defaults.DEFAULT_MODEL_NOTE if trained else defaults.GENERATED_MODEL_NOTE}")
     return 0
 
 
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
+from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
+from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 
 COMMANDS = [
     Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
@@ -166,8 +170,16 @@ COMMANDS = [
             _artifacts.verify_args, _artifacts.verify),
     Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",
             _artifacts.bench_args, _artifacts.bench),
-    Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte)",
+    Command("bench-decoder", "decoder benchmark: eager PyTorch, our .pte (fp32 and INT4 KV), optimum-executorch "
+            "8da4w, side by side (JSON results)", _decoder.bench_decoder_args, _decoder.bench_decoder),
+    Command("kv-compare", "KV-cache formats (ours and ExecuTorch's) on real activations: attention error, bytes/token",
+            _decoder.kv_compare_args, _decoder.kv_compare),
+    Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte or .onnx)",
             _artifacts.run_args, _artifacts.run),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
             _artifacts.aihub_args, _artifacts.aihub),
+    Command("train-oracle", "train edgevlm-tiny, the quality-oracle model, on synthetic VQA on the CPU (seeded)",
+            _oracle.train_oracle_args, _oracle.train_oracle),
+    Command("oracle-eval", "held-out exact-match accuracy and answer perplexity of a checkpoint on synthetic VQA",
+            _oracle.oracle_eval_args, _oracle.oracle_eval),
 ]

@@ -1,0 +1,192 @@
+"""Train edgevlm-tiny, the quality oracle, on synthetic VQA (calibration/vqa.py) on the CPU.
+
+Training sees exactly what inference and the exported artifacts see: each sample goes through
+edgevlm's preprocessing (LLaVA-UHD slicing, NaViT patches, chat prompt with image placeholders)
+and the real MiniCPMV forward (vision tower -> resampler -> embeddings -> Qwen2), with teacher
+forcing and the loss on the answer tokens and the end-of-turn token only. AdamW, linear warm-up
+then cosine decay, a fixed number of steps: the same seed reproduces the same checkpoint on the
+same software stack. The result is written in the official layout (fp16 safetensors) through
+the checkpoint writer, with the tokenizer trained on the task's text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from edgevlm.calibration import vqa
+from edgevlm.calibration.oracle_eval import answer_ids, evaluate_checkpoint
+
+log = logging.getLogger("edgevlm.train_oracle")
+PRESET = "edgevlm-tiny"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500  # the length of the schedule
+    batch_size: int = 8
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_samples: int = 300
+    log_every: int = 10
+    max_minutes: float | None = None  # a wall-clock cap; the step it stopped at is recorded
+    stop_after: int | None = None  # end after this many steps, schedule unchanged (replays a capped run)
+    workers: int = 0  # data-loader processes rendering and preprocessing samples ahead of the model
+
+
+def build_tokenizer():
+    from edgevlm.tokenizer import Tokenizer
+    from edgevlm.tokenizer import build_tokenizer as build
+
+    backend, config = build("qwen2", 1024, extra_lines=tuple(vqa.corpus_lines()))
+    return Tokenizer(backend, config, "generated (edgevlm-tiny)")
+
+
+def encode_sample(sample: vqa.Sample, tokenizer, config) -> dict:
+    """Preprocess one sample as inference does, then append the teacher-forced answer."""
+    from edgevlm.preprocess import preprocess
+
+    inputs = preprocess([sample.image()], sample.question, tokenizer, config)
+    target = answer_ids(tokenizer, sample.answer)
+    ids = torch.cat([inputs.input_ids, torch.tensor(target[:-1], dtype=torch.long)])
+    labels = torch.full_like(ids, -100)
+    prompt_len = len(inputs.input_ids)
+    # Position p predicts token p+1: the last prompt position predicts the first answer token.
+    labels[prompt_len - 1:] = torch.tensor(target, dtype=torch.long)
+    return {"ids": ids, "labels": labels, "pixel_values": inputs.pixel_values, "tgt_sizes": inputs.tgt_sizes,
+            "bounds": inputs.image_bounds}
+
+
+def batch_loss(model, batch: list[dict]) -> torch.Tensor:
+    """Mean cross-entropy over answer tokens of a right-padded batch, vision batched across samples."""
+    pixel_values = [pv for item in batch for pv in item["pixel_values"]]
+    tgt_sizes = torch.cat([item["tgt_sizes"] for item in batch])
+    device = next(model.parameters()).device
+    vision = model.encode_images([pv.to(device) for pv in pixel_values], tgt_sizes)
+    embeds, offset = [], 0
+    for item in batch:
+        n = len(item["pixel_values"])
+        embeds.append(model.embed_inputs(item["ids"].to(device), vision[offset:offset + n], item["bounds"]))
+        offset += n
+    length = max(len(e) for e in embeds)
+    width = embeds[0].shape[-1]
+    inputs = torch.zeros(len(batch), length, width, device=device)
+    mask = torch.zeros(len(batch), length, dtype=torch.long, device=device)
+    labels = torch.full((len(batch), length), -100, dtype=torch.long, device=device)
+    for i, (e, item) in enumerate(zip(embeds, batch)):
+        inputs[i, :len(e)] = e
+        mask[i, :len(e)] = 1
+        labels[i, :len(e)] = item["labels"]
+    logits = model.llm(inputs_embeds=inputs, attention_mask=mask).logits
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_model(seed: int):
+    """The preset's model with the checkpoint writer's seeded per-key initialisation (small normal
+    weights, unit norms, random resampler queries: module defaults would leave the queries at zero,
+    and identical queries pool every slice into one vector)."""
+    from edgevlm.checkpoint.layout import build_on_meta, expected_parameters
+    from edgevlm.checkpoint.loader import _finish_meta_model
+    from edgevlm.checkpoint.writer import init_tensor
+    from edgevlm.presets import get_preset
+
+    config = get_preset(PRESET).build_config()
+    model = build_on_meta(config)
+    state = {k: init_tensor(k, shape, seed) for k, (shape, _) in expected_parameters(config).items()}
+    model.load_state_dict(state, strict=False, assign=True)
+    _finish_meta_model(model, config)
+    return config, model
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Batch `step` of the training stream: a pure function of the step, so workers keep order."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer, config):
+        self.cfg, self.tokenizer, self.config = cfg, tokenizer, config
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> list[dict]:
+        size = self.cfg.batch_size
+        return [encode_sample(vqa.sample("train", step * size + i), self.tokenizer, self.config) for i in range(size)]
+
+
+def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_path: Path | None = None,
+          threads: int | None = None) -> dict:
+    """Train, write the checkpoint to out_dir and return the summary (also saved as oracle_train.json)."""
+    from edgevlm.checkpoint.writer import write_checkpoint
+    from edgevlm.progress import progress_bar
+
+    # Threads: the argument, else $EDGEVLM_TRAIN_THREADS, else every core.
+    torch.set_num_threads(threads or int(os.environ.get("EDGEVLM_TRAIN_THREADS") or 0) or os.cpu_count() or 1)
+    config, model = build_model(cfg.seed)
+    tokenizer = build_tokenizer()
+    loader = torch.utils.data.DataLoader(_Batches(cfg, tokenizer, config), batch_size=None, shuffle=False,
+                                         num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n or "embed" in n]
+    decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "norm" in n or "embed" in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    history, window, steps_done, stopped_early = [], [], 0, False
+    model.train()
+    with (open(metrics_path, "w") if metrics_path else contextlib.nullcontext()) as metrics, \
+            progress_bar(cfg.steps, "training edgevlm-tiny", enabled=show_progress) as advance:
+        for step, batch in enumerate(loader):
+            over_time = cfg.max_minutes is not None and time.perf_counter() - wall0 > cfg.max_minutes * 60
+            if over_time or (cfg.stop_after is not None and step >= cfg.stop_after):
+                stopped_early = True
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            loss = batch_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            window.append(loss.item())
+            steps_done = step + 1
+            advance(1)
+            if steps_done % cfg.log_every == 0 or steps_done == cfg.steps:
+                record = {"step": steps_done, "loss": round(sum(window) / len(window), 4),
+                          "lr": round(lr_at(step, cfg), 6), "wall_s": round(time.perf_counter() - wall0, 1)}
+                window = []
+                history.append(record)
+                log.info("step %d loss %.4f", record["step"], record["loss"], extra=record)
+                if metrics:
+                    metrics.write(json.dumps(record) + "\n")
+                    metrics.flush()
+    train_wall, train_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    model.eval()
+    write_checkpoint(config, out_dir, dtype="float16", state_dict=model.state_dict(),
+                     tokenizer_lines=tuple(vqa.corpus_lines()), overwrite=True, show_progress=False)
+    summary = {"preset": PRESET, "config": asdict(cfg), "steps_done": steps_done, "stopped_early": stopped_early,
+               "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+               "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in model.parameters()),
+               "final_loss": history[-1]["loss"] if history else None, "torch": torch.__version__}
+    if cfg.eval_samples:
+        # The written fp16 checkpoint, loaded back in fp32: what ships is what is scored.
+        result = evaluate_checkpoint(out_dir, cfg.eval_samples)
+        summary["heldout"] = {k: v for k, v in result.items() if k != "answers"}
+    (Path(out_dir) / "oracle_train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
