@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import platform
 import re
@@ -55,7 +56,19 @@ ARRAY_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "i
 INTERPRETER = "mil-interpreter-fp16"
 
 
+class _NoRuntimeProxyWarnings(logging.Filter):
+    """Off macOS coremltools' native runtime is absent by design, yet its import logs one
+    "Failed to load _ML...Proxy" warning per proxy; they say nothing the backend does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load _ML")
+
+
 def _coremltools():
+    if platform.system() != "Darwin":
+        logger = logging.getLogger("coremltools")  # the one logger its modules share (coremltools._logger)
+        if not any(isinstance(f, _NoRuntimeProxyWarnings) for f in logger.filters):
+            logger.addFilter(_NoRuntimeProxyWarnings())
     return require("coremltools", "coremltools==9.0", "the Core ML backend")
 
 
