@@ -35,17 +35,38 @@ def kv_cache_block(loaded, spec: DecoderPteSpec) -> dict:
     }
 
 
+def decoder_llm(loaded, recipe: Recipe, target: DecoderTarget):
+    """The float LLM the quantizer gets: the reference itself (rtn), or a copy with AWQ scales folded
+    in from the recipe's calibration set (calibration/awq.py). Returns (llm, weight-calibration record)."""
+    if target.weight_calibration == "rtn" or target.weights == "fp32":
+        return loaded.model.llm, {"method": "rtn"}
+    from edgevlm.calibration.awq import awq_scaled, calibration_embeddings
+
+    spec = recipe.calibration
+    with timed("awq scale search", groups="per layer", calibration=spec.source):
+        embeddings = calibration_embeddings(loaded, spec.source, spec.images, spec.seed)
+        # torchao's int4 is symmetric; MatMulNBits follows the target's `symmetric` option
+        symmetric = target.backend != "ort" or bool(target.options.get("symmetric", False))
+        llm, summary = awq_scaled(loaded.model.llm, embeddings, target.group_size, symmetric=symmetric)
+    return llm, {k: v for k, v in summary.items() if k != "groups"} | {
+        "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}}
+
+
 def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, vision=None) -> dict:
+    llm, weight_calibration = decoder_llm(loaded, recipe, target)
     if target.backend == "ort":
         from edgevlm.export.decoder_onnx_artifact import export_onnx_decoder_target
 
-        return export_onnx_decoder_target(loaded, recipe, target, out)
+        entry = export_onnx_decoder_target(loaded, recipe, target, out, llm)
+        entry["weights"]["calibration"] = weight_calibration
+        return entry
     spec = decoder_spec(target)
     spec.cache.validate(loaded.config.llm.resolved_head_dim)
     name = f"minicpmv-{loaded.config.version}.decoder.xnnpack.{target.precision}.pte"
     path = Path(out) / name
     with timed("export decoder", weights=target.weights, kv_cache=target.kv_cache):
-        metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None)
+        metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None,
+                              llm=llm)
     d = loaded.config.llm.hidden_size
     methods = ["token_embedding", "text_decoder"] + (["vision_encoder"] if target.vision_in_pte else [])
     return {
@@ -55,6 +76,7 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
         "inputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
                    {"name": "input_pos", "shape": [1], "dtype": "int64"}],
         "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
-        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao"},
+        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
+                    "calibration": weight_calibration},
         "kv_cache": kv_cache_block(loaded, spec), "runner_metadata": metadata,
     }

@@ -64,7 +64,8 @@ def _file_entry(path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path)}
 
 
-def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path) -> dict:
+def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, llm=None) -> dict:
+    """llm: the float LLM to quantize (default the reference; an AWQ-scaled copy from decoder_artifact)."""
     spec = onnx_spec(target)
     cfg = loaded.config
     spec.cache.validate(cfg.llm.resolved_head_dim)
@@ -72,7 +73,7 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
     stem = f"minicpmv-{cfg.version}"
     decoder_path = out / f"{stem}.decoder.ort-cpu.{target.precision}.onnx"
     embed_path = out / f"{stem}.embed.ort-cpu.fp32.onnx"
-    llm = loaded.model.llm.float().eval()
+    llm = (llm if llm is not None else loaded.model.llm).float().eval()
     with timed("export decoder", backend="ort", weights=target.weights, kv_cache=target.kv_cache):
         decoder_files = export_decoder_onnx(llm, spec, decoder_path)
         embed_files = export_embedding_onnx(llm, embed_path, spec.max_seq_len)

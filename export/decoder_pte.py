@@ -99,7 +99,8 @@ def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
 RUNNERS = ("multimodal", "text")
 
 
-def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimodal", vision: tuple | None = None) -> dict:
+def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimodal", vision: tuple | None = None,
+               llm: nn.Module | None = None) -> dict:
     """Write a decoder .pte for ExecuTorch's multimodal runner (token_embedding + text_decoder, plus
     vision_encoder when `vision` = (encoder, example inputs)) or its text runner (forward).
 
@@ -112,7 +113,7 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    llm = quantize_weights(loaded.model.llm, spec)
+    llm = quantize_weights(llm if llm is not None else loaded.model.llm, spec)  # llm: e.g. AWQ-scaled
     decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache, attention=spec.attention).eval()
     embed = llm.get_input_embeddings()
     seq = Dim("seq", min=1, max=spec.max_seq_len - 1)

@@ -101,11 +101,11 @@ class EagerDecoderSession:
         self._llm, self._dtype = llm, dtype
         self.reset()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def embed(self, ids) -> torch.Tensor:
         return self._llm.get_input_embeddings()(torch.as_tensor(np.asarray(ids, dtype=np.int64))).float()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
         if pos != self._cache.get_seq_length():
             raise EdgeVLMError(f"eager session got position {pos} with {self._cache.get_seq_length()} cached tokens",
@@ -126,11 +126,11 @@ class ModuleDecoderSession:
     def __init__(self, decoder, embed):
         self._decoder, self._embed = decoder, embed
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def embed(self, ids) -> torch.Tensor:
         return self._embed(torch.as_tensor(np.asarray(ids, dtype=np.int64))).float()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor:
         return self._decoder(embeds[None].float(), torch.tensor([pos]))[0]
 

@@ -20,7 +20,7 @@ from edgevlm.checkpoint.layout import atomic_directory
 from edgevlm.checkpoint.loader import LoadedModel, load_model
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.decoder_artifact import export_decoder_target
-from edgevlm.export.gates import gate_for
+from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
 from edgevlm.export.recipes import Recipe, VisionTarget
@@ -157,7 +157,10 @@ def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
         "model": {"id": cfg.extra.get("_name_or_path") or loaded.path.name, "version": cfg.version,
                   "llm_family": cfg.llm.arch, "source": str(loaded.path),
                   "config_sha256": sha256_path(loaded.path / "config.json")},
-        "recipe": {"name": recipe.name, "description": recipe.description},
+        "recipe": {"name": recipe.name, "description": recipe.description,
+                   # the task-accuracy gates `edgevlm quality` judges with and `verify` re-applies
+                   "accuracy_gates": {c: accuracy_gate(c, recipe.quality.max_accuracy_drop).to_dict()
+                                      for c in ACCURACY_DROP_POINTS}},
         "artifacts": [],
         "preprocessing": preprocessing_block(cfg, loaded.processor_config),
         "prompt": {"chat_template": tok.chat_template, "use_image_id": cfg.use_image_id,

@@ -65,3 +65,32 @@ def gate_for(precision: str, weight_compression: str = "none") -> Gate:
 def compare(ref: np.ndarray, test: np.ndarray) -> dict:
     return {"max_abs_error": max_abs_error(ref, test), "relative_max_error": relative_max_error(ref, test),
             "cosine": cosine(ref, test), "sqnr_db": sqnr_db(ref, test)}
+
+
+# Task-accuracy gates (SPEC section 5, issue 5): the largest drop in the quality oracle's held-out
+# exact-match accuracy, in points, an artifact may cost against the eager fp32 reference. Each row
+# of `edgevlm quality` isolates one part (vision artifact + eager LLM, eager vision + decoder
+# artifact) or runs the whole recipe; `edgevlm verify` re-applies the same gates to the stored report.
+ACCURACY_DROP_POINTS = {"vision": 1.0, "decoder": 2.0, "end_to_end": 3.0}
+
+
+@dataclass(frozen=True)
+class AccuracyGate:
+    component: str  # vision | decoder | end_to_end
+    max_drop_points: float
+
+    def passes(self, drop_points: float) -> bool:
+        return drop_points <= self.max_drop_points
+
+    def describe(self) -> str:
+        return f"accuracy drop <= {self.max_drop_points:g} points"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def accuracy_gate(component: str, bounds: dict | None = None) -> AccuracyGate:
+    """The component's gate: the recipe's `quality.max_accuracy_drop` bound, else the default."""
+    if component not in ACCURACY_DROP_POINTS:
+        raise ValueError(f"no accuracy gate for component {component!r}; known: {sorted(ACCURACY_DROP_POINTS)}")
+    return AccuracyGate(component, float((bounds or {}).get(component, ACCURACY_DROP_POINTS[component])))

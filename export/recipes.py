@@ -21,6 +21,7 @@ BUILTIN_DIR = Path(__file__).parent / "recipes"
 DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w", "4w"), "ort": ("fp32", "int4")}
 DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
+WEIGHT_CALIBRATIONS = ("rtn", "awq")
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
 
@@ -38,6 +39,9 @@ class DecoderTarget:
     backend: str  # executorch (XNNPACK .pte) | ort (ONNX Runtime CPU .onnx)
     weights: str = "8da4w"  # executorch: fp32 | 8da4w | 4w (torchao); ort: fp32 | int4 (MatMulNBits)
     group_size: int = 32
+    # rtn: round-to-nearest as the quantizer does it; awq: activation-aware scales folded in first
+    # (calibration/awq.py, on the recipe's calibration set)
+    weight_calibration: str = "rtn"
     kv_cache: str = "int4"  # fp32 | fp16 | int8 | int4
     kv_group_size: int = 32
     kv_rotate_keys: bool = True
@@ -58,12 +62,20 @@ class CalibrationSpec:
 
 
 @dataclass(frozen=True)
+class QualitySpec:
+    # component (vision | decoder | end_to_end) -> largest held-out accuracy drop in points
+    # (export/gates.py ACCURACY_DROP_POINTS are the defaults)
+    max_accuracy_drop: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     vision: tuple[VisionTarget, ...]
     decoder: tuple[DecoderTarget, ...] = ()
     calibration: CalibrationSpec = CalibrationSpec()
+    quality: QualitySpec = QualitySpec()
     source: str = ""
 
 
@@ -99,6 +111,9 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.weights not in weights:
             raise ConfigError(f"recipe {source}: decoder backend {target.backend} has no weight scheme {target.weights!r}",
                               f"{target.backend} decoder weights: {', '.join(weights)}")
+        if target.weight_calibration not in WEIGHT_CALIBRATIONS:
+            raise ConfigError(f"recipe {source}: unknown decoder weight_calibration {target.weight_calibration!r}",
+                              f"use one of {', '.join(WEIGHT_CALIBRATIONS)}")
         if target.kv_cache not in KV_FORMATS:
             raise ConfigError(f"recipe {source}: unknown decoder kv_cache {target.kv_cache!r}",
                               f"kv_cache: {', '.join(KV_FORMATS)}")
@@ -106,8 +121,15 @@ def _parse(data: dict, source: str) -> Recipe:
             raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
                               "drop vision_in_pte from the ort decoder; the ort vision target is its own .onnx")
     calibration = build(CalibrationSpec, data.get("calibration") or {}, "calibration")
+    quality = build(QualitySpec, data.get("quality") or {}, "quality")
+    from edgevlm.export.gates import ACCURACY_DROP_POINTS
+
+    for component, bound in quality.max_accuracy_drop.items():
+        if component not in ACCURACY_DROP_POINTS or not isinstance(bound, (int, float)) or bound < 0:
+            raise ConfigError(f"recipe {source}: quality.max_accuracy_drop[{component!r}] = {bound!r}",
+                              f"components: {', '.join(ACCURACY_DROP_POINTS)}; bounds are points >= 0")
     return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
-                  calibration=calibration, source=source)
+                  calibration=calibration, quality=quality, source=source)
 
 
 def _recipe_dirs() -> list[Path]:

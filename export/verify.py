@@ -37,7 +37,48 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
     results = []
     for artifact in manifest["artifacts"]:
         results.extend(verify_one(artifacts_dir, manifest, artifact, all_slices))
+    if (artifacts_dir / QUALITY_REPORT).is_file():
+        results.extend(verify_task_accuracy(artifacts_dir, manifest))
     return results
+
+
+QUALITY_REPORT = "quality.json"  # written beside the manifest by `edgevlm quality`
+
+
+def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
+    """Re-judge the stored quality report's rows with the manifest's accuracy gates (the gates
+    `edgevlm quality` used). A row about a file that has changed since is stale, and fails."""
+    import json
+
+    from edgevlm.export.gates import AccuracyGate
+
+    report = json.loads((root / QUALITY_REPORT).read_text())
+    gates = {c: AccuracyGate(**g) for c, g in manifest["recipe"].get("accuracy_gates", {}).items()}
+    current = {a["file"]: a["sha256"] for a in manifest["artifacts"]}
+    checks = []
+    for row in report["rows"]:
+        if row["status"] == NOT_RUN:
+            checks.append(CheckResult(row["artifact"], "task accuracy", NOT_RUN, row["reason"]))
+            continue
+        files = row["artifact"].split(" + ")
+        stale = [f for f, sha in zip(files, row["sha256"].split("+")) if current.get(f) != sha]
+        if stale:
+            checks.append(CheckResult(row["artifact"], "task accuracy", FAIL,
+                                      f"{QUALITY_REPORT} scored other bytes of {', '.join(stale)}; "
+                                      "re-run edgevlm quality --reuse"))
+            continue
+        gate = gates.get(row["component"])
+        if gate is None:
+            checks.append(CheckResult(row["artifact"], "task accuracy", NOT_RUN,
+                                      f"the manifest has no {row['component']} accuracy gate; re-export"))
+            continue
+        ok = gate.passes(row["drop_points"])
+        checks.append(CheckResult(row["artifact"], "task accuracy", PASS if ok else FAIL,
+                                  f"{row['component']}: exact match {100 * row['exact_match']:.1f}% vs reference "
+                                  f"{100 * report['reference']['exact_match']:.1f}% on {row['samples']} held-out "
+                                  f"samples, drop {row['drop_points']:+.1f} points ({gate.describe()})",
+                                  {k: row[k] for k in ("exact_match", "drop_points", "answer_perplexity")}))
+    return checks
 
 
 def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = False) -> list[CheckResult]:

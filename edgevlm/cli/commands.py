@@ -158,6 +158,7 @@ def default_job(args) -> int:
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
 from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
+from edgevlm.cli import quality_commands as _quality  # noqa: E402
 
 COMMANDS = [
     Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
@@ -182,4 +183,6 @@ COMMANDS = [
             _oracle.train_oracle_args, _oracle.train_oracle),
     Command("oracle-eval", "held-out exact-match accuracy and answer perplexity of a checkpoint on synthetic VQA",
             _oracle.oracle_eval_args, _oracle.oracle_eval),
+    Command("quality", "score recipes on the oracle's held-out VQA (accuracy drop, perplexity, per-layer SQNR, "
+            "KV error) against their gates; JSON + markdown", _quality.quality_args, _quality.quality),
 ]
