@@ -5,7 +5,8 @@ to pick a layer to keep at 16 bits (calibration/layered.py). Stage outputs are f
 exporter's name-scope metadata (`pkg.torch.onnx.name_scopes`, kept through onnxruntime's QDQ
 quantizer and fp16 conversion): the last node whose innermost module is `vpm.embeddings`,
 `vpm.encoder.layers.<i>` (the residual add) or `vpm.post_layernorm`. Those tensors are added as
-graph outputs and run on the CPU EP; the float StaticVisionEncoder gives the reference through
+graph outputs and run on the CPU EP (where a rewrite such as QNN's layernorm fusion dropped the
+metadata, a fresh float export of the same encoder supplies the names, which quantizers keep); the float StaticVisionEncoder gives the reference through
 forward hooks on the same padded inputs. Only real (unpadded) patch rows are compared.
 
 Runs on: ort fp16/int8 `.onnx` and the QNN recipe's `.qdq.onnx` (the quantization grid the HTP
@@ -38,6 +39,20 @@ def stage_tensors(model, scopes: list[str]) -> dict[str, str]:
     return found
 
 
+def reexported_stage_tensors(encoder, example: dict, scopes: list[str]) -> dict[str, str]:
+    """Stage tensor names from a fresh float export of the same encoder: the exporter names tensors
+    deterministically, and quantizers keep the names of the tensors they wrap in Q/DQ pairs."""
+    import tempfile
+
+    import onnx
+
+    from edgevlm.backends.onnx_export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(encoder, example, Path(tmp) / "float.onnx")
+        return stage_tensors(onnx.load(str(path), load_external_data=False), scopes)
+
+
 def _with_outputs(model, names: list[str]):
     import onnx
 
@@ -61,14 +76,17 @@ def layer_sqnr(loaded, artifact_path: Path, artifact: dict, batches: list, mask_
 
     model = onnx.load(str(artifact_path))
     scopes = stage_scopes(len(loaded.model.vpm.encoder.layers))
+    encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler, mask_value).eval()
     tensors = stage_tensors(model, scopes)
-    missing = [s for s in scopes if s not in tensors]
+    if len(tensors) < len(scopes):  # rewritten graphs (QNN's layernorm fusion) lose the metadata, not the names
+        tensors = reexported_stage_tensors(encoder, batches[0].arrays, scopes)
+    produced = {o for node in model.graph.node for o in node.output}
+    missing = [s for s in scopes if tensors.get(s) not in produced]
     if missing:
-        return {"status": "not run", "reason": f"no name-scope metadata for {missing[:3]} in {artifact_path.name}"}
+        return {"status": "not run", "reason": f"no stage tensor for {missing[:3]} in {artifact_path.name}"}
     names = [tensors[s] for s in scopes]
     session = ort.InferenceSession(_with_outputs(model, names).SerializeToString(),
                                    providers=["CPUExecutionProvider"])
-    encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler, mask_value).eval()
     modules = [encoder.vpm.embeddings, *encoder.vpm.encoder.layers, encoder.vpm.post_layernorm]
     signal = np.zeros(len(scopes) + 1)
     noise = np.zeros(len(scopes) + 1)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from edgevlm.calibration.vqa import QUESTION_KINDS, Sample, dataset
+from edgevlm.progress import progress_bar
 
 GenerateFn = Callable[[object, str], str]
 ScoreFn = Callable[[object, str, str], tuple[float, int]]
@@ -31,11 +32,17 @@ def heldout(count: int = HELDOUT_SIZE) -> list[Sample]:
 
 
 def evaluate(samples: Sequence[Sample], generate_fn: GenerateFn, score_fn: ScoreFn | None = None,
-             keep_answers: bool = False) -> dict:
+             keep_answers: bool = False, description: str = "held-out VQA") -> dict:
     """Accuracy overall and per question kind; perplexity when score_fn is given."""
+    with progress_bar(len(samples), description) as advance:
+        return _evaluate(samples, generate_fn, score_fn, keep_answers, advance)
+
+
+def _evaluate(samples, generate_fn, score_fn, keep_answers, advance) -> dict:
     correct, by_kind, answers = 0, {k: [0, 0] for k in QUESTION_KINDS}, []
     nll, tokens = 0.0, 0
     for s in samples:
+        advance()
         image = s.image()
         predicted = generate_fn(image, s.question)
         ok = normalise(predicted) == normalise(s.answer)

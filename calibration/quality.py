@@ -45,6 +45,9 @@ class QualityOptions:
     # most 72 patches; padding them to a phone recipe's 1120 costs the HTP emulator ~4 s a slice.
     # Padded rows are masked, but they take part in calibration ranges: say so when it differs.
     max_patches: int | None = None
+    # Emulated runtimes (the x86 QNN HTP emulator: ~0.6 s a slice at w8a16, ~4.6 s at w4a16) score the
+    # first N held-out samples; the QNN artifact's own QDQ model also scores every sample on the CPU EP.
+    emulated_samples: int | None = 60
 
 
 def preprocessing_of(loaded) -> dict:
@@ -91,14 +94,18 @@ class CachedVision:
         return self.cache[key].clone()
 
 
-def score(samples, pipe) -> dict:
+def score(samples, pipe, label: str = "reference") -> dict:
     start = time.perf_counter()
-    result = evaluate(samples, *pipeline_fns(pipe))
+    result = evaluate(samples, *pipeline_fns(pipe), description=label)
+    log.info("scored", extra={"row": label, "exact_match": result["exact_match"],
+                              "seconds": round(time.perf_counter() - start, 1)})
     return result | {"seconds": round(time.perf_counter() - start, 1)}
 
 
 def judged(row: dict, reference: dict, gate=None) -> dict:
-    """Add the accuracy drop (points) and perplexity increase against the reference, and the gate's verdict."""
+    """Add the accuracy drop (points) and perplexity increase against the reference (scored on the
+    same samples), and the gate's verdict."""
+    row["reference_exact_match"] = reference["exact_match"]
     row["drop_points"] = 100 * (reference["exact_match"] - row["exact_match"])
     row["perplexity_increase"] = row["answer_perplexity"] - reference["answer_perplexity"]
     if gate is not None:
@@ -126,9 +133,24 @@ def export_recipe(model_dir: Path, recipe, root: Path, options: QualityOptions) 
     export_model(model_dir, recipe, root, part="all", overwrite=True)
 
 
-def recipe_rows(loaded, root: Path, samples, reference: dict, options: QualityOptions) -> tuple[list, list]:
+class References:
+    """The eager reference's score on the first n held-out samples (rows on a subset compare with it)."""
+
+    def __init__(self, loaded, samples):
+        self.loaded, self.samples, self._scores = loaded, samples, {}
+
+    def __call__(self, count: int | None = None) -> dict:
+        count = count or len(self.samples)
+        if count not in self._scores:
+            self._scores[count] = score(self.samples[:count], pipeline(self.loaded),
+                                        f"reference (eager fp32), {count} samples")
+        return self._scores[count]
+
+
+def recipe_rows(loaded, root: Path, samples, references: References, options: QualityOptions) -> tuple[list, list]:
     """Rows (vision / decoder / end_to_end) and per-layer SQNR tables for one exported recipe."""
     from edgevlm.backends.base import get_vision_backend
+    from edgevlm.calibration.layer_sqnr import onnx_view
     from edgevlm.export.decoder_session import open_decoder
     from edgevlm.export.gates import AccuracyGate
     from edgevlm.export.manifest import read_manifest
@@ -148,11 +170,24 @@ def recipe_rows(loaded, root: Path, samples, reference: dict, options: QualityOp
             rows.append(base | {"status": "not run", "reason": reason})
             continue
         vision_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, art, backend, config=loaded.config))
-        runnable_vision.append((art, vision_fn))
-        base["runtime"] = art.get("runtime", art["target"]) + (" (emulated)" if getattr(backend, "emulated", False)
-                                                                else "")
-        rows.append(judged(base | score(samples, pipeline(loaded, vision_fn=vision_fn, vision_name=art["file"])),
-                           reference, gates["vision"]))
+        emulated = getattr(backend, "emulated", False)
+        count = min(len(samples), options.emulated_samples or len(samples)) if emulated else len(samples)
+        runnable_vision.append((art, vision_fn, count))
+        base["runtime"] = art.get("runtime", art["target"]) + (" (emulated)" if emulated else "")
+        pipe = pipeline(loaded, vision_fn=vision_fn, vision_name=art["file"])
+        rows.append(judged(base | score(samples[:count], pipe, f"{recipe} vision {art['precision']}"),
+                           references(count), gates["vision"]))
+        qdq = onnx_view(root, art) if art["target"] == "qnn" else None
+        if qdq is not None:  # the same quantization grid on CPU kernels, fast enough for every sample
+            from edgevlm.backends.ort import OrtVisionBackend
+
+            simulated = art | {"file": qdq.name}
+            sim_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, simulated, OrtVisionBackend(),
+                                          config=loaded.config))
+            pipe = pipeline(loaded, vision_fn=sim_fn, vision_name=qdq.name)
+            rows.append(judged(base | {"runtime": f"{qdq.name} (QDQ) on the ORT CPU EP: simulated HTP numerics"}
+                               | score(samples, pipe, f"{recipe} vision {art['precision']} (QDQ on CPU)"),
+                               references(), gates["vision"]))
         if options.layer_sqnr:
             layers.append({"recipe": recipe, "artifact": art["file"]} | vision_layer_sqnr(loaded, root, art, backend))
     decoders = [a for a in manifest["artifacts"] if a["part"] == "decoder"]
@@ -162,16 +197,18 @@ def recipe_rows(loaded, root: Path, samples, reference: dict, options: QualityOp
                 "weight_calibration": art["weights"].get("calibration", {}).get("method", "rtn"),
                 "kv_cache": art["kv_cache"]["format"]}
         session = open_decoder(root, art)
-        rows.append(judged(base | score(samples, pipeline(loaded, session, max_seq_len=art["kv_cache"]["max_seq_len"])),
-                           reference, gates["decoder"]))
+        pipe = pipeline(loaded, session, max_seq_len=art["kv_cache"]["max_seq_len"])
+        rows.append(judged(base | score(samples, pipe, f"{recipe} decoder {art['precision']}"),
+                           references(), gates["decoder"]))
     if decoders and runnable_vision:  # the artifacts alone, once per runnable vision artifact
         runner = ArtifactRunner(root)
-        for art, vision_fn in runnable_vision:
+        for art, vision_fn, count in runnable_vision:
             runner.vision_fn, runner.vision_name = vision_fn, art["file"]
             base = {"recipe": recipe, "component": "end_to_end", "artifact": f"{art['file']} + {runner.decoder['file']}",
                     "sha256": f"{art['sha256']}+{runner.decoder['sha256']}", "precision": "as exported",
                     "runtime": f"{art['runtime']} + {runner.decoder['runtime']}"}
-            rows.append(judged(base | score(samples, runner), reference, gates["end_to_end"]))
+            rows.append(judged(base | score(samples[:count], runner, f"{recipe} end to end ({art['precision']} vision)"),
+                               references(count), gates["end_to_end"]))
     return rows, layers
 
 
@@ -221,9 +258,8 @@ def decoder_ablation(loaded, samples, reference: dict, group_size: int) -> list[
             session = ModuleDecoderSession(decoder, llm.get_input_embeddings())
             row = {"weights": name, "kv_cache": cache, "group_size": group_size if name != "fp32" else None,
                    "scheme": "torchao 8da4w" if name != "fp32" else "float32"}
-            rows.append(judged(row | score(samples, pipeline(loaded, session, max_seq_len=ABLATION_MAX_SEQ_LEN)),
-                               reference))
-            log.info("ablation row", extra={k: rows[-1][k] for k in ("weights", "kv_cache", "exact_match")})
+            pipe = pipeline(loaded, session, max_seq_len=ABLATION_MAX_SEQ_LEN)
+            rows.append(judged(row | score(samples, pipe, f"ablation {name} weights, {cache} cache"), reference))
     rows[0]["awq"] = {k: v for k, v in awq_summary.items() if k != "groups"}
     return rows
 
@@ -239,9 +275,8 @@ def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOp
     out.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model_dir)
     samples = heldout(options.samples)
-    reference = score(samples, pipeline(loaded))
-    log.info("reference scored", extra={"exact_match": reference["exact_match"],
-                                        "perplexity": reference["answer_perplexity"]})
+    references = References(loaded, samples)
+    reference = references()
     report = {"schema": "edgevlm.quality/1", "model": {"dir": str(model_dir), "version": loaded.config.version},
               "heldout": {"split": "heldout", "samples": len(samples)},
               "vision_max_patches": options.max_patches or "as in each recipe",
@@ -250,7 +285,7 @@ def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOp
     for recipe in recipes:
         root = out / recipe.name
         export_recipe(model_dir, recipe, root, options)
-        rows, layers = recipe_rows(loaded, root, samples, reference, options)
+        rows, layers = recipe_rows(loaded, root, samples, references, options)
         report["recipes"].append({"name": recipe.name, "artifacts_dir": str(root)})
         report["rows"] += rows
         report["layer_sqnr"] += layers

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,16 +23,9 @@ import torch
 
 
 def _timed(fn, warmup: int, runs: int) -> dict:
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return {"runs": runs, "warmup": warmup, "median_ms": statistics.median(samples),
-            "p90_ms": samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))], "min_ms": samples[0]}
+    from edgevlm.device_tests.host_bench import time_calls
+
+    return time_calls(fn, warmup, runs)
 
 
 class PteEmbeds:

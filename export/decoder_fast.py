@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevlm.export.kv_cache import KVCacheSpec, quantize
+from edgevlm.export.kv_cache import KVCacheSpec, quantize, register_cache_buffers
 
 ATTENTION_MODES = ("static", "custom")
 
@@ -44,17 +44,7 @@ class SeqMajorLayerCache(nn.Module):
     def __init__(self, spec: KVCacheSpec, batch: int, kv_heads: int, max_seq_len: int, head_dim: int):
         super().__init__()
         self.spec = spec
-        shape = (batch, max_seq_len, kv_heads, head_dim)
-        for name in ("k", "v"):
-            if spec.quantized:
-                width = head_dim // 2 if spec.bits == 4 else head_dim
-                groups = head_dim // spec.group_size
-                self.register_buffer(f"{name}_codes", torch.zeros(*shape[:3], width, dtype=torch.uint8))
-                self.register_buffer(f"{name}_scale", torch.zeros(*shape[:3], groups, dtype=torch.float16))
-                self.register_buffer(f"{name}_zero", torch.zeros(*shape[:3], groups, dtype=torch.float16))
-            else:
-                dtype = torch.float16 if spec.format == "fp16" else torch.float32
-                self.register_buffer(f"{name}_cache", torch.zeros(shape, dtype=dtype))
+        register_cache_buffers(self, spec, (batch, max_seq_len, kv_heads, head_dim))
         if spec.bits == 4:
             self.register_buffer("nibbles", nibble_table(), persistent=False)
 

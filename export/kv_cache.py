@@ -92,23 +92,29 @@ def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bit
     return (g * scale.to(dtype)[..., None] + zero.to(dtype)[..., None]).reshape(codes.shape)
 
 
+def register_cache_buffers(module: torch.nn.Module, spec: KVCacheSpec, shape: tuple[int, int, int, int]) -> None:
+    """k/v buffers of one layer: `<k|v>_cache` for float formats, `_codes` (uint8, two 4-bit codes per
+    byte for int4) + fp16 `_scale`/`_zero` per group for quantized ones. The last dim is head_dim."""
+    head_dim = shape[-1]
+    for name in ("k", "v"):
+        if spec.quantized:
+            width = head_dim // 2 if spec.bits == 4 else head_dim
+            groups = head_dim // spec.group_size
+            module.register_buffer(f"{name}_codes", torch.zeros(*shape[:3], width, dtype=torch.uint8))
+            module.register_buffer(f"{name}_scale", torch.zeros(*shape[:3], groups, dtype=torch.float16))
+            module.register_buffer(f"{name}_zero", torch.zeros(*shape[:3], groups, dtype=torch.float16))
+        else:
+            dtype = torch.float16 if spec.format == "fp16" else torch.float32
+            module.register_buffer(f"{name}_cache", torch.zeros(shape, dtype=dtype))
+
+
 class LayerCache(torch.nn.Module):
     """One layer's static cache in the chosen format; `write` stores new rows, `read` returns floats."""
 
     def __init__(self, spec: KVCacheSpec, batch: int, kv_heads: int, max_seq_len: int, head_dim: int):
         super().__init__()
         self.spec = spec
-        shape = (batch, kv_heads, max_seq_len, head_dim)
-        for name in ("k", "v"):
-            if spec.quantized:
-                width = head_dim // 2 if spec.bits == 4 else head_dim
-                groups = head_dim // spec.group_size
-                self.register_buffer(f"{name}_codes", torch.zeros(*shape[:3], width, dtype=torch.uint8))
-                self.register_buffer(f"{name}_scale", torch.zeros(*shape[:3], groups, dtype=torch.float16))
-                self.register_buffer(f"{name}_zero", torch.zeros(*shape[:3], groups, dtype=torch.float16))
-            else:
-                dtype = torch.float16 if spec.format == "fp16" else torch.float32
-                self.register_buffer(f"{name}_cache", torch.zeros(shape, dtype=dtype))
+        register_cache_buffers(self, spec, (batch, kv_heads, max_seq_len, head_dim))
 
     def write(self, name: str, positions: torch.Tensor, rows: torch.Tensor) -> None:
         """rows [B, Hkv, T, Dh] go to sequence positions [T] (index_copy_: exports as a mutable buffer)."""

@@ -75,7 +75,8 @@ def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
         ok = gate.passes(row["drop_points"])
         checks.append(CheckResult(row["artifact"], "task accuracy", PASS if ok else FAIL,
                                   f"{row['component']}: exact match {100 * row['exact_match']:.1f}% vs reference "
-                                  f"{100 * report['reference']['exact_match']:.1f}% on {row['samples']} held-out "
+                                  f"{100 * row.get('reference_exact_match', report['reference']['exact_match']):.1f}% on "
+                                  f"{row['samples']} held-out "
                                   f"samples, drop {row['drop_points']:+.1f} points ({gate.describe()})",
                                   {k: row[k] for k in ("exact_match", "drop_points", "answer_perplexity")}))
     return checks

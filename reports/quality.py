@@ -46,15 +46,17 @@ def to_markdown(report: dict) -> str:
              f"{_pct(ref['exact_match'])}, answer perplexity {ref['answer_perplexity']:.3f}. Status: "
              f"**{report['status']}**.", "",
              "## Recipes (one part swapped in at a time; end_to_end = artifacts only)", "",
-             "| recipe | part | artifact | runtime | exact match | drop (pts) | perplexity (+) | gate | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | part | artifact | runtime | samples | exact match (reference) | drop (pts) | perplexity (+) | "
+             "gate | status |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         if r["status"] == "not run":
-            lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | - | - | - | - | - | "
+            lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | - | - | - | - | - | - | "
                          f"not run: {r['reason']} |")
             continue
-        lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | {r.get('runtime', '-')} | "
-                     f"{_pct(r['exact_match'])} | {r['drop_points']:+.1f} | {r['answer_perplexity']:.3f} "
+        lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | {r.get('runtime', '-')} | {r['samples']} | "
+                     f"{_pct(r['exact_match'])} ({_pct(r['reference_exact_match'])}) | {r['drop_points']:+.1f} | "
+                     f"{r['answer_perplexity']:.3f} "
                      f"({r['perplexity_increase']:+.3f}) | {r['gate']['describe']} | {r['status']} |")
     if report.get("decoder_ablation"):
         lines += ["", "## Decoder ablation (export graph run eagerly: weights x KV cache)", "",

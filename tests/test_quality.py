@@ -173,3 +173,24 @@ def test_recipe_quality_and_weight_calibration_are_validated(tmp_path):
     path.write_text("name: r\nvision: []\ndecoder: [{backend: executorch, weight_calibration: gptq}]\n")
     with pytest.raises(ConfigError, match="rtn, awq"):
         load_recipe(str(path))
+
+
+def test_qnn_rows_cap_the_emulator_and_score_the_qdq_model_on_every_sample(tmp_path):
+    """The HTP emulator scores a capped subset (against the reference on that subset); the
+    artifact's own QDQ model scores every sample on the CPU EP; both beside the eager LLM."""
+    from edgevlm.calibration.quality import QualityOptions, quality_report
+    from edgevlm.export.recipes import load_recipe
+
+    recipe = dataclasses.replace(load_recipe("android-sd8g3"), decoder=())
+    options = QualityOptions(samples=3, emulated_samples=2, ablation=False, kv_error=False, max_patches=128)
+    result = quality_report(defaults.oracle_model_dir(), [recipe], tmp_path, options)
+    emulated, simulated = result["rows"]
+    assert emulated["runtime"].endswith("(emulated)") and emulated["samples"] == 2
+    assert simulated["runtime"].startswith(emulated["artifact"].replace(".onnx", ".qdq.onnx"))
+    assert simulated["samples"] == 3 and simulated["reference_exact_match"] == result["reference"]["exact_match"]
+    # HTP numerics and the QDQ model on CPU kernels agree closely: the answers' perplexity barely moves.
+    for row in (emulated, simulated):
+        assert abs(row["perplexity_increase"]) < 0.05 * row["answer_perplexity"], row
+    (table,) = result["layer_sqnr"]
+    assert table["status"] == "ok" and table["onnx"].endswith(".qdq.onnx")
+    assert 15 < table["stages"][-1]["sqnr_db"] < 80  # 16-bit activations, 8-bit weights

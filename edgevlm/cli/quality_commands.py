@@ -22,6 +22,8 @@ def quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-layer-sqnr", action="store_true", help="skip the per-layer SQNR of the vision artifacts")
     p.add_argument("--no-kv-error", action="store_true", help="skip the KV-cache attention-error table")
     p.add_argument("--reuse", action="store_true", help="reuse exports already in OUT/<recipe> (no re-export)")
+    p.add_argument("--emulated-samples", type=int, default=d.emulated_samples,
+                   help="held-out samples for emulated runtimes (QNN HTP emulator); 0 for all")
     p.add_argument("--max-patches", type=int, help="static patch count of the vision artifacts (default: the "
                    "recipe's); the oracle's slices need 72, and the HTP emulator's time grows with it")
 
@@ -38,7 +40,7 @@ def quality(args) -> int:
     recipes = [load_recipe(r) for r in (args.recipe or sorted(known_recipes()))]
     options = QualityOptions(samples=args.samples, ablation=not args.no_ablation, layer_sqnr=not args.no_layer_sqnr,
                              kv_error=not args.no_kv_error, reuse=args.reuse,
-                             max_patches=args.max_patches)
+                             max_patches=args.max_patches, emulated_samples=args.emulated_samples or None)
     report = quality_report(args.model or defaults.oracle_model_dir(), recipes, args.out, options)
     validate(report)
     (args.out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
