@@ -32,3 +32,23 @@ def export_onnx(encoder: torch.nn.Module, example: dict[str, np.ndarray], path: 
     return path
 
 
+
+
+def external_data_files(path: Path) -> list[Path]:
+    """The side files an ONNX model's initializers live in (an exporter moves weights out of a
+    model above protobuf's 2 GiB limit): they ship, and are checksummed, with the model."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    names = {entry.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+             for entry in t.external_data if entry.key == "location"}
+    return [Path(path).with_name(n) for n in sorted(names)]
+
+
+def remove_onnx(path: Path) -> None:
+    """Delete a model and its external-data files."""
+    path = Path(path)
+    if path.exists():
+        for extra in external_data_files(path):
+            extra.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
-from edgevlm.backends.onnx_export import export_onnx
+from edgevlm.backends.onnx_export import export_onnx, external_data_files, remove_onnx
 
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "XnnpackExecutionProvider", "CoreMLExecutionProvider",
                        "QNNExecutionProvider", "NnapiExecutionProvider")
@@ -89,8 +89,9 @@ class OrtVisionBackend:
             details["quantization"] = self._to_int8(fp32_path, path, request.calibration,
                                                     request.options.get("quantization"))
         if fp32_path != path:
-            fp32_path.unlink()
-        return [WrittenArtifact(path, runtime="onnxruntime", details=details)]
+            remove_onnx(fp32_path)  # with its external data: a full-size encoder's weights live beside it
+        return [WrittenArtifact(path, runtime="onnxruntime", details=details)] + [
+            WrittenArtifact(extra, runtime="onnxruntime") for extra in external_data_files(path)]
 
     @staticmethod
     def _to_fp16(src: Path, dst: Path) -> None:

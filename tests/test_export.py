@@ -165,3 +165,24 @@ def test_bench_reports_schema_valid_json(ort_exports):
         assert r["metrics"]["p90_ms"] >= r["metrics"]["median_ms"] > 0
     assert report["input"]["patches"] <= 1120 and report["device"]["cores"] >= 1
     json.dumps(report)
+
+
+def test_external_data_ships_with_the_model_and_temporaries_leave_none(tmp_path):
+    """Above 2 GiB the exporter moves weights into a side file: it must be listed (and checksummed)
+    with its model, and removing a temporary model must take its side file too."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from edgevlm.backends.onnx_export import external_data_files, remove_onnx
+
+    weight = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])], [weight])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path), save_as_external_data=True, location="m.onnx.data",
+              size_threshold=0)
+    assert external_data_files(path) == [tmp_path / "m.onnx.data"]
+    remove_onnx(path)
+    assert list(tmp_path.iterdir()) == []
