@@ -152,13 +152,15 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
     from edgevlm.backends.base import get_vision_backend
     from edgevlm.calibration.layer_sqnr import onnx_view
     from edgevlm.export.decoder_session import open_decoder
-    from edgevlm.export.gates import AccuracyGate
+    from edgevlm.export.gates import ACCURACY_DROP_POINTS, AccuracyGate, accuracy_gate
     from edgevlm.export.manifest import read_manifest
     from edgevlm.export.run import ArtifactRunner, artifact_vision_embeds
 
     manifest = read_manifest(root)
     recipe = manifest["recipe"]["name"]
-    gates = {c: AccuracyGate(**g) for c, g in manifest["recipe"]["accuracy_gates"].items()}
+    stored = manifest["recipe"].get("accuracy_gates")  # absent in exports older than the gates: defaults
+    gates = ({c: AccuracyGate(**g) for c, g in stored.items()} if stored
+             else {c: accuracy_gate(c) for c in ACCURACY_DROP_POINTS})
     rows, layers = [], []
     runnable_vision = []
     for art in (a for a in manifest["artifacts"] if a["part"] == "vision"):
