@@ -152,15 +152,13 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
     from edgevlm.backends.base import get_vision_backend
     from edgevlm.calibration.layer_sqnr import onnx_view
     from edgevlm.export.decoder_session import open_decoder
-    from edgevlm.export.gates import ACCURACY_DROP_POINTS, AccuracyGate, accuracy_gate
+    from edgevlm.export.gates import manifest_accuracy_gates
     from edgevlm.export.manifest import read_manifest
     from edgevlm.export.run import ArtifactRunner, artifact_vision_embeds
 
     manifest = read_manifest(root)
     recipe = manifest["recipe"]["name"]
-    stored = manifest["recipe"].get("accuracy_gates")  # absent in exports older than the gates: defaults
-    gates = ({c: AccuracyGate(**g) for c, g in stored.items()} if stored
-             else {c: accuracy_gate(c) for c in ACCURACY_DROP_POINTS})
+    gates = manifest_accuracy_gates(manifest)
     rows, layers = [], []
     runnable_vision = []
     for art in (a for a in manifest["artifacts"] if a["part"] == "vision"):
@@ -191,7 +189,8 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
                                | score(samples, pipe, f"{recipe} vision {art['precision']} (QDQ on CPU)"),
                                references(), gates["vision"]))
         if options.layer_sqnr:
-            layers.append({"recipe": recipe, "artifact": art["file"]} | vision_layer_sqnr(loaded, root, art, backend))
+            layers.append({"recipe": recipe, "artifact": art["file"]}
+                          | vision_layer_sqnr(loaded, root, manifest["preprocessing"], art, backend))
     decoders = [a for a in manifest["artifacts"] if a["part"] == "decoder"]
     for art in decoders:
         base = {"recipe": recipe, "component": "decoder", "artifact": art["file"], "sha256": art["sha256"],
@@ -214,18 +213,16 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
     return rows, layers
 
 
-def vision_layer_sqnr(loaded, root: Path, art: dict, backend) -> dict:
+def vision_layer_sqnr(loaded, root: Path, pre: dict, art: dict, backend) -> dict:
     from edgevlm.calibration.layer_sqnr import layer_sqnr, onnx_view
     from edgevlm.export.host import manifest_slices
-    from edgevlm.export.manifest import read_manifest
     from edgevlm.export.vision import MASK_NEG, ResamplerSpec, vision_inputs
 
     path = onnx_view(root, art)
     if path is None:
         return {"status": "not run", "reason": f"{art['target']} artifacts carry no per-layer tensor names "
                                                "(a Core ML program or compiled context binary runs whole)"}
-    pre = read_manifest(root)["preprocessing"]
-    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    spec = ResamplerSpec.from_preprocessing(pre)
     batches = []
     for sample in heldout(LAYER_SQNR_SLICES):  # held-out images: never seen by calibration
         slices, sizes = manifest_slices(sample.image(), pre)

@@ -55,7 +55,7 @@ def bench_vision(artifacts_dir: Path, warmup: int = 3, runs: int = 10, include_e
     artifacts_dir = Path(artifacts_dir)
     manifest = read_manifest(artifacts_dir)
     pre = manifest["preprocessing"]
-    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    spec = ResamplerSpec.from_preprocessing(pre)
     case = max(manifest["verification"]["cases"], key=lambda c: max(h * w for h, w in c["tgt_sizes"]))
     from edgevlm.preprocess import load_image
 

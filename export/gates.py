@@ -94,3 +94,11 @@ def accuracy_gate(component: str, bounds: dict | None = None) -> AccuracyGate:
     if component not in ACCURACY_DROP_POINTS:
         raise ValueError(f"no accuracy gate for component {component!r}; known: {sorted(ACCURACY_DROP_POINTS)}")
     return AccuracyGate(component, float((bounds or {}).get(component, ACCURACY_DROP_POINTS[component])))
+
+
+def manifest_accuracy_gates(manifest: dict) -> dict[str, AccuracyGate]:
+    """The gates a manifest records; exports made before they were recorded get the defaults."""
+    stored = manifest["recipe"].get("accuracy_gates")
+    if not stored:
+        return {c: accuracy_gate(c) for c in ACCURACY_DROP_POINTS}
+    return {c: AccuracyGate(**g) for c, g in stored.items()}

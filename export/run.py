@@ -151,7 +151,7 @@ def artifact_vision_embeds(root: Path, manifest: dict, artifact: dict, backend, 
     if not inputs.pixel_values:
         return torch.zeros(0, config.query_num, config.llm.hidden_size)
     pre = manifest["preprocessing"]
-    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    spec = ResamplerSpec.from_preprocessing(pre)
     out = []
     for i in range(len(inputs.pixel_values)):
         batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], artifact["max_patches"],

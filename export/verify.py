@@ -50,10 +50,10 @@ def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
     `edgevlm quality` used). A row about a file that has changed since is stale, and fails."""
     import json
 
-    from edgevlm.export.gates import AccuracyGate
+    from edgevlm.export.gates import manifest_accuracy_gates
 
     report = json.loads((root / QUALITY_REPORT).read_text())
-    gates = {c: AccuracyGate(**g) for c, g in manifest["recipe"].get("accuracy_gates", {}).items()}
+    gates = manifest_accuracy_gates(manifest)  # the ones `edgevlm quality` judged with
     current = {a["file"]: a["sha256"] for a in manifest["artifacts"]}
     checks = []
     for row in report["rows"]:
@@ -138,7 +138,7 @@ def _numerics(root: Path, manifest: dict, artifact: dict, backend, path: Path,
     gate = Gate(**artifact["quality_gate"])
     references = np.load(root / manifest["verification"]["reference"])
     pre = manifest["preprocessing"]
-    spec = ResamplerSpec(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+    spec = ResamplerSpec.from_preprocessing(pre)
     per_case, refs, outs = {}, [], []
     for case in manifest["verification"]["cases"]:
         slices, sizes = manifest_slices(load_image(root / case["image"]), pre)

@@ -76,6 +76,11 @@ class ResamplerSpec:
     embed_dim: int
     temporal: bool
 
+    @classmethod
+    def from_preprocessing(cls, pre: dict) -> ResamplerSpec:
+        """From a manifest's `preprocessing` block (export/host.preprocessing_block)."""
+        return cls(pre["resampler_pos"]["embed_dim"], pre["resampler_pos"]["added_to"] == "values")
+
 
 def vision_inputs(pixel_values: list[torch.Tensor], tgt_sizes: torch.Tensor, max_patches: int,
                   resampler, num_patches_per_side: int, batch: int | None = None) -> VisionInputs:
