@@ -13,6 +13,7 @@ import numpy as np
 
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
 from edgevlm.backends.onnx_export import export_onnx, external_data_files, remove_onnx
+from edgevlm.backends.ort_calibration import bounded_calibration
 
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "XnnpackExecutionProvider", "CoreMLExecutionProvider",
                        "QNNExecutionProvider", "NnapiExecutionProvider")
@@ -60,7 +61,7 @@ def activation_matmuls(path: Path) -> list[str]:
     """
     import onnx
 
-    graph = onnx.load(str(path)).graph
+    graph = onnx.load(str(path), load_external_data=False).graph  # names only: leave a large model's weights on disk
     constants = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     return [n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
 
@@ -115,17 +116,18 @@ class OrtVisionBackend:
         config = dict(quant_format="QDQ", activation_type="QUInt8", weight_type="QInt8", per_channel=True,
                       calibrate_method="MinMax", calibration_batches=len(calibration),
                       float_nodes=len(float_nodes), layered=plan.summary())
-        quant.quantize_static(
-            str(src), str(dst), CalibrationReader(calibration), quant_format=quant.QuantFormat.QDQ,
-            activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8, per_channel=True,
-            calibrate_method=quant.CalibrationMethod.MinMax,
-            # Weighted MatMul/Gemm only. The patch-embedding Conv (raw pixels in) and the position
-            # Gather stay float: on the 2.6-tiny encoder quantizing the Conv too drops SQNR from
-            # 29.2 to 24.6 dB, and int8 dynamic quantization gives 21.9 dB.
-            op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=float_nodes,
-            extra_options=dict(CALIBRATION_OPTIONS) | (
-                {"TensorQuantOverrides": plan.tensor_overrides()} if plan.weight_overrides else {}),
-        )
+        with bounded_calibration(dst.parent):
+            quant.quantize_static(
+                str(src), str(dst), CalibrationReader(calibration), quant_format=quant.QuantFormat.QDQ,
+                activation_type=quant.QuantType.QUInt8, weight_type=quant.QuantType.QInt8, per_channel=True,
+                calibrate_method=quant.CalibrationMethod.MinMax,
+                # Weighted MatMul/Gemm only. The patch-embedding Conv (raw pixels in) and the position
+                # Gather stay float: on the 2.6-tiny encoder quantizing the Conv too drops SQNR from
+                # 29.2 to 24.6 dB, and int8 dynamic quantization gives 21.9 dB.
+                op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=float_nodes,
+                extra_options=dict(CALIBRATION_OPTIONS) | (
+                    {"TensorQuantOverrides": plan.tensor_overrides()} if plan.weight_overrides else {}),
+            )
         return config
 
     def runtime_available(self) -> str | None:

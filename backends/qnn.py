@@ -151,6 +151,7 @@ def quantize_qdq(fp32: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config, qnn_preprocess_model
 
     from edgevlm.backends.ort import CALIBRATION_OPTIONS, CalibrationReader
+    from edgevlm.backends.ort_calibration import bounded_calibration
 
     prepared = work / "prepared.onnx"
     if not qnn_preprocess_model(str(fp32), str(prepared), fuse_layernorm=True):  # False: nothing to rewrite
@@ -182,7 +183,8 @@ def quantize_qdq(fp32: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
                                 weight_symmetric=precision == "w4a16" or None, init_overrides=overrides,
                                 nodes_to_exclude=plan.nodes_to_exclude or None)
     config.extra_options.update(CALIBRATION_OPTIONS)
-    quantize(str(prepared), str(dst), config)
+    with bounded_calibration(work):
+        quantize(str(prepared), str(dst), config)
     return {"format": "QDQ", "activations": "uint16", "weights": PRECISIONS[precision].lower(),
             "weight_granularity": "per-channel" + (", symmetric" if precision == "w4a16" else ""),
             "calibrate_method": method,

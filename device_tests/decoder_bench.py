@@ -54,6 +54,20 @@ def our_caches(plan: BenchPlan) -> dict[str, KVCacheSpec]:
     return {name: specs[name] for name in plan.caches}
 
 
+def export_code_fingerprint() -> str:
+    """Hash of the code that shapes a decoder .pte, so a reused export is one this code would write."""
+    import hashlib
+
+    from edgevlm.export import decoder_pte, int4_attention
+
+    folder = Path(decoder_pte.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("decoder*.py")) + [folder / "kv_cache.py"] + list(int4_attention.KERNEL_FILES):
+        digest.update(path.read_bytes())
+    digest.update(Path(int4_attention.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def export_ours(loaded, plan: BenchPlan, work: Path) -> dict[str, dict]:
     """Our .pte per cache format (reused from `work` when its recorded spec matches)."""
     out = {}
@@ -63,7 +77,7 @@ def export_ours(loaded, plan: BenchPlan, work: Path) -> dict[str, dict]:
                               cache=cache, attention=plan.attention)
         path = work / f"decoder.{plan.weights}.kv-{name}.{plan.attention}.s{plan.max_seq_len}.pte"
         record = path.with_suffix(".json")
-        wanted = {"spec": repr(spec), "model": str(loaded.path)}
+        wanted = {"spec": repr(spec), "model": str(loaded.path), "code": export_code_fingerprint()}
         if not (path.exists() and record.exists() and json.loads(record.read_text()) == wanted):
             print(f"exporting {path.name} ...", file=sys.stderr, flush=True)
             export_pte(loaded, spec, path, runner="multimodal")
@@ -76,9 +90,16 @@ def run_worker(job: dict, timeout: float = 3600) -> dict:
     """Run one runtime in a fresh process (its own peak RSS); returns its JSON or raises with stderr."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(job, f)
+    env = os.environ.copy()
+    if job["runner"].startswith("pte"):
+        # A .pte runs on ExecuTorch's thread pool, but kernels built against ATen (the pip wheel's
+        # llama::custom_sdpa) and torch's own copies of the logits wake torch's OpenMP threads, which
+        # then spin through the next step on the same cores as XNNPACK (0.5B on 2 cores: INT4-cache
+        # decode 12.5 -> 8.0 ms, fp32-cache 8.4 -> 7.7 ms). Passive waiting keeps both pools' work.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgevlm.device_tests.decoder_worker", f.name],
-                              capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+                              capture_output=True, text=True, timeout=timeout, env=env)
     finally:
         os.unlink(f.name)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

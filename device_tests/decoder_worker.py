@@ -14,6 +14,7 @@ their values, so the time is that of a real decode step at context C.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -117,7 +118,17 @@ def run_job(job: dict) -> dict:
         decode[str(context)] = timing | {"tokens_per_s": 1000 / timing["median_ms"]}
     peak_kib = _peak_rss_kib()
     return {"load_ms": load_ms, "prefill": prefill, "ttft_ms": ttft["median_ms"], "decode": decode,
-            "peak_rss_mib": peak_kib / 1024, "threads": torch.get_num_threads()}
+            "peak_rss_mib": peak_kib / 1024, "threads": _compute_threads(job),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
+
+
+def _compute_threads(job: dict) -> int:
+    """Threads doing the runtime's work: ExecuTorch's pool for a .pte, torch's for eager."""
+    if job["runner"].startswith("pte"):
+        from executorch.extension.pybindings import portable_lib
+
+        return portable_lib._threadpool_get_thread_count()
+    return torch.get_num_threads()
 
 
 def _peak_rss_kib() -> int:

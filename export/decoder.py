@@ -51,6 +51,8 @@ class ExportDecoder(nn.Module):
         self.lm_head = llm.lm_head
         if attention == "custom":
             decoder_fast.load_custom_ops()
+            self.custom_norms = nn.ModuleList(decoder_fast.layer_norms(layer) for layer in self.layers)
+            self.final_norm = decoder_fast.PoolableRMSNorm(self.norm)
         cache_cls = decoder_fast.SeqMajorLayerCache if attention == "custom" else LayerCache
         self.caches = nn.ModuleList(cache_cls(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
                                     for _ in self.layers)
@@ -90,13 +92,13 @@ class ExportDecoder(nn.Module):
         from edgevlm.export.decoder_fast import custom_attention, start_position
 
         start = start_position(start_pos, x.shape[1], self.max_seq_len)
-        for layer, cache in zip(self.layers, self.caches):
-            h = custom_attention(self, layer.self_attn, layer.input_layernorm(x), cache, start, cos, sin)
+        for layer, cache, norms in zip(self.layers, self.caches, self.custom_norms):
+            h = custom_attention(self, layer.self_attn, norms["input"](x), cache, start, cos, sin, norms)
             scale = getattr(layer, "residual_scale", None)
             x = x + (h * scale if scale is not None else h)
-            m = layer.mlp(layer.post_attention_layernorm(x))
+            m = layer.mlp(norms["post"](x))
             x = x + (m * scale if scale is not None else m)
-        return self.lm_head(self.norm(x[:, -1]))
+        return self.lm_head(self.final_norm(x[:, -1]))
 
     def _attention(self, attn, x, cache: LayerCache, positions, cos, sin, mask):
         b, t, _ = x.shape

@@ -3,6 +3,7 @@ graphs (ort) + its manifest entry."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
@@ -15,22 +16,24 @@ from edgevlm.progress import timed
 def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
     return DecoderPteSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                          cache=cache)
+                          cache=cache, attention=target.attention)
 
 
 def kv_cache_block(loaded, spec: DecoderPteSpec) -> dict:
     """What the manifest says about the cache: format, layout, sizes."""
     llm = loaded.config.llm
     cache = spec.cache
-    layout = ("codes uint8 [B, Hkv, S, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [B, Hkv, S, Dh/group]"
+    attention = getattr(spec, "attention", "static")  # the ONNX decoder is always static
+    dims = "B, S, Hkv" if attention == "custom" else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
+    layout = (f"codes uint8 [{dims}, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [{dims}, Dh/group]"
               if cache.format == "int4" else
-              "codes uint8 [B, Hkv, S, Dh], scale+zero fp16 [B, Hkv, S, Dh/group]" if cache.format == "int8" else
-              f"{cache.format} [B, Hkv, S, Dh]")
+              f"codes uint8 [{dims}, Dh], scale+zero fp16 [{dims}, Dh/group]" if cache.format == "int8" else
+              f"{cache.format} [{dims}, Dh]")
     return cache.to_dict() | {
         "layout": layout, "quantization": "asymmetric, per-token groups along the head dimension"
         if cache.quantized else None,
-        "max_seq_len": spec.max_seq_len, "layers": llm.num_hidden_layers, "kv_heads": llm.num_key_value_heads,
-        "head_dim": llm.resolved_head_dim,
+        "max_seq_len": spec.max_seq_len, "attention": attention, "layers": llm.num_hidden_layers,
+        "kv_heads": llm.num_key_value_heads, "head_dim": llm.resolved_head_dim,
         "bytes_per_token": cache.bytes_per_token(llm.num_hidden_layers, llm.num_key_value_heads, llm.resolved_head_dim),
     }
 
@@ -52,6 +55,23 @@ def decoder_llm(loaded, recipe: Recipe, target: DecoderTarget):
         "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}}
 
 
+def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
+    """The non-ATen kernels the program calls, and (for ours) their C++ sources copied beside it for
+    the app to compile in (ExecuTorch's own llama ops come with its LLM runner build)."""
+    if spec.attention != "custom":
+        return [], []
+    ops = ["llama::update_cache.out", "llama::custom_sdpa.out"]
+    if spec.cache.format != "int4":
+        return ops, []
+    from edgevlm.export.int4_attention import KERNEL_FILES, KERNEL_NAMES
+
+    folder = out / "kernels"
+    folder.mkdir(exist_ok=True)
+    for source in KERNEL_FILES:
+        shutil.copyfile(source, folder / source.name)
+    return ops + list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
+
+
 def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, vision=None) -> dict:
     llm, weight_calibration = decoder_llm(loaded, recipe, target)
     if target.backend == "ort":
@@ -69,10 +89,13 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
                               llm=llm)
     d = loaded.config.llm.hidden_size
     methods = ["token_embedding", "text_decoder"] + (["vision_encoder"] if target.vision_in_pte else [])
+    ops, sources = custom_ops(spec, Path(out))
     return {
         "name": "text_decoder", "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
         "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
-        "bytes": size_bytes(path), "extra_files": [], "methods": methods,
+        "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
+        "extra_files": [{"file": str(f.relative_to(out)), "sha256": sha256_path(f), "bytes": size_bytes(f)}
+                        for f in sources],
         "inputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
                    {"name": "input_pos", "shape": [1], "dtype": "int64"}],
         "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],

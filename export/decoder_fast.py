@@ -8,9 +8,17 @@ llama export does instead:
 - the cache is sequence-major [B, S, Hkv, Dh] (the layout of `llama::update_cache` and
   `llama::custom_sdpa`), written in place by `llama::update_cache` at start_pos;
 - `llama::custom_sdpa` (causal, grouped-query) reads only positions < start_pos + T;
-- a quantized cache is dequantized only up to start_pos + T (a `narrow` by the unbacked start
-  position, as ExecuTorch's llama mask slicing does), INT4 codes through a 256-entry table
-  (one gather turns a byte into both nibbles) rather than the arithmetic unpack.
+- an INT4 cache is written by `edgevlm::int4_update_cache` and never dequantized into a float
+  tensor: `edgevlm::int4_sdpa` attends over the packed codes directly (export/int4_attention.py,
+  kernels of ours registered with ExecuTorch), so a decode step reads 4.5 bits per cached element
+  instead of 32, and XNNPACK merges partitions as it does for the float cache (quantize and
+  dequantize ops around `llama::update_cache` formed dependency cycles between partitions);
+- an INT8 cache is dequantized only up to start_pos + T (a `narrow` by the unbacked start
+  position, as ExecuTorch's llama mask slicing does) before `llama::custom_sdpa`.
+
+- RMSNorms take their mean of squares over a 4-D view ([.., D, 1], mean over the two innermost
+  dims): the only form of `mean.dim` XNNPACK delegates. With the reference's mean over the last dim
+  of a 3-D tensor, every norm ran as a portable kernel and cut the layer's XNNPACK partition in two.
 
 Storage formats and quantization are those of export/kv_cache.py; only the layout differs.
 The ops come from executorch.extension.llm.custom_ops (their kernels ship in the pip wheel), so
@@ -28,14 +36,33 @@ ATTENTION_MODES = ("static", "custom")
 
 
 def load_custom_ops() -> None:
-    """Register llama::update_cache / llama::custom_sdpa (eager kernels and export meta functions)."""
+    """Register llama::update_cache / llama::custom_sdpa and edgevlm::int4_sdpa (eager kernels and
+    export meta functions; the ExecuTorch kernel of int4_sdpa is loaded where a program runs)."""
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
+    from edgevlm.export.int4_attention import register_op
 
-def nibble_table(dtype=torch.float32) -> torch.Tensor:
-    """[256, 2]: byte b -> (low nibble, high nibble) as floats (the INT4 packing of kv_cache.py)."""
-    codes = torch.arange(256)
-    return torch.stack([codes % 16, codes // 16], dim=-1).to(dtype)
+    register_op()
+
+
+class PoolableRMSNorm(nn.Module):
+    """The reference RMSNorm (Llama / Qwen2 / Qwen3 / MiniCPM: weight * x * rsqrt(mean(x^2) + eps),
+    computed in fp32) with the mean written as XNNPACK's global average pooling. Shares the
+    reference module's weight; the reference model is not modified."""
+
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.weight = norm.weight
+        self.eps = norm.variance_epsilon
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        squares = (x * x).reshape(-1, 1, x.shape[-1], 1)  # any rank -> [N, 1, D, 1]
+        # XNNPACK reshapes only to static shapes with at most one -1: the symbolic sequence length goes there
+        shape = [d if isinstance(d, int) else -1 for d in x.shape[:-1]] + [1]
+        variance = squares.mean(dim=(2, 3), keepdim=True).reshape(shape)
+        return self.weight * (x * torch.rsqrt(variance + self.eps)).to(dtype)
 
 
 class SeqMajorLayerCache(nn.Module):
@@ -45,12 +72,13 @@ class SeqMajorLayerCache(nn.Module):
         super().__init__()
         self.spec = spec
         register_cache_buffers(self, spec, (batch, max_seq_len, kv_heads, head_dim))
-        if spec.bits == 4:
-            self.register_buffer("nibbles", nibble_table(), persistent=False)
 
     def write(self, name: str, start: int, rows: torch.Tensor) -> None:
         """rows [B, T, Hkv, Dh] go to positions start .. start+T-1, in place."""
-        if self.spec.quantized:
+        if self.spec.bits == 4:  # quantize + write in one kernel (export/int4_attention.py)
+            torch.ops.edgevlm.int4_update_cache(rows.float(), *(getattr(self, f"{name}_{part}")
+                                                                for part in ("codes", "scale", "zero")), start)
+        elif self.spec.quantized:
             codes, scale, zero = quantize(rows, self.spec.bits, self.spec.group_size)
             torch.ops.llama.update_cache(codes, getattr(self, f"{name}_codes"), start)
             torch.ops.llama.update_cache(scale, getattr(self, f"{name}_scale"), start)
@@ -58,6 +86,14 @@ class SeqMajorLayerCache(nn.Module):
         else:
             cache = getattr(self, f"{name}_cache")
             torch.ops.llama.update_cache(rows.to(cache.dtype), cache, start)
+
+    def attend(self, q: torch.Tensor, start: int, scale: float) -> torch.Tensor:
+        """Causal grouped-query attention of q [B, T, H, Dh] (positions start..) over the cache."""
+        if self.spec.bits == 4:
+            return torch.ops.edgevlm.int4_sdpa(q, *(getattr(self, f"{n}_{part}") for n in "kv"
+                                                    for part in ("codes", "scale", "zero")), start, scale)
+        end = start + q.shape[1]
+        return torch.ops.llama.custom_sdpa(q, self.read("k", end), self.read("v", end), start, None, 0.0, True, scale)
 
     def read(self, name: str, end: int) -> torch.Tensor:
         """float32 [B, S', Hkv, Dh] holding at least positions 0 .. end-1 (custom_sdpa ignores the rest)."""
@@ -67,19 +103,13 @@ class SeqMajorLayerCache(nn.Module):
         codes = getattr(self, f"{name}_codes").narrow(1, 0, end)
         scale = getattr(self, f"{name}_scale").narrow(1, 0, end).float()
         zero = getattr(self, f"{name}_zero").narrow(1, 0, end).float()
-        if self.spec.bits == 4:
-            values = nn.functional.embedding(codes.long(), self.nibbles)  # [B, S', Hkv, Dh/2, 2]
-        else:
-            values = codes.float()
         b, s, h = codes.shape[:3]
-        groups = scale.shape[-1]
-        values = values.reshape(b, s, h, groups, -1) * scale[..., None] + zero[..., None]
+        values = codes.float().reshape(b, s, h, scale.shape[-1], -1) * scale[..., None] + zero[..., None]
         return values.reshape(b, s, h, -1)
 
     def reset(self) -> None:
         for buffer in self.buffers():
-            if buffer is not getattr(self, "nibbles", None):
-                buffer.zero_()
+            buffer.zero_()
 
 
 def start_position(start_pos: torch.Tensor, t: int, max_seq_len: int):
@@ -91,7 +121,15 @@ def start_position(start_pos: torch.Tensor, t: int, max_seq_len: int):
     return start
 
 
-def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, sin):
+def layer_norms(layer: nn.Module) -> nn.ModuleDict:
+    """A decoder layer's RMSNorms (Qwen3's q/k norms included) in the poolable form."""
+    norms = {"input": layer.input_layernorm, "post": layer.post_attention_layernorm}
+    if hasattr(layer.self_attn, "q_norm"):
+        norms |= {"q": layer.self_attn.q_norm, "k": layer.self_attn.k_norm}
+    return nn.ModuleDict({name: PoolableRMSNorm(norm) for name, norm in norms.items()})
+
+
+def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, sin, norms: nn.ModuleDict):
     """One layer's attention in the custom mode; x [B, T, D], cos/sin [T, Dh]."""
     from edgevlm.export.decoder import rotate_half
 
@@ -99,8 +137,8 @@ def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, si
     q = attn.q_proj(x).view(b, t, -1, decoder.head_dim)  # [B, T, H, Dh]: the custom ops' layout
     k = attn.k_proj(x).view(b, t, -1, decoder.head_dim)
     v = attn.v_proj(x).view(b, t, -1, decoder.head_dim)
-    if hasattr(attn, "q_norm"):
-        q, k = attn.q_norm(q), attn.k_norm(k)
+    if "q" in norms:  # Qwen3: per-head RMSNorm before RoPE
+        q, k = norms["q"](q), norms["k"](k)
     cos, sin = cos[:, None], sin[:, None]
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
@@ -108,7 +146,4 @@ def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, si
         q, k = q @ decoder.hadamard, k @ decoder.hadamard
     cache.write("k", start, k)
     cache.write("v", start, v)
-    end = start + t
-    out = torch.ops.llama.custom_sdpa(q, cache.read("k", end), cache.read("v", end), start, None, 0.0, True,
-                                      attn.scaling)
-    return attn.o_proj(out.reshape(b, t, -1))
+    return attn.o_proj(cache.attend(q, start, attn.scaling).reshape(b, t, -1))

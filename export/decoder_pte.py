@@ -136,10 +136,10 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
             embeds = torch.zeros(1, 4, loaded.config.llm.hidden_size)
             programs["text_decoder"] = export(decoder, (embeds, pos), dynamic_shapes=({1: seq}, None), strict=False)
     metadata = runner_metadata(loaded, spec)
-    # The custom mode's quantized cache is written by llama::update_cache and dequantized after it;
+    # The custom mode's INT8 cache is written by llama::update_cache and dequantized after it;
     # XNNPACK's merged partitions then form a dependency cycle through the cache, so each op is its
-    # own delegate there (measured cost: see device_tests/decoder_bench.py).
-    per_op = spec.attention == "custom" and spec.cache.quantized
+    # own delegate there. (INT4 goes through edgevlm::int4_sdpa, with no dequantize ops.)
+    per_op = spec.attention == "custom" and spec.cache.format == "int8"
     lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner(per_op_mode=per_op)],
                                           constant_methods=metadata,
                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
@@ -151,12 +151,24 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     return metadata
 
 
+def uses_int4_attention(path: Path) -> bool:
+    """Whether a .pte calls edgevlm::int4_sdpa (operator names are plain strings in the program)."""
+    import mmap
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return data.find(b"edgevlm::int4_sdpa") >= 0
+
+
 def load_pte_method(path: Path, method: str):
     """Load a method of a .pte with the Python runtime (kernels registered first, SPEC section 4)."""
     import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
     from edgevlm.export.decoder_fast import load_custom_ops
 
     load_custom_ops()  # llama::update_cache / custom_sdpa kernels for `custom`-attention programs
+    if uses_int4_attention(path):
+        from edgevlm.export.int4_attention import load_kernel_library
+
+        load_kernel_library()  # compiled on first use (export/kernels/int4_sdpa.cpp)
     from executorch.runtime import Runtime
 
     return Runtime.get().load_program(str(path)).load_method(method)

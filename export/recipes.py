@@ -21,6 +21,7 @@ BUILTIN_DIR = Path(__file__).parent / "recipes"
 DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w", "4w"), "ort": ("fp32", "int4")}
 DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
+ATTENTION_MODES = ("custom", "static")  # export/decoder_fast.py
 WEIGHT_CALIBRATIONS = ("rtn", "awq")
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
@@ -47,6 +48,10 @@ class DecoderTarget:
     kv_rotate_keys: bool = True
     max_seq_len: int = 2048
     vision_in_pte: bool = False  # also carry the vision_encoder method (ExecuTorch multimodal runner)
+    # executorch .pte: custom (ExecuTorch's LLM ops + ours for INT4, cost grows with the context) |
+    # static (masked attention over the whole cache, no custom kernels for the app to link).
+    # The ort decoder is always static (its cache is graph I/O).
+    attention: str = "custom"
     options: dict = field(default_factory=dict)
 
     @property
@@ -117,6 +122,9 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.kv_cache not in KV_FORMATS:
             raise ConfigError(f"recipe {source}: unknown decoder kv_cache {target.kv_cache!r}",
                               f"kv_cache: {', '.join(KV_FORMATS)}")
+        if target.attention not in ATTENTION_MODES:
+            raise ConfigError(f"recipe {source}: unknown decoder attention {target.attention!r}",
+                              f"attention: {', '.join(ATTENTION_MODES)}")
         if target.backend == "ort" and target.vision_in_pte:
             raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
                               "drop vision_in_pte from the ort decoder; the ort vision target is its own .onnx")

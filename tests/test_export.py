@@ -186,3 +186,34 @@ def test_external_data_ships_with_the_model_and_temporaries_leave_none(tmp_path)
     assert external_data_files(path) == [tmp_path / "m.onnx.data"]
     remove_onnx(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bounded_calibration_reproduces_onnxruntime_calibration(ort_exports, loaded_models, small_ort_recipe,
+                                                               tmp_path, monkeypatch):
+    """backends/ort_calibration.py changes only when the calibration taps run (the full-size int8
+    export's memory): the int8 model is byte-identical to onnxruntime's stock calibration, the
+    stock session factory is back afterwards, and its temporaries stay in the work directory."""
+    import contextlib
+
+    from onnxruntime.quantization.calibrate import CalibraterBase
+
+    import edgevlm.backends.ort as ort_backend
+    import edgevlm.backends.ort_calibration as ort_calibration
+    from edgevlm.export.driver import calibration_inputs
+
+    stock_factory = CalibraterBase.create_inference_session
+    target = next(t for t in small_ort_recipe.vision if t.precision == "int8")
+    batches = calibration_inputs(loaded_models["minicpmv-2.6-tiny"], small_ort_recipe, target)[:4]
+    fp32 = ort_exports["minicpmv-2.6-tiny"] / "minicpmv-2.6.vision.ort.fp32.onnx"
+    sessions = []
+    options = ort_calibration.calibration_session_options
+    monkeypatch.setattr(ort_calibration, "calibration_session_options", lambda: sessions.append(1) or options())
+    (tmp_path / "bounded").mkdir()
+    ort_backend.OrtVisionBackend._to_int8(fp32, tmp_path / "bounded" / "int8.onnx", batches)
+    assert sessions == [1] and CalibraterBase.create_inference_session is stock_factory
+    assert [p.name for p in (tmp_path / "bounded").iterdir()] == ["int8.onnx"]
+
+    monkeypatch.setattr(ort_backend, "bounded_calibration", lambda work_dir=None: contextlib.nullcontext())
+    ort_backend.OrtVisionBackend._to_int8(fp32, tmp_path / "stock.onnx", batches)
+    assert sessions == [1]
+    assert (tmp_path / "bounded" / "int8.onnx").read_bytes() == (tmp_path / "stock.onnx").read_bytes()

@@ -59,6 +59,13 @@ def test_prompt_longer_than_the_cache_is_a_clear_error(fp32_artifacts):
 def test_generation_stops_at_the_end_of_the_cache(tiny_checkpoints, tmp_path):
     out = export_model(tiny_checkpoints["minicpmv-2.6-tiny"], _recipe(tmp_path, "short", "fp32", "int4", 112),
                        tmp_path / "short", part="all")
+    decoder = next(a for a in read_manifest(out)["artifacts"] if a["part"] == "decoder")
+    # the INT4 cache runs on our kernels: named in the manifest, their sources shipped and checksummed
+    assert {"edgevlm::int4_sdpa.out", "edgevlm::int4_update_cache.out"} <= set(decoder["custom_ops"])
+    assert {e["file"] for e in decoder["extra_files"]} == {
+        "kernels/int4_sdpa.cpp", "kernels/int4_kv_update.cpp", "kernels/int4_sdpa_blocks.h"}
+    assert decoder["kv_cache"]["attention"] == "custom"
+    assert decoder["kv_cache"]["layout"].startswith("codes uint8 [B, S")
     runner = ArtifactRunner(out)
     result = runner.generate([], "Hi", max_new_tokens=500)  # text only: prompt ~10 tokens
     assert result.stopped_by in ("max_seq_len", "stop_token")
