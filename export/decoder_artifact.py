@@ -16,7 +16,7 @@ from edgevlm.progress import timed
 def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
     return DecoderPteSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                          cache=cache, attention=target.attention)
+                          cache=cache, attention=target.attention or "custom")
 
 
 def kv_cache_block(loaded, spec: DecoderPteSpec) -> dict:

@@ -22,6 +22,7 @@ DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w", "4w"), "ort": ("fp32"
 DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
 ATTENTION_MODES = ("custom", "static")  # export/decoder_fast.py
+DEFAULT_ATTENTION = {"executorch": "custom", "ort": "static"}
 WEIGHT_CALIBRATIONS = ("rtn", "awq")
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
@@ -48,10 +49,10 @@ class DecoderTarget:
     kv_rotate_keys: bool = True
     max_seq_len: int = 2048
     vision_in_pte: bool = False  # also carry the vision_encoder method (ExecuTorch multimodal runner)
-    # executorch .pte: custom (ExecuTorch's LLM ops + ours for INT4, cost grows with the context) |
-    # static (masked attention over the whole cache, no custom kernels for the app to link).
-    # The ort decoder is always static (its cache is graph I/O).
-    attention: str = "custom"
+    # executorch .pte: custom (default: ExecuTorch's LLM ops + ours for INT4, cost grows with the
+    # context) | static (masked attention over the whole cache, no custom kernels for the app to
+    # link). The ort decoder is static (its cache is graph I/O). None: the backend's default.
+    attention: str | None = None
     options: dict = field(default_factory=dict)
 
     @property
@@ -108,6 +109,8 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.max_patches < 1 or target.batch < 1:
             raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
     decoder = tuple(build(DecoderTarget, d, "decoder") for d in data.get("decoder") or [])
+    decoder = tuple(t if t.attention else dataclasses.replace(t, attention=DEFAULT_ATTENTION.get(t.backend, "static"))
+                    for t in decoder)
     for target in decoder:
         if target.backend not in DECODER_BACKENDS:
             raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
@@ -125,6 +128,9 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.attention not in ATTENTION_MODES:
             raise ConfigError(f"recipe {source}: unknown decoder attention {target.attention!r}",
                               f"attention: {', '.join(ATTENTION_MODES)}")
+        if target.backend == "ort" and target.attention != "static":
+            raise ConfigError(f"recipe {source}: the ort decoder has no {target.attention!r} attention",
+                              "drop `attention` from the ort decoder: its cache is graph I/O, attention is static")
         if target.backend == "ort" and target.vision_in_pte:
             raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
                               "drop vision_in_pte from the ort decoder; the ort vision target is its own .onnx")

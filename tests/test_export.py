@@ -44,6 +44,15 @@ def test_builtin_recipes_and_registry_errors(tmp_path):
     bad.write_text(yaml.safe_dump({"name": "bad", "vision": [{"backend": "ort", "precison": "fp16"}]}))
     with pytest.raises(ConfigError, match=r"unknown field\(s\) \['precison'\]"):
         load_recipe(str(bad))
+    # decoder attention: the backend's default unless named; the ort decoder has only `static`
+    assert [d.attention for d in load_recipe("ios-m4").decoder] == ["custom"]
+    assert [d.attention for d in load_recipe("ort").decoder] == ["static"]
+    bad.write_text(yaml.safe_dump({"name": "bad", "decoder": [{"backend": "ort", "weights": "int4", "attention": "custom"}]}))
+    with pytest.raises(ConfigError, match="ort decoder has no 'custom' attention"):
+        load_recipe(str(bad))
+    bad.write_text(yaml.safe_dump({"name": "bad", "decoder": [{"backend": "executorch", "attention": "flash"}]}))
+    with pytest.raises(ConfigError, match="unknown decoder attention 'flash'.*\n.*custom, static"):
+        load_recipe(str(bad))
 
 
 def test_user_recipe_directory(tmp_path, monkeypatch):
