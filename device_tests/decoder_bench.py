@@ -37,6 +37,7 @@ class BenchPlan:
     prefill_warmup: int = 1
     decode_runs: int = 8
     decode_warmup: int = 2
+    rounds: int = 2  # round-robin repeats of every runtime; each keeps its fastest round
     optimum: bool = True
     eager: bool = True
     caches: tuple[str, ...] = ("fp32", "int4")  # our .pte cache formats to compare
@@ -58,13 +59,12 @@ def export_code_fingerprint() -> str:
     """Hash of the code that shapes a decoder .pte, so a reused export is one this code would write."""
     import hashlib
 
-    from edgevlm.export import decoder_pte, int4_attention
+    from edgevlm.export import decoder, decoder_fast, decoder_pte, int4_attention, kv_cache
 
-    folder = Path(decoder_pte.__file__).parent
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("decoder*.py")) + [folder / "kv_cache.py"] + list(int4_attention.KERNEL_FILES):
+    modules = [Path(m.__file__) for m in (decoder, decoder_fast, decoder_pte, int4_attention, kv_cache)]
+    for path in modules + list(int4_attention.KERNEL_FILES):
         digest.update(path.read_bytes())
-    digest.update(Path(int4_attention.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -84,6 +84,32 @@ def export_ours(loaded, plan: BenchPlan, work: Path) -> dict[str, dict]:
             record.write_text(json.dumps(wanted))
         out[name] = {"path": path, "spec": spec}
     return out
+
+
+def best_round(measurements: list[dict]) -> dict:
+    """One worker result from several rounds: per prompt length / context, the round with the lowest
+    median (the least disturbed by other load); every round's medians are kept under `rounds`."""
+    best = dict(min(measurements, key=lambda m: m["ttft_ms"]))
+    for kind in ("prefill", "decode"):
+        best[kind] = {key: min((m[kind][key] for m in measurements), key=lambda t: t["median_ms"])
+                      for key in measurements[0][kind]}
+    best["peak_rss_mib"] = max(m["peak_rss_mib"] for m in measurements)
+    best["rounds"] = [{kind: {k: t["median_ms"] for k, t in m[kind].items()} for kind in ("prefill", "decode")}
+                      for m in measurements]
+    return best
+
+
+def release_memory() -> None:
+    """Return freed heap to the OS: after exporting a 1.5B decoder this process held ~10 GB of freed
+    but unreturned memory, and the optimum-executorch export beside it was OOM-killed on 24 GB."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc only; elsewhere the memory stays reusable in-process
+    except (OSError, AttributeError):
+        pass
 
 
 def run_worker(job: dict, timeout: float = 3600) -> dict:
@@ -126,7 +152,6 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
     head_dim = cfg.resolved_head_dim
     embed = loaded.model.llm.get_input_embeddings().weight
     embed_bytes = embed.numel() * 4  # the artifacts keep the table in fp32
-    bandwidth = read_bandwidth()
     fp32_kv = KVCacheSpec("fp32").bytes_per_token(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim)
     entries = []  # (result entry, job or None, weight bytes per token, kv bytes per token, kv positions read)
 
@@ -146,6 +171,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
         positions = plan.max_seq_len if plan.attention == "static" else None
         entries.append((entry, _job(plan, cfg, "pte-embeds", artifact=str(path)),
                         weight_bytes_per_token(path.stat().st_size, embed_bytes), kv, positions))
+    release_memory()  # the exports' freed buffers: the optimum export and the workers need that memory
     if plan.optimum:
         entry = {"runtime": f"optimum-executorch:{plan.weights}-g{plan.group_size}+kv-fp32 (custom sdpa, custom kv)",
                  "artifact": None, "sha256": None, "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}}
@@ -159,17 +185,38 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
             entries.append((entry, _job(plan, cfg, "pte-tokens", artifact=str(path), positions="range"),
                             weight_bytes_per_token(path.stat().st_size, embed_bytes), fp32_kv, None))
 
+    model_block = {"version": loaded.config.version, "source": str(model_dir), "llm": {
+        "arch": cfg.arch, "hidden_size": cfg.hidden_size, "layers": cfg.num_hidden_layers,
+        "heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads, "head_dim": head_dim,
+        "vocab_size": cfg.vocab_size, "parameters": sum(p.numel() for p in loaded.model.llm.parameters())}}
+    del loaded, embed
+    release_memory()  # a 1.5B eager worker needs ~7 GB beside this process
+    # Shared hosts drift: the runtimes are timed round-robin `plan.rounds` times and each keeps its
+    # fastest round per metric; the read bandwidth is measured before every worker and the best
+    # measurement bounds the roofline (a slow sample would flatter every runtime's percentage).
+    bandwidths = [read_bandwidth()]
+    rounds: list[list[dict]] = [[] for _ in entries]
+    failures: dict[int, str] = {}
+    for round_index in range(plan.rounds):
+        for i, (entry, job, _, _, _) in enumerate(entries):
+            if job is None or i in failures:
+                continue
+            print(f"timing {entry['runtime']} (round {round_index + 1}/{plan.rounds}) ...", file=sys.stderr, flush=True)
+            try:
+                rounds[i].append(run_worker(job))
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                failures[i] = str(exc)[-1500:]
+            bandwidths.append(read_bandwidth())
+    bandwidth = max(bandwidths, key=lambda b: b["gb_s"]) | {"samples_gb_s": [b["gb_s"] for b in bandwidths]}
     results = []
-    for entry, job, weight_bytes, kv, positions in entries:
+    for i, (entry, job, weight_bytes, kv, positions) in enumerate(entries):
         if job is None:
             results.append(entry)
             continue
-        print(f"timing {entry['runtime']} ...", file=sys.stderr, flush=True)
-        try:
-            measured = run_worker(job)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
+        if i in failures:
+            results.append(entry | {"status": "not run", "reason": failures[i]})
             continue
+        measured = best_round(rounds[i])
         for context, timing in measured["decode"].items():
             read = weight_bytes + kv * (positions or int(context))
             timing["roofline"] = roofline(timing["median_ms"], read, bandwidth["gb_s"])
@@ -178,11 +225,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
     report = {
         "schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},
         "runtime_versions": toolchain_versions(),
-        "model": {"version": loaded.config.version, "source": str(model_dir), "llm": {
-            "arch": cfg.arch, "hidden_size": cfg.hidden_size, "layers": cfg.num_hidden_layers,
-            "heads": cfg.num_attention_heads, "kv_heads": cfg.num_key_value_heads, "head_dim": head_dim,
-            "vocab_size": cfg.vocab_size,
-            "parameters": sum(p.numel() for p in loaded.model.llm.parameters())}},
+        "model": model_block,
         "input": {"prompts": list(plan.prompts), "contexts": list(plan.contexts), "max_seq_len": plan.max_seq_len,
                   "weights": plan.weights, "group_size": plan.group_size, "attention": plan.attention},
         "results": results,
@@ -237,9 +280,10 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
             results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
             continue
         embed_bytes = artifact["outputs"][0]["shape"][-1] * d * 4
+        static = artifact["kv_cache"].get("attention", "static") == "static"  # reads all max_seq_len positions
         for context, timing in measured["decode"].items():
             read = weight_bytes_per_token(artifact["bytes"], embed_bytes) + \
-                artifact["kv_cache"]["bytes_per_token"] * int(context)
+                artifact["kv_cache"]["bytes_per_token"] * (limit if static else int(context))
             timing["roofline"] = roofline(timing["median_ms"], read, bandwidth["gb_s"])
         results.append(entry | {"status": "ok", "decoder": measured})
     report = {"schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},

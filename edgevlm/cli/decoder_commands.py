@@ -30,6 +30,8 @@ def bench_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attention", choices=["static", "custom"], default="custom", help=".pte attention mode")
     p.add_argument("--decode-runs", type=int, default=8)
     p.add_argument("--prefill-runs", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=2,
+                   help="time every runtime this many times, round-robin; each keeps its fastest round")
     p.add_argument("--prefill-warmup", type=int, default=1)
     p.add_argument("--no-optimum", action="store_true", help="skip the optimum-executorch peer")
     p.add_argument("--no-eager", action="store_true", help="skip eager PyTorch")
@@ -48,7 +50,7 @@ def bench_decoder(args) -> int:
         raise ConfigError(f"unknown KV-cache format in --caches {args.caches!r}", f"use some of {', '.join(FORMATS)}")
     plan = BenchPlan(caches=caches, prompts=args.prompts, contexts=args.contexts, attention=args.attention,
                      seq_len=args.seq_len,
-                     decode_runs=args.decode_runs, prefill_runs=args.prefill_runs,
+                     decode_runs=args.decode_runs, prefill_runs=args.prefill_runs, rounds=max(1, args.rounds),
                      prefill_warmup=args.prefill_warmup, optimum=not args.no_optimum,
                      eager=not args.no_eager)
     work = args.work or args.model.with_name(args.model.name + ".bench-decoder")
