@@ -14,8 +14,7 @@ llama export does instead:
   instead of 32, and XNNPACK merges partitions as it does for the float cache (quantize and
   dequantize ops around `llama::update_cache` formed dependency cycles between partitions);
 - an INT8 cache is dequantized only up to start_pos + T (a `narrow` by the unbacked start
-  position, as ExecuTorch's llama mask slicing does) before `llama::custom_sdpa`.
-
+  position, as ExecuTorch's llama mask slicing does) before `llama::custom_sdpa`;
 - RMSNorms take their mean of squares over a 4-D view ([.., D, 1], mean over the two innermost
   dims): the only form of `mean.dim` XNNPACK delegates. With the reference's mean over the last dim
   of a 3-D tensor, every norm ran as a portable kernel and cut the layer's XNNPACK partition in two.
@@ -36,8 +35,9 @@ ATTENTION_MODES = ("static", "custom")
 
 
 def load_custom_ops() -> None:
-    """Register llama::update_cache / llama::custom_sdpa and edgevlm::int4_sdpa (eager kernels and
-    export meta functions; the ExecuTorch kernel of int4_sdpa is loaded where a program runs)."""
+    """Register llama::update_cache / llama::custom_sdpa and edgevlm::int4_update_cache / int4_sdpa
+    (eager kernels and export meta functions; edgevlm's ExecuTorch kernels are loaded where a
+    program runs, export/decoder_pte.load_pte_method)."""
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
     from edgevlm.export.int4_attention import register_op
@@ -93,10 +93,14 @@ class SeqMajorLayerCache(nn.Module):
             return torch.ops.edgevlm.int4_sdpa(q, *(getattr(self, f"{n}_{part}") for n in "kv"
                                                     for part in ("codes", "scale", "zero")), start, scale)
         end = start + q.shape[1]
-        return torch.ops.llama.custom_sdpa(q, self.read("k", end), self.read("v", end), start, None, 0.0, True, scale)
+        keys, values = self.read("k", end), self.read("v", end)
+        return torch.ops.llama.custom_sdpa(q, keys, values, start, None, 0.0, True, scale)
 
     def read(self, name: str, end: int) -> torch.Tensor:
-        """float32 [B, S', Hkv, Dh] holding at least positions 0 .. end-1 (custom_sdpa ignores the rest)."""
+        """float32 [B, S', Hkv, Dh] holding at least positions 0 .. end-1 (custom_sdpa ignores the rest).
+        Float and INT8 caches only: an INT4 cache is read by edgevlm::int4_sdpa, never dequantized."""
+        if self.spec.bits == 4:
+            raise ValueError("an INT4 cache is attended by edgevlm::int4_sdpa (attend), not read back")
         if not self.spec.quantized:
             cache = getattr(self, f"{name}_cache")
             return cache if cache.dtype == torch.float32 else cache.narrow(1, 0, end).float()

@@ -109,7 +109,7 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.max_patches < 1 or target.batch < 1:
             raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
     decoder = tuple(build(DecoderTarget, d, "decoder") for d in data.get("decoder") or [])
-    decoder = tuple(t if t.attention else dataclasses.replace(t, attention=DEFAULT_ATTENTION.get(t.backend, "static"))
+    decoder = tuple(t if t.attention else dataclasses.replace(t, attention=DEFAULT_ATTENTION.get(t.backend))
                     for t in decoder)
     for target in decoder:
         if target.backend not in DECODER_BACKENDS:

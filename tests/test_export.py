@@ -47,7 +47,8 @@ def test_builtin_recipes_and_registry_errors(tmp_path):
     # decoder attention: the backend's default unless named; the ort decoder has only `static`
     assert [d.attention for d in load_recipe("ios-m4").decoder] == ["custom"]
     assert [d.attention for d in load_recipe("ort").decoder] == ["static"]
-    bad.write_text(yaml.safe_dump({"name": "bad", "decoder": [{"backend": "ort", "weights": "int4", "attention": "custom"}]}))
+    ort_custom = {"backend": "ort", "weights": "int4", "attention": "custom"}
+    bad.write_text(yaml.safe_dump({"name": "bad", "decoder": [ort_custom]}))
     with pytest.raises(ConfigError, match="ort decoder has no 'custom' attention"):
         load_recipe(str(bad))
     bad.write_text(yaml.safe_dump({"name": "bad", "decoder": [{"backend": "executorch", "attention": "flash"}]}))
