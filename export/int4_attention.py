@@ -68,13 +68,13 @@ _loaded: Path | None = None
 
 # --- torch op -------------------------------------------------------------------------------------
 
-def _require(cond, message: str) -> None:
+def _require(cond, message: str, op: str = OP_NAME) -> None:
     """Raise ValueError for a concrete failed check; record symbolic ones (export) with torch._check."""
     if isinstance(cond, bool):
         if not cond:
-            raise ValueError(f"edgevlm::int4_sdpa: {message}")
+            raise ValueError(f"{NAMESPACE}::{op}: {message}")
     else:
-        torch._check(cond, lambda: f"edgevlm::int4_sdpa: {message}")
+        torch._check(cond, lambda: f"{NAMESPACE}::{op}: {message}")
 
 
 def _validate(q, k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, start_pos) -> None:
@@ -149,11 +149,7 @@ def _int4_sdpa_out_fake(q, k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, s
 
 def _validate_update(value, codes, scale, zero, start_pos) -> None:
     def require(cond, message):
-        if isinstance(cond, bool):
-            if not cond:
-                raise ValueError(f"edgevlm::int4_update_cache: {message}")
-        else:
-            torch._check(cond, lambda: f"edgevlm::int4_update_cache: {message}")
+        _require(cond, message, UPDATE_OP_NAME)
 
     require(value.dtype == torch.float32 and value.dim() == 4,
             f"value must be float32 [B, T, Hkv, D], got {value.dtype} with shape {list(value.shape)}")
