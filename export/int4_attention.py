@@ -50,7 +50,8 @@ UPDATE_OP_NAME = "int4_update_cache"
 KERNEL_NAMES = (f"{NAMESPACE}::{OP_NAME}.out", f"{NAMESPACE}::{UPDATE_OP_NAME}.out")  # ExecuTorch registry names
 KERNEL_DIR = Path(__file__).parent / "kernels"
 SOURCES = (KERNEL_DIR / "int4_sdpa.cpp", KERNEL_DIR / "int4_kv_update.cpp")  # compiled
-KERNEL_FILES = SOURCES + (KERNEL_DIR / "int4_sdpa_blocks.h",)  # what a build needs: hashed, shipped
+# what a build needs: hashed into the library's cache key, shipped beside the .pte
+KERNEL_FILES = SOURCES + (KERNEL_DIR / "int4_sdpa_blocks.h", KERNEL_DIR / "int4_kv_common.h")
 LIBRARY_NAME = "libedgevlm_kernels.so"
 
 _ARGS = ("Tensor q, Tensor k_codes, Tensor k_scale, Tensor k_zero, Tensor v_codes, Tensor v_scale, "

@@ -63,7 +63,8 @@ def test_generation_stops_at_the_end_of_the_cache(tiny_checkpoints, tmp_path):
     # the INT4 cache runs on our kernels: named in the manifest, their sources shipped and checksummed
     assert {"edgevlm::int4_sdpa.out", "edgevlm::int4_update_cache.out"} <= set(decoder["custom_ops"])
     assert {e["file"] for e in decoder["extra_files"]} == {
-        "kernels/int4_sdpa.cpp", "kernels/int4_kv_update.cpp", "kernels/int4_sdpa_blocks.h"}
+        "kernels/int4_sdpa.cpp", "kernels/int4_kv_update.cpp", "kernels/int4_sdpa_blocks.h",
+        "kernels/int4_kv_common.h"}
     assert decoder["kv_cache"]["attention"] == "custom"
     assert decoder["kv_cache"]["layout"].startswith("codes uint8 [B, S")
     runner = ArtifactRunner(out)

@@ -9,38 +9,11 @@
 // Doing this in one kernel keeps ~20 small quantize ops per cache per layer out of the program,
 // and with them the XNNPACK partitions that formed a cycle through the cache.
 
-#include <executorch/extension/kernel_util/make_boxed_from_unboxed_functor.h>
-#include <executorch/runtime/kernel/kernel_includes.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
+#include "int4_kv_common.h"
 
 namespace edgevlm {
 namespace native {
 namespace {
-
-using executorch::aten::Half;
-using executorch::aten::ScalarType;
-using executorch::aten::Tensor;
-using executorch::runtime::KernelRuntimeContext;
-
-// float -> fp16 -> float with round-to-nearest-even, as torch's .half() does.
-inline float round_to_half(float x, Half* stored) {
-#if defined(__F16C__)
-  const uint16_t bits = _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT);
-  std::memcpy(stored, &bits, sizeof(bits));
-  return _cvtsh_ss(bits);
-#else
-  *stored = Half(x);
-  return static_cast<float>(*stored);
-#endif
-}
 
 inline uint8_t code_of(float x, float lo, float scale) {
   const float q = std::nearbyint((x - lo) / scale); // default rounding: half to even, as torch.round

@@ -1,48 +1,26 @@
-// Building blocks of int4_sdpa.cpp (one translation unit includes this): fp16 loads, a
+// Building blocks of int4_sdpa.cpp (one translation unit includes this): a
 // vectorizable exp, dot products, the INT4 row unpack and the value accumulation.
 
 #pragma once
 
-#include <executorch/extension/kernel_util/make_boxed_from_unboxed_functor.h>
-#include <executorch/runtime/kernel/kernel_includes.h>
+#include "int4_kv_common.h"
+
 #include <executorch/runtime/kernel/thread_parallel_interface.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <limits>
 #include <vector>
-
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace edgevlm {
 namespace native {
 namespace {
 
-using executorch::aten::Half;
-using executorch::aten::ScalarType;
-using executorch::aten::Tensor;
 using executorch::runtime::Error;
-using executorch::runtime::KernelRuntimeContext;
 
 constexpr int64_t kBlock = 64; // positions per softmax block: the score tile stays in L1
 constexpr int64_t kRowTile = 16; // query rows sharing one unpack of a cache row
 constexpr int64_t kMinSplit = 256; // fewest positions worth a thread of their own
 constexpr int64_t kMinLaneRows = 4; // fewer rows per tile: dot products beat mostly-empty lanes
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-inline float half_to_float(const Half* h) {
-#if defined(__F16C__)
-  uint16_t bits;
-  std::memcpy(&bits, h, sizeof(bits));
-  return _cvtsh_ss(bits); // one instruction; Half's bit-twiddling conversion is ~10x slower
-#else
-  return static_cast<float>(*h);
-#endif
-}
 
 // exp(x) for x <= 0 (scores minus their running max): Cephes' expf polynomial, branch-free so the
 // loops calling it vectorize (libm's expf does not without -ffast-math). Below about -87 the
