@@ -76,22 +76,24 @@ class SeqMajorLayerCache(nn.Module):
     def write(self, name: str, start: int, rows: torch.Tensor) -> None:
         """rows [B, T, Hkv, Dh] go to positions start .. start+T-1, in place."""
         if self.spec.bits == 4:  # quantize + write in one kernel (export/int4_attention.py)
-            torch.ops.edgevlm.int4_update_cache(rows.float(), *(getattr(self, f"{name}_{part}")
-                                                                for part in ("codes", "scale", "zero")), start)
+            torch.ops.edgevlm.int4_update_cache(rows.float(), *self.quantized_buffers(name), start)
         elif self.spec.quantized:
-            codes, scale, zero = quantize(rows, self.spec.bits, self.spec.group_size)
-            torch.ops.llama.update_cache(codes, getattr(self, f"{name}_codes"), start)
-            torch.ops.llama.update_cache(scale, getattr(self, f"{name}_scale"), start)
-            torch.ops.llama.update_cache(zero, getattr(self, f"{name}_zero"), start)
+            new = quantize(rows, self.spec.bits, self.spec.group_size)
+            for part, buffer in zip(new, self.quantized_buffers(name)):
+                torch.ops.llama.update_cache(part, buffer, start)
         else:
             cache = getattr(self, f"{name}_cache")
             torch.ops.llama.update_cache(rows.to(cache.dtype), cache, start)
 
+    def quantized_buffers(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes, scale, zero) of the `k` or `v` cache of a quantized format."""
+        return getattr(self, f"{name}_codes"), getattr(self, f"{name}_scale"), getattr(self, f"{name}_zero")
+
     def attend(self, q: torch.Tensor, start: int, scale: float) -> torch.Tensor:
         """Causal grouped-query attention of q [B, T, H, Dh] (positions start..) over the cache."""
         if self.spec.bits == 4:
-            return torch.ops.edgevlm.int4_sdpa(q, *(getattr(self, f"{n}_{part}") for n in "kv"
-                                                    for part in ("codes", "scale", "zero")), start, scale)
+            return torch.ops.edgevlm.int4_sdpa(q, *self.quantized_buffers("k"), *self.quantized_buffers("v"),
+                                               start, scale)
         end = start + q.shape[1]
         keys, values = self.read("k", end), self.read("v", end)
         return torch.ops.llama.custom_sdpa(q, keys, values, start, None, 0.0, True, scale)
@@ -104,9 +106,8 @@ class SeqMajorLayerCache(nn.Module):
         if not self.spec.quantized:
             cache = getattr(self, f"{name}_cache")
             return cache if cache.dtype == torch.float32 else cache.narrow(1, 0, end).float()
-        codes = getattr(self, f"{name}_codes").narrow(1, 0, end)
-        scale = getattr(self, f"{name}_scale").narrow(1, 0, end).float()
-        zero = getattr(self, f"{name}_zero").narrow(1, 0, end).float()
+        codes, scale, zero = (buffer.narrow(1, 0, end) for buffer in self.quantized_buffers(name))
+        scale, zero = scale.float(), zero.float()
         b, s, h = codes.shape[:3]
         values = codes.float().reshape(b, s, h, scale.shape[-1], -1) * scale[..., None] + zero[..., None]
         return values.reshape(b, s, h, -1)

@@ -16,6 +16,7 @@ own static buffers (export/kv_cache.py), mutated in place by the program.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +154,13 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
 
 def uses_int4_attention(path: Path) -> bool:
     """Whether a .pte calls edgevlm::int4_sdpa (operator names are plain strings in the program)."""
+    stat = Path(path).stat()
+    return _scan_for_int4_attention(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _scan_for_int4_attention(path: str, mtime_ns: int, size: int) -> bool:
+    # once per file version: a runner loads two or three methods of the same (GB-sized) program
     import mmap
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
