@@ -19,11 +19,11 @@ def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
                           cache=cache, attention=target.attention or "custom")
 
 
-def kv_cache_block(loaded, spec: DecoderPteSpec) -> dict:
-    """What the manifest says about the cache: format, layout, sizes."""
+def kv_cache_block(loaded, spec, attention: str) -> dict:
+    """What the manifest says about the cache: format, layout, sizes. `spec`: a .pte or ONNX decoder
+    spec (max_seq_len, cache); `attention`: static | custom (the ONNX decoder is always static)."""
     llm = loaded.config.llm
     cache = spec.cache
-    attention = getattr(spec, "attention", "static")  # the ONNX decoder is always static
     dims = "B, S, Hkv" if attention == "custom" else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
     layout = (f"codes uint8 [{dims}, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [{dims}, Dh/group]"
               if cache.format == "int4" else
@@ -101,5 +101,5 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
         "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
         "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
                     "calibration": weight_calibration},
-        "kv_cache": kv_cache_block(loaded, spec), "runner_metadata": metadata,
+        "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
     }

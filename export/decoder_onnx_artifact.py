@@ -104,7 +104,7 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
                     "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
                     "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
                     "embedding": "float32 (token_embedding graph)"},
-        "kv_cache": kv_cache_block(loaded, spec),
+        "kv_cache": kv_cache_block(loaded, spec, "static"),
         "runner_metadata": {"get_max_seq_len": spec.max_seq_len, "get_vocab_size": cfg.llm.vocab_size,
                             "get_n_layers": cfg.llm.num_hidden_layers,
                             "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
