@@ -18,11 +18,11 @@ def print_decoder_report(report: dict) -> None:
     title = (f"decoder {llm['arch']} {llm['parameters'] / 1e6:.0f}M params ({llm['layers']} layers, hidden "
              f"{llm['hidden_size']}), {inp['weights']} g{inp['group_size']}, cache {inp['max_seq_len']} on "
              f"{report['device']['cpu']} x{report['device']['torch_threads']} threads; read bandwidth "
-             f"{bw['gb_s']:.1f} GB/s")
+             f"{min(bw['samples_gb_s'] + bw.get('worker_samples_gb_s', [])):.0f}-{bw['gb_s']:.0f} GB/s")
     table = Table(title=title)
     for column in ["runtime", "size MiB", "KV B/tok", "peak RSS MiB", "TTFT ms"] + \
             [f"prefill {p} tok/s" for p in inp["prompts"]] + \
-            [f"decode@{c} tok/s (% roofline)" for c in inp["contexts"]]:
+            [f"decode@{c} tok/s (% roofline: beside | run best)" for c in inp["contexts"]]:
         table.add_column(column)
     for r in report["results"]:
         size = f"{r['artifact_bytes'] / 2**20:.0f}" if r.get("artifact_bytes") else "-"
@@ -33,14 +33,20 @@ def print_decoder_report(report: dict) -> None:
             continue
         d = r["decoder"]
         prefill = [f"{d['prefill'][str(p)]['tokens_per_s']:.1f}" for p in inp["prompts"]]
-        decode = [f"{d['decode'][str(c)]['tokens_per_s']:.2f} ({d['decode'][str(c)]['roofline']['percent']:.0f}%)"
-                  for c in inp["contexts"]]
+        decode = [_decode_cell(d["decode"][str(c)]) for c in inp["contexts"]]
         table.add_row(r["runtime"], size, kv, f"{d['peak_rss_mib']:.0f}", f"{d['ttft_ms']:.0f}", *prefill, *decode)
     _console().print(table)
     comparison = report.get("comparison", {})
     for name, ratios in comparison.items():
         text = ", ".join(f"@{c}: {v:.2f}x" for c, v in ratios.items())
         _console().print(f"{name.replace('_', ' ')} (decode tok/s ratio): {text or '-'}")
+
+
+def _decode_cell(timing: dict) -> str:
+    """tok/s (% of the roofline at the bandwidth sampled beside the timing | at the run's best sample)."""
+    text = f"{timing['tokens_per_s']:.2f} ({timing['roofline']['percent']:.0f}%"
+    best = timing.get("roofline_run_best")
+    return text + (f" | {best['percent']:.0f}%)" if best else ")")
 
 
 def print_kv_report(report: dict) -> None:
@@ -66,7 +72,8 @@ def print_manifest_decoders(report: dict) -> None:
 
     bw = report["device"]["read_bandwidth"]["gb_s"]
     table = Table(title=f"decoder artifacts on {report['device']['cpu']} (read bandwidth {bw:.1f} GB/s)")
-    for column in ("artifact", "KV", "TTFT ms", "prefill tok/s", "decode tok/s @context (% roofline)", "peak RSS MiB"):
+    for column in ("artifact", "KV", "TTFT ms", "prefill tok/s", "decode tok/s @context (% roofline: beside | run best)",
+                   "peak RSS MiB"):
         table.add_column(column)
     for r in report["results"]:
         kv = f"{r['kv_cache']['format']} {r['kv_cache']['bytes_per_token']:.0f} B/tok"
@@ -75,7 +82,6 @@ def print_manifest_decoders(report: dict) -> None:
             continue
         d = r["decoder"]
         prefill = ", ".join(f"{p}: {t['tokens_per_s']:.1f}" for p, t in d["prefill"].items())
-        decode = ", ".join(f"@{c}: {t['tokens_per_s']:.2f} ({t['roofline']['percent']:.0f}%)"
-                           for c, t in d["decode"].items())
+        decode = ", ".join(f"@{c}: {_decode_cell(t)}" for c, t in d["decode"].items())
         table.add_row(r["artifact"], kv, f"{d['ttft_ms']:.0f}", prefill, decode, f"{d['peak_rss_mib']:.0f}")
     _console().print(table)

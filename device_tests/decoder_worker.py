@@ -9,6 +9,11 @@ Decode at context C is timed as one-token steps at position C-1 over a cache tha
 positions 0..C-2 (after the 1024-token prefill, the first 1024 hold real rows; beyond that the
 cache's initial zeros). The attention cost depends on how many positions are read, not on
 their values, so the time is that of a real decode step at context C.
+
+Each context's decode timing sits between two read-bandwidth samples taken in this process (its
+`read_bandwidth_gb_s`): on a shared host the bandwidth drifts by 2x within minutes, and the roofline
+of a timing is only meaningful against the bandwidth the host had while it ran. The samples' buffer
+is freed and the peak-RSS mark reset after each, so the reported peak stays the runtime's own.
 """
 
 from __future__ import annotations
@@ -113,12 +118,16 @@ def run_job(job: dict) -> dict:
     ttft = _timed(lambda: int(runner.step(tokens, 0).argmax()), 0, job["prefill_runs"])
     decode = {}
     one = torch.randint(0, vocab, (1, 1), generator=gen)
+    peak = PeakRss()
     for context in job["contexts"]:
+        before = peak.beside(_bandwidth_sample)
         timing = _timed(lambda: runner.step(one, context - 1), job["decode_warmup"], job["decode_runs"])
-        decode[str(context)] = timing | {"tokens_per_s": 1000 / timing["median_ms"]}
-    peak_kib = _peak_rss_kib()
+        decode[str(context)] = timing | {"tokens_per_s": 1000 / timing["median_ms"],
+                                         "read_bandwidth_gb_s": [before, peak.beside(_bandwidth_sample)]}
+    peak_kib = peak.kib()
     return {"load_ms": load_ms, "prefill": prefill, "ttft_ms": ttft["median_ms"], "decode": decode,
-            "peak_rss_mib": peak_kib / 1024, "threads": _compute_threads(job),
+            "peak_rss_mib": peak_kib / 1024, "peak_rss_includes_bandwidth_buffer": peak.includes_samples,
+            "threads": _compute_threads(job),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}
 
 
@@ -129,6 +138,34 @@ def _compute_threads(job: dict) -> int:
 
         return portable_lib._threadpool_get_thread_count()
     return torch.get_num_threads()
+
+
+def _bandwidth_sample() -> float:
+    from edgevlm.device_tests.roofline import read_bandwidth
+
+    return read_bandwidth()["gb_s"]
+
+
+class PeakRss:
+    """This process's peak RSS, excluding what `beside(fn)` allocates: the peak so far is recorded
+    before fn and the kernel's high-water mark reset after it (Linux /proc/self/clear_refs "5").
+    Where the mark cannot be reset, fn still runs and its allocation counts (`includes_samples`)."""
+
+    def __init__(self):
+        self.recorded = 0
+        self.includes_samples = False
+
+    def beside(self, fn):
+        self.recorded = max(self.recorded, _peak_rss_kib())
+        result = fn()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.includes_samples = True
+        return result
+
+    def kib(self) -> int:
+        return max(self.recorded, _peak_rss_kib())
 
 
 def _peak_rss_kib() -> int:

@@ -48,4 +48,15 @@ def eager_weight_bytes(llm: torch.nn.Module) -> int:
 
 def roofline(decode_ms: float, bytes_per_token: float, gb_s: float) -> dict:
     floor_ms = bytes_per_token / (gb_s * 1e9) * 1000
-    return {"bytes_per_token": bytes_per_token, "floor_ms": floor_ms, "percent": 100 * floor_ms / decode_ms}
+    return {"bytes_per_token": bytes_per_token, "gb_s": gb_s, "floor_ms": floor_ms, "percent": 100 * floor_ms / decode_ms}
+
+
+def add_rooflines(timing: dict, bytes_per_token: float, run_best_gb_s: float) -> None:
+    """A decode timing's roofline against the bandwidth sampled beside it (the higher of the samples
+    taken right before and after it, so a dip in one does not flatter the timing) and, stricter,
+    against the best sample of the whole run. On a quiet host the two agree; on a shared one the
+    bandwidth drifts 2x within minutes and only the first says how close the step came to the
+    memory system it actually had."""
+    beside = max(timing.get("read_bandwidth_gb_s") or [run_best_gb_s])
+    timing["roofline"] = roofline(timing["median_ms"], bytes_per_token, beside)
+    timing["roofline_run_best"] = roofline(timing["median_ms"], bytes_per_token, max(run_best_gb_s, beside))

@@ -11,9 +11,15 @@ _METRICS = {
                    ("runs", "warmup", "median_ms", "p90_ms", "min_ms", "mean_ms")},
 }
 
+_ROOFLINE = {"type": "object", "required": ["bytes_per_token", "gb_s", "floor_ms", "percent"],
+             "properties": {k: {"type": "number", "minimum": 0} for k in ("bytes_per_token", "gb_s", "floor_ms", "percent")}}
+
+# roofline: against the read bandwidth sampled beside the timing (read_bandwidth_gb_s: before, after);
+# roofline_run_best: against the best sample of the whole run.
 _TIMING = {"type": "object", "required": ["median_ms", "tokens_per_s"],
            "properties": {"median_ms": {"type": "number", "minimum": 0}, "tokens_per_s": {"type": "number", "minimum": 0},
-                          "roofline": {"type": "object", "required": ["bytes_per_token", "floor_ms", "percent"]}}}
+                          "read_bandwidth_gb_s": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}},
+                          "roofline": _ROOFLINE, "roofline_run_best": _ROOFLINE}}
 
 # Decoder results (kind "decoder"): prefill per prompt length, decode per context (keys are the lengths).
 _DECODER = {
