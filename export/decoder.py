@@ -53,6 +53,7 @@ class ExportDecoder(nn.Module):
             decoder_fast.load_custom_ops()
             self.custom_norms = nn.ModuleList(decoder_fast.layer_norms(layer) for layer in self.layers)
             self.final_norm = decoder_fast.PoolableRMSNorm(self.norm)
+            self.register_buffer("rope_rotation", decoder_fast.rotate_half_weight(self.head_dim), persistent=False)
         cache_cls = decoder_fast.SeqMajorLayerCache if attention == "custom" else LayerCache
         self.caches = nn.ModuleList(cache_cls(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
                                     for _ in self.layers)
@@ -92,6 +93,7 @@ class ExportDecoder(nn.Module):
         from edgevlm.export.decoder_fast import custom_attention, start_position
 
         start = start_position(start_pos, x.shape[1], self.max_seq_len)
+        cos, sin = cos[:, None], sin[:, None]  # [T, 1, Dh]: broadcast over heads, once for all layers
         for layer, cache, norms in zip(self.layers, self.caches, self.custom_norms):
             h = custom_attention(self, layer.self_attn, norms["input"](x), cache, start, cos, sin, norms)
             scale = getattr(layer, "residual_scale", None)

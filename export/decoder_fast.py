@@ -27,6 +27,7 @@ this mode is for the ExecuTorch .pte; ONNX exports keep the default mode.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgevlm.export.kv_cache import KVCacheSpec, quantize, register_cache_buffers
@@ -134,21 +135,35 @@ def layer_norms(layer: nn.Module) -> nn.ModuleDict:
     return nn.ModuleDict({name: PoolableRMSNorm(norm) for name, norm in norms.items()})
 
 
-def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, sin, norms: nn.ModuleDict):
-    """One layer's attention in the custom mode; x [B, T, D], cos/sin [T, Dh]."""
-    from edgevlm.export.decoder import rotate_half
+def rotate_half_weight(head_dim: int) -> torch.Tensor:
+    """W with F.linear(x, W) == rotate_half(x) == cat(-x[half:], x[:half]): RoPE's rotation as one
+    fully-connected layer. rotate_half's slices have a symbolic sequence dim, so XNNPACK leaves them
+    to portable kernels, which cut each layer into more partitions (74 delegate calls per 0.5B
+    decode step). Exact: one +-1 term per output."""
+    half = head_dim // 2
+    weight = torch.zeros(head_dim, head_dim)
+    rows = torch.arange(half)
+    weight[rows, rows + half] = -1.0
+    weight[rows + half, rows] = 1.0
+    return weight
 
-    b, t, _ = x.shape
-    q = attn.q_proj(x).view(b, t, -1, decoder.head_dim)  # [B, T, H, Dh]: the custom ops' layout
-    k = attn.k_proj(x).view(b, t, -1, decoder.head_dim)
-    v = attn.v_proj(x).view(b, t, -1, decoder.head_dim)
+
+def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, sin, norms: nn.ModuleDict):
+    """One layer's attention in the custom mode; x [B, T, D], cos/sin [T, 1, Dh]."""
+    # [B, T, H, Dh]: the custom ops' layout. The symbolic T is the one -1: XNNPACK delegates a
+    # reshape with a single inferred dim, and a reshape left outside splits the layer's partition.
+    b, heads, kv_heads, head_dim = x.shape[0], decoder.num_heads, decoder.kv_heads, decoder.head_dim
+    q = attn.q_proj(x).view(b, -1, heads, head_dim)
+    k = attn.k_proj(x).view(b, -1, kv_heads, head_dim)
+    v = attn.v_proj(x).view(b, -1, kv_heads, head_dim)
     if "q" in norms:  # Qwen3: per-head RMSNorm before RoPE
         q, k = norms["q"](q), norms["k"](k)
-    cos, sin = cos[:, None], sin[:, None]
-    q = q * cos + rotate_half(q) * sin
-    k = k * cos + rotate_half(k) * sin
-    if decoder.rotate:
-        q, k = q @ decoder.hadamard, k @ decoder.hadamard
+    # F.linear, not matmul: aten.linear stays one XNNPACK fully-connected node on the 4-D tensor,
+    # where matmul decomposes into reshapes of the symbolic shape that XNNPACK does not take
+    q = q * cos + F.linear(q, decoder.rope_rotation) * sin
+    k = k * cos + F.linear(k, decoder.rope_rotation) * sin
+    if decoder.rotate:  # the Sylvester Hadamard matrix is symmetric: linear(x, H) = x @ H
+        q, k = F.linear(q, decoder.hadamard), F.linear(k, decoder.hadamard)
     cache.write("k", start, k)
     cache.write("v", start, v)
-    return attn.o_proj(cache.attend(q, start, attn.scaling).reshape(b, t, -1))
+    return attn.o_proj(cache.attend(q, start, attn.scaling).reshape(b, -1, heads * head_dim))

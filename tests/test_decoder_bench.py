@@ -124,3 +124,19 @@ def test_peak_rss_leaves_out_the_bandwidth_samples_buffer():
     assert peak.includes_samples is False and peak.kib() < start + 64 * 1024
     kept = np.ones(256 * 2**20 // 8)  # the runtime's own allocation still counts
     assert peak.kib() >= start + 200 * 1024 and kept.sum() > 0
+
+
+def test_rope_and_hadamard_as_linear_layers_are_exact():
+    """The custom mode writes rotate_half and the key/query Hadamard rotation as F.linear (one XNNPACK
+    fully-connected node each): the same numbers as the slices and the matmul."""
+    import torch.nn.functional as F
+
+    from edgevlm.export.decoder import rotate_half
+    from edgevlm.export.decoder_fast import rotate_half_weight
+    from edgevlm.export.kv_cache import hadamard
+
+    for head_dim in (64, 128, 48):
+        x = torch.randn(2, 3, 5, head_dim, generator=torch.Generator().manual_seed(head_dim)) * 1e3
+        assert torch.equal(F.linear(x, rotate_half_weight(head_dim)), rotate_half(x))
+    h = hadamard(64)
+    assert torch.equal(h, h.T)

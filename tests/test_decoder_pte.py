@@ -70,3 +70,42 @@ def test_standalone_8da4w_pte_runs_the_text_runner_convention(loaded_models, tmp
     assert (out - ref).abs().max() < 0.1 * scale
     assert (out - fp32).abs().max() < 0.3 * scale and torch.isfinite(out).all()
     assert _metadata(path, ["get_max_seq_len"])["get_max_seq_len"] == 64
+
+
+def _calls(path, method: str) -> tuple[int, list[str]]:
+    """(delegate calls, names of the other kernels) of one method of a .pte, from its instructions."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    from executorch.exir.schema import DelegateCall, KernelCall
+
+    plan = next(p for p in deserialize_pte_binary(path.read_bytes()).program.execution_plan if p.name == method)
+    instructions = [i.instr_args for chain in plan.chains for i in chain.instructions]
+    return (sum(isinstance(i, DelegateCall) for i in instructions),
+            [plan.operators[i.op_index].name for i in instructions if isinstance(i, KernelCall)])
+
+
+def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(loaded_models, tmp_path):
+    """Between the cache ops each layer is one XNNPACK partition (RoPE and the key rotation as
+    fully-connected nodes, reshapes with one inferred dim): on the 0.5B model the earlier form made
+    74 delegate calls and 96 portable slices per decode step instead of 26."""
+    loaded = loaded_models["minicpmv-4.5-tiny"]  # Qwen3: per-head q/k norms inside the partition too
+    spec = DecoderPteSpec(max_seq_len=48, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32, True),
+                          attention="custom")
+    path = tmp_path / "custom.pte"
+    export_pte(loaded, spec, path, runner="text")
+    delegates, kernels = _calls(path, "forward")
+    layers = loaded.config.llm.num_hidden_layers
+    # one partition before the first attention, one between each two layers' attention ops, one after
+    # the last (up to x[:, -1], a portable select), then the final norm + lm_head
+    assert delegates == layers + 2, (delegates, kernels)
+    assert kernels.count("edgevlm::int4_update_cache") == 2 * layers and kernels.count("edgevlm::int4_sdpa") == layers
+    assert not [k for k in kernels if k in ("aten::slice_copy", "aten::view_copy", "aten::cat", "aten::mul")]
+
+    quantized = quantize_weights(loaded.model.llm, spec)
+    tokens = torch.randint(0, 1000, (1, 9), generator=torch.Generator().manual_seed(4))
+    eager = ExportDecoder(quantized, 48, spec.cache, attention="custom").eval()
+    method = load_pte_method(path, "forward")
+    with torch.no_grad():
+        for chunk, pos in [(tokens, 0), (tokens[:, :1], 9)]:
+            ref = eager(quantized.get_input_embeddings()(chunk), torch.tensor([pos]))
+            out = method.execute([chunk, torch.tensor([pos])])[0]
+            assert (out - ref).abs().max() < 0.1 * ref.abs().max()  # XNNPACK's int8 activation rounding
