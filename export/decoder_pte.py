@@ -167,8 +167,8 @@ def _scan_for_int4_attention(path: str, mtime_ns: int, size: int) -> bool:
         return data.find(b"edgevlm::int4_sdpa") >= 0
 
 
-def load_pte_method(path: Path, method: str):
-    """Load a method of a .pte with the Python runtime (kernels registered first, SPEC section 4)."""
+def load_pte_kernels(path: Path) -> None:
+    """Register the kernels a decoder .pte may name before ExecuTorch loads it (SPEC section 4)."""
     import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
     from edgevlm.export.decoder_fast import load_custom_ops
 
@@ -177,6 +177,11 @@ def load_pte_method(path: Path, method: str):
         from edgevlm.export.int4_attention import load_kernel_library
 
         load_kernel_library()  # compiled on first use (export/kernels/int4_sdpa.cpp)
+
+
+def load_pte_method(path: Path, method: str):
+    """Load a method of a .pte with the Python runtime (kernels registered first)."""
+    load_pte_kernels(path)
     from executorch.runtime import Runtime
 
     return Runtime.get().load_program(str(path)).load_method(method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from edgevlm.export.decoder import ExportDecoder
@@ -72,33 +73,31 @@ def test_standalone_8da4w_pte_runs_the_text_runner_convention(loaded_models, tmp
     assert _metadata(path, ["get_max_seq_len"])["get_max_seq_len"] == 64
 
 
-def _calls(path, method: str) -> tuple[int, list[str]]:
-    """(delegate calls, names of the other kernels) of one method of a .pte, from its instructions."""
-    from executorch.exir._serialize._program import deserialize_pte_binary
-    from executorch.exir.schema import DelegateCall, KernelCall
+@pytest.fixture(scope="module")
+def custom_int4_pte(loaded_models, tmp_path_factory):
+    """A text-runner .pte of the Qwen3-style 4.5-tiny: 8da4w weights, INT4 cache, custom attention."""
+    loaded = loaded_models["minicpmv-4.5-tiny"]  # per-head q/k norms: inside the partition too
+    spec = DecoderPteSpec(max_seq_len=48, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32, True),
+                          attention="custom")
+    path = tmp_path_factory.mktemp("custom") / "custom.pte"
+    export_pte(loaded, spec, path, runner="text")
+    return loaded, spec, path
 
-    plan = next(p for p in deserialize_pte_binary(path.read_bytes()).program.execution_plan if p.name == method)
-    instructions = [i.instr_args for chain in plan.chains for i in chain.instructions]
-    return (sum(isinstance(i, DelegateCall) for i in instructions),
-            [plan.operators[i.op_index].name for i in instructions if isinstance(i, KernelCall)])
 
-
-def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(loaded_models, tmp_path):
+def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(custom_int4_pte):
     """Between the cache ops each layer is one XNNPACK partition (RoPE and the key rotation as
     fully-connected nodes, reshapes with one inferred dim): on the 0.5B model the earlier form made
     74 delegate calls and 96 portable slices per decode step instead of 26."""
-    loaded = loaded_models["minicpmv-4.5-tiny"]  # Qwen3: per-head q/k norms inside the partition too
-    spec = DecoderPteSpec(max_seq_len=48, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32, True),
-                          attention="custom")
-    path = tmp_path / "custom.pte"
-    export_pte(loaded, spec, path, runner="text")
-    delegates, kernels = _calls(path, "forward")
-    layers = loaded.config.llm.num_hidden_layers
+    from edgevlm.device_tests.decoder_profile import program_calls
+
+    loaded, spec, path = custom_int4_pte
+    calls = program_calls(path, "forward")
+    kernels, layers = calls["kernels"], loaded.config.llm.num_hidden_layers
     # one partition before the first attention, one between each two layers' attention ops, one after
     # the last (up to x[:, -1], a portable select), then the final norm + lm_head
-    assert delegates == layers + 2, (delegates, kernels)
-    assert kernels.count("edgevlm::int4_update_cache") == 2 * layers and kernels.count("edgevlm::int4_sdpa") == layers
-    assert not [k for k in kernels if k in ("aten::slice_copy", "aten::view_copy", "aten::cat", "aten::mul")]
+    assert calls["delegate_calls"] == layers + 2, calls
+    assert kernels["edgevlm::int4_update_cache"] == 2 * layers and kernels["edgevlm::int4_sdpa"] == layers
+    assert not set(kernels) & {"aten::slice_copy", "aten::view_copy", "aten::cat", "aten::mul"}, kernels
 
     quantized = quantize_weights(loaded.model.llm, spec)
     tokens = torch.randint(0, 1000, (1, 9), generator=torch.Generator().manual_seed(4))
@@ -109,3 +108,25 @@ def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(loaded_models, 
             ref = eager(quantized.get_input_embeddings()(chunk), torch.tensor([pos]))
             out = method.execute([chunk, torch.tensor([pos])])[0]
             assert (out - ref).abs().max() < 0.1 * ref.abs().max()  # XNNPACK's int8 activation rounding
+
+
+def test_profile_decoder_groups_a_decode_step(custom_int4_pte, tmp_path):
+    """`edgevlm profile-decoder` on a real INT4 .pte: ETDump events grouped, static call counts beside."""
+    from edgevlm.cli.main import main
+    from edgevlm.device_tests.decoder_profile import profile_decode, program_calls
+
+    loaded, _, path = custom_int4_pte
+    report = profile_decode(path, context=20, steps=3)
+    static = program_calls(path, "forward")
+    assert report["method"] == "forward" and report["delegate_calls"] == static["delegate_calls"] > 0
+    assert report["kernel_calls"] == static["kernel_calls"] == sum(static["kernels"].values())
+    parts = ("xnnpack_gemm_ms", "xnnpack_other_ms", "executorch_kernels_ms")
+    assert all(report[k] > 0 for k in parts) and sum(report[k] for k in parts) <= report["step_ms"] * 1.01
+    names = {e["name"]: e for e in report["top_events"]}
+    # once per layer per step
+    assert names["edgevlm::int4_sdpa.out"]["occurrences"] == loaded.config.llm.num_hidden_layers
+    assert main(["profile-decoder", "--artifact", str(path), "--context", "8", "--steps", "2",
+                 "--json", str(tmp_path / "p.json")]) == 0
+    assert (tmp_path / "p.json").exists()
+    with pytest.raises(ValueError, match="no method 'text_decoder'"):
+        program_calls(path, "text_decoder")

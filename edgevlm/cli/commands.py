@@ -173,6 +173,8 @@ COMMANDS = [
             _artifacts.bench_args, _artifacts.bench),
     Command("bench-decoder", "decoder benchmark: eager PyTorch, our .pte (fp32 and INT4 KV), optimum-executorch "
             "8da4w, side by side (JSON results)", _decoder.bench_decoder_args, _decoder.bench_decoder),
+    Command("profile-decoder", "where a decode step of a .pte goes (ExecuTorch ETDump): XNNPACK GEMMs, other "
+            "delegate time, ExecuTorch kernels, call counts", _decoder.profile_decoder_args, _decoder.profile_decoder),
     Command("kv-compare", "KV-cache formats (ours and ExecuTorch's) on real activations: attention error, bytes/token",
             _decoder.kv_compare_args, _decoder.kv_compare),
     Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte or .onnx)",

@@ -1,4 +1,4 @@
-"""`bench-decoder` and `kv-compare`: the decoder side of the host benchmark."""
+"""`bench-decoder`, `profile-decoder` and `kv-compare`: the decoder side of the host benchmark."""
 
 from __future__ import annotations
 
@@ -74,6 +74,28 @@ def kv_compare(args) -> int:
 
     report = compare_caches(load_model(args.model), tuple(args.prompt or PROMPTS))
     print_kv_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def profile_decoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--artifact", type=Path, required=True, help="decoder .pte (ours or a text-runner one)")
+    p.add_argument("--context", type=int, default=128, help="decode at this context (position context-1)")
+    p.add_argument("--steps", type=int, default=20, help="profiled decode steps (after 3 warm-up steps)")
+    p.add_argument("--json", type=Path, help="write the profile as JSON here")
+
+
+def profile_decoder(args) -> int:
+    from edgevlm.device_tests.decoder_profile import print_profile, profile_decode
+    from edgevlm.errors import ConfigError
+
+    if not args.artifact.is_file():
+        raise ConfigError(f"no .pte at {args.artifact}", "pass a decoder .pte, e.g. from `edgevlm export`")
+    if args.context < 1 or args.steps < 1:
+        raise ConfigError("--context and --steps must be positive", "e.g. --context 128 --steps 20")
+    report = profile_decode(args.artifact, args.context, args.steps)
+    print_profile(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
