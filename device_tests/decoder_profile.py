@@ -1,6 +1,6 @@
 """Where one decode step of a decoder .pte goes, from ExecuTorch's own ETDump profile.
 
-`edgevlm profile-decoder --artifact X.pte --context 128` runs decode steps at position context-1
+`edgevlm profile-decoder --artifact X.pte --context 128` (table: decoder_table.print_profile) runs decode steps at position context-1
 with event tracing on and groups the events: XNNPACK GEMMs, the rest of the XNNPACK delegate calls
 (their other ops, runtime reshape/setup and thread-pool dispatch), and the kernels ExecuTorch runs
 itself (the cache and attention ops, views, the logits select). The program's instruction list
@@ -55,6 +55,11 @@ def profile_decode(path: Path, context: int, steps: int = 20, warmup: int = 3) -
     load_pte_kernels(path)
     module = portable_lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
     method, inputs = _decoder_method(module)
+    if "get_max_seq_len" in module.method_names():  # the runner-convention cache length
+        limit = int(module.run_method("get_max_seq_len", ())[0])
+        if context > limit:
+            raise ValueError(f"context {context} is past the program's cache of {limit} positions; "
+                             f"profile at --context {limit} or less")
     position = torch.tensor([context - 1], dtype=torch.long)
     for _ in range(warmup + steps):
         module.run_method(method, (*inputs, position))
@@ -80,23 +85,3 @@ def profile_decode(path: Path, context: int, steps: int = 20, warmup: int = 3) -
         "top_events": [{"name": name, "occurrences": occurrences[name], "ms": ms}
                        for name, ms in per_event.most_common(12)],
     }
-
-
-def print_profile(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    step = report["step_ms"]
-    table = Table(title=f"{Path(report['artifact']).name} {report['method']}: decode at context {report['context']}, "
-                        f"{step:.2f} ms/step over {report['steps']} steps; {report['delegate_calls']} XNNPACK delegate "
-                        f"calls, {report['kernel_calls']} ExecuTorch kernel calls per step")
-    for column in ("where", "ms/step", "% of step"):
-        table.add_column(column)
-    for label, key in (("XNNPACK GEMMs", "xnnpack_gemm_ms"), ("rest of the XNNPACK delegate calls", "xnnpack_other_ms"),
-                       ("ExecuTorch kernels (cache/attention ops, views)", "executorch_kernels_ms"),
-                       ("between calls (method overhead)", "outside_calls_ms")):
-        table.add_row(label, f"{report[key]:.3f}", f"{100 * report[key] / step:.0f}%")
-    for event in report["top_events"]:
-        table.add_row(f"  {event['name']} (x{event['occurrences']})", f"{event['ms']:.3f}",
-                      f"{100 * event['ms'] / step:.0f}%")
-    Console(width=200).print(table)

@@ -85,3 +85,24 @@ def print_manifest_decoders(report: dict) -> None:
         decode = ", ".join(f"@{c}: {_decode_cell(t)}" for c, t in d["decode"].items())
         table.add_row(r["artifact"], kv, f"{d['ttft_ms']:.0f}", prefill, decode, f"{d['peak_rss_mib']:.0f}")
     _console().print(table)
+
+
+def print_profile(report: dict) -> None:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    step = report["step_ms"]
+    table = Table(title=f"{Path(report['artifact']).name} {report['method']}: decode at context {report['context']}, "
+                        f"{step:.2f} ms/step over {report['steps']} steps; {report['delegate_calls']} XNNPACK delegate "
+                        f"calls, {report['kernel_calls']} ExecuTorch kernel calls per step")
+    for column in ("where", "ms/step", "% of step"):
+        table.add_column(column)
+    for label, key in (("XNNPACK GEMMs", "xnnpack_gemm_ms"), ("rest of the XNNPACK delegate calls", "xnnpack_other_ms"),
+                       ("ExecuTorch kernels (cache/attention ops, views)", "executorch_kernels_ms"),
+                       ("between calls (method overhead)", "outside_calls_ms")):
+        table.add_row(label, f"{report[key]:.3f}", f"{100 * report[key] / step:.0f}%")
+    for event in report["top_events"]:
+        table.add_row(f"  {event['name']} (x{event['occurrences']})", f"{event['ms']:.3f}",
+                      f"{100 * event['ms'] / step:.0f}%")
+    _console().print(table)

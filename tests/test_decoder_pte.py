@@ -130,3 +130,5 @@ def test_profile_decoder_groups_a_decode_step(custom_int4_pte, tmp_path):
     assert (tmp_path / "p.json").exists()
     with pytest.raises(ValueError, match="no method 'text_decoder'"):
         program_calls(path, "text_decoder")
+    with pytest.raises(ValueError, match="past the program's cache of 48 positions"):
+        profile_decode(path, context=49, steps=1)

@@ -87,7 +87,8 @@ def profile_decoder_args(p: argparse.ArgumentParser) -> None:
 
 
 def profile_decoder(args) -> int:
-    from edgevlm.device_tests.decoder_profile import print_profile, profile_decode
+    from edgevlm.device_tests.decoder_profile import profile_decode
+    from edgevlm.device_tests.decoder_table import print_profile
     from edgevlm.errors import ConfigError
 
     if not args.artifact.is_file():
