@@ -49,7 +49,7 @@ def profile_decode(path: Path, context: int, steps: int = 20, warmup: int = 3) -
     from executorch.devtools import Inspector
     from executorch.extension.pybindings import portable_lib
 
-    from edgevlm.export.decoder_pte import load_pte_kernels
+    from edgevlm.export.decoder_pte import load_pte_kernels, torch_on_one_thread
 
     path = Path(path)
     load_pte_kernels(path)
@@ -61,8 +61,9 @@ def profile_decode(path: Path, context: int, steps: int = 20, warmup: int = 3) -
             raise ValueError(f"context {context} is past the program's cache of {limit} positions; "
                              f"profile at --context {limit} or less")
     position = torch.tensor([context - 1], dtype=torch.long)
-    for _ in range(warmup + steps):
-        module.run_method(method, (*inputs, position))
+    with torch_on_one_thread():  # else torch's spinning OpenMP threads inflate every XNNPACK time
+        for _ in range(warmup + steps):
+            module.run_method(method, (*inputs, position))
     with tempfile.TemporaryDirectory() as tmp:
         etdump = Path(tmp) / "decode.etdp"
         module.write_etdump_result_to_file(str(etdump))

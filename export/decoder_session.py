@@ -3,6 +3,7 @@
     embed(ids) -> [T, D] float32      token embeddings (MiniCPM4's scale_emb included)
     step(embeds [T, D], pos) -> [V]   prefill (T > 1) or decode (T = 1) at cache position pos
     reset()                           empty cache for a new conversation
+    running()                         context for a stretch of steps (prefill + decode loop)
 
 `executorch`: the .pte's token_embedding / text_decoder methods; the cache is the program's own
 mutable buffers. `ort`: two ONNX graphs; the cache is graph I/O held as OrtValues and bound with IO
@@ -12,8 +13,9 @@ through numpy between steps.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Protocol
+from typing import ContextManager, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +29,8 @@ class DecoderSession(Protocol):
     def step(self, embeds: torch.Tensor, pos: int) -> torch.Tensor: ...
 
     def reset(self) -> None: ...
+
+    def running(self) -> ContextManager: ...
 
 
 class PteDecoderSession:
@@ -48,6 +52,11 @@ class PteDecoderSession:
     def reset(self) -> None:
         if self._used:  # a freshly loaded method has a zeroed cache
             self._decoder, self._used = self._load(self._path, "text_decoder"), False
+
+    def running(self) -> ContextManager:
+        from edgevlm.export.decoder_pte import torch_on_one_thread
+
+        return torch_on_one_thread()  # torch's spinning OpenMP threads would take the program's cores
 
 
 class OrtDecoderSession:
@@ -92,6 +101,9 @@ class OrtDecoderSession:
                 a.fill(0)
         self._current = 0
 
+    def running(self) -> ContextManager:
+        return contextlib.nullcontext()
+
 
 class EagerDecoderSession:
     """The eager reference LLM (transformers' DynamicCache) behind the session interface, so one
@@ -118,6 +130,9 @@ class EagerDecoderSession:
 
         self._cache = DynamicCache(config=self._llm.config)
 
+    def running(self) -> ContextManager:
+        return contextlib.nullcontext()
+
 
 class ModuleDecoderSession:
     """An ExportDecoder module run eagerly (the graph the exporters trace, before any lowering):
@@ -136,6 +151,9 @@ class ModuleDecoderSession:
 
     def reset(self) -> None:
         self._decoder.reset()
+
+    def running(self) -> ContextManager:
+        return contextlib.nullcontext()
 
 
 SESSIONS = {"executorch": PteDecoderSession, "ort": OrtDecoderSession}

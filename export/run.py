@@ -68,24 +68,25 @@ class Pipeline:
                  on_token: Callable[[str], None] | None = None) -> ArtifactGeneration:
         embeds, t = self._prompt_embeds(images, question)
         result = ArtifactGeneration(prompt_tokens=t, vision_artifact=self.vision_name)
-        logits = self.session.step(embeds, 0)
         stop_ids = self.tokenizer.stop_token_ids()
         position = t
         result.stopped_by = "max_new_tokens"
-        for _ in range(max_new_tokens):
-            result.step_logits.append(logits)
-            next_id = int(logits.argmax())
-            result.tokens.append(next_id)
-            if next_id in stop_ids:
-                result.stopped_by = "stop_token"
-                break
-            if on_token is not None:
-                on_token(self.tokenizer.decode([next_id]))
-            if position >= self.max_seq_len:  # the token was produced, but the cache has no slot to feed it
-                result.stopped_by = "max_seq_len"
-                break
-            logits = self.session.step(self.session.embed([next_id]), position)
-            position += 1
+        with self.session.running():
+            logits = self.session.step(embeds, 0)
+            for _ in range(max_new_tokens):
+                result.step_logits.append(logits)
+                next_id = int(logits.argmax())
+                result.tokens.append(next_id)
+                if next_id in stop_ids:
+                    result.stopped_by = "stop_token"
+                    break
+                if on_token is not None:
+                    on_token(self.tokenizer.decode([next_id]))
+                if position >= self.max_seq_len:  # the token was produced, but the cache has no slot to feed it
+                    result.stopped_by = "max_seq_len"
+                    break
+                logits = self.session.step(self.session.embed([next_id]), position)
+                position += 1
         result.text = self.tokenizer.decode([i for i in result.tokens if i not in stop_ids])
         return result
 
@@ -93,12 +94,13 @@ class Pipeline:
         """Summed negative log-likelihood of `target` ids after the prompt (teacher forcing,
         one decoder step per target token, as decode runs)."""
         embeds, position = self._prompt_embeds(images, question)
-        logits, nll = self.session.step(embeds, 0), 0.0
-        for i, token in enumerate(target):
-            nll -= float(torch.log_softmax(logits.float().reshape(-1), dim=-1)[token])
-            if i + 1 < len(target):
-                logits = self.session.step(self.session.embed([token]), position)
-                position += 1
+        with self.session.running():
+            logits, nll = self.session.step(embeds, 0), 0.0
+            for i, token in enumerate(target):
+                nll -= float(torch.log_softmax(logits.float().reshape(-1), dim=-1)[token])
+                if i + 1 < len(target):
+                    logits = self.session.step(self.session.embed([token]), position)
+                    position += 1
         return nll
 
 
