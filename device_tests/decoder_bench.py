@@ -59,10 +59,10 @@ def export_code_fingerprint() -> str:
     """Hash of the code that shapes a decoder .pte, so a reused export is one this code would write."""
     import hashlib
 
-    from edgevlm.export import decoder, decoder_fast, decoder_pte, int4_attention, kv_cache
+    from edgevlm.export import decoder, decoder_fast, decoder_pte, int4_attention, kv_cache, rope_op
 
     digest = hashlib.sha256()
-    modules = [Path(m.__file__) for m in (decoder, decoder_fast, decoder_pte, int4_attention, kv_cache)]
+    modules = [Path(m.__file__) for m in (decoder, decoder_fast, decoder_pte, int4_attention, kv_cache, rope_op)]
     for path in modules + list(int4_attention.KERNEL_FILES):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -121,7 +121,8 @@ def run_worker(job: dict, timeout: float = 3600) -> dict:
         # A .pte runs on ExecuTorch's thread pool, but kernels built against ATen (the pip wheel's
         # llama::custom_sdpa) and torch's own copies of the logits wake torch's OpenMP threads, which
         # then spin through the next step on the same cores as XNNPACK (0.5B on 2 cores: INT4-cache
-        # decode 12.5 -> 8.0 ms, fp32-cache 8.4 -> 7.7 ms). Passive waiting keeps both pools' work.
+        # decode 12.5 -> 8.0 ms, fp32-cache 8.4 -> 7.7 ms). Passive waiting keeps both pools' work;
+        # the worker also times .pte steps with torch on one thread (decoder_pte.torch_on_one_thread).
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgevlm.device_tests.decoder_worker", f.name],

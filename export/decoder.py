@@ -52,7 +52,7 @@ class ExportDecoder(nn.Module):
         if attention == "custom":
             decoder_fast.load_custom_ops()
             self.custom_norms = nn.ModuleList(decoder_fast.layer_norms(layer) for layer in self.layers)
-            self.final_norm = decoder_fast.PoolableRMSNorm(self.norm)
+            self.final_norm = decoder_fast.LinearRMSNorm(self.norm)
             self.register_buffer("rope_rotation", decoder_fast.rotate_half_weight(self.head_dim), persistent=False)
         cache_cls = decoder_fast.SeqMajorLayerCache if attention == "custom" else LayerCache
         self.caches = nn.ModuleList(cache_cls(cache, batch, self.kv_heads, max_seq_len, self.head_dim)

@@ -60,16 +60,15 @@ def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
     the app to compile in (ExecuTorch's own llama ops come with its LLM runner build)."""
     if spec.attention != "custom":
         return [], []
-    ops = ["llama::update_cache.out", "llama::custom_sdpa.out"]
     if spec.cache.format != "int4":
-        return ops, []
+        return ["llama::update_cache.out", "llama::custom_sdpa.out"], []
     from edgevlm.export.int4_attention import KERNEL_FILES, KERNEL_NAMES
 
-    folder = out / "kernels"
+    folder = out / "kernels"  # an INT4-cache program calls only these (no llama:: ops)
     folder.mkdir(exist_ok=True)
     for source in KERNEL_FILES:
         shutil.copyfile(source, folder / source.name)
-    return ops + list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
+    return list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
 
 
 def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, vision=None) -> dict:

@@ -15,9 +15,9 @@ llama export does instead:
   dequantize ops around `llama::update_cache` formed dependency cycles between partitions);
 - an INT8 cache is dequantized only up to start_pos + T (a `narrow` by the unbacked start
   position, as ExecuTorch's llama mask slicing does) before `llama::custom_sdpa`;
-- RMSNorms take their mean of squares over a 4-D view ([.., D, 1], mean over the two innermost
-  dims): the only form of `mean.dim` XNNPACK delegates. With the reference's mean over the last dim
-  of a 3-D tensor, every norm ran as a portable kernel and cut the layer's XNNPACK partition in two.
+- RMSNorms take their mean of squares as a fully-connected layer (LinearRMSNorm). XNNPACK does
+  not delegate the reference's mean over the last dim of a 3-D tensor: every norm ran as a portable
+  kernel and cut the layer's XNNPACK partition in two.
 
 Storage formats and quantization are those of export/kv_cache.py; only the layout differs.
 The ops come from executorch.extension.llm.custom_ops (their kernels ship in the pip wheel), so
@@ -46,24 +46,26 @@ def load_custom_ops() -> None:
     register_op()
 
 
-class PoolableRMSNorm(nn.Module):
+class LinearRMSNorm(nn.Module):
     """The reference RMSNorm (Llama / Qwen2 / Qwen3 / MiniCPM: weight * x * rsqrt(mean(x^2) + eps),
-    computed in fp32) with the mean written as XNNPACK's global average pooling. Shares the
-    reference module's weight; the reference model is not modified."""
+    computed in fp32) with mean(x^2) + eps written as one fully-connected layer: F.linear(x * x,
+    [1/D ... 1/D], bias=eps). XNNPACK then runs a norm as 5 ops (square, FC, rsqrt, 2 multiplies);
+    the pooled mean it takes otherwise needs reshapes and transposes around it (10 ops), and each op
+    of a decode step costs about a microsecond of XNNPACK's per-call setup whatever its size.
+    Shares the reference module's weight; the reference model is not modified."""
 
     def __init__(self, norm: nn.Module):
         super().__init__()
         self.weight = norm.weight
-        self.eps = norm.variance_epsilon
+        width = norm.weight.shape[-1]
+        self.register_buffer("mean_weight", torch.full((1, width), 1.0 / width), persistent=False)
+        self.register_buffer("eps", torch.tensor([float(norm.variance_epsilon)]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
         x = x.float()
-        squares = (x * x).reshape(-1, 1, x.shape[-1], 1)  # any rank -> [N, 1, D, 1]
-        # XNNPACK reshapes only to static shapes with at most one -1: the symbolic sequence length goes there
-        shape = [d if isinstance(d, int) else -1 for d in x.shape[:-1]] + [1]
-        variance = squares.mean(dim=(2, 3), keepdim=True).reshape(shape)
-        return self.weight * (x * torch.rsqrt(variance + self.eps)).to(dtype)
+        variance = F.linear(x * x, self.mean_weight, self.eps)  # [..., 1]
+        return self.weight * (x * torch.rsqrt(variance)).to(dtype)
 
 
 class SeqMajorLayerCache(nn.Module):
@@ -128,11 +130,11 @@ def start_position(start_pos: torch.Tensor, t: int, max_seq_len: int):
 
 
 def layer_norms(layer: nn.Module) -> nn.ModuleDict:
-    """A decoder layer's RMSNorms (Qwen3's q/k norms included) in the poolable form."""
+    """A decoder layer's RMSNorms (Qwen3's q/k norms included) in the LinearRMSNorm form."""
     norms = {"input": layer.input_layernorm, "post": layer.post_attention_layernorm}
     if hasattr(layer.self_attn, "q_norm"):
         norms |= {"q": layer.self_attn.q_norm, "k": layer.self_attn.k_norm}
-    return nn.ModuleDict({name: PoolableRMSNorm(norm) for name, norm in norms.items()})
+    return nn.ModuleDict({name: LinearRMSNorm(norm) for name, norm in norms.items()})
 
 
 def rotate_half_weight(head_dim: int) -> torch.Tensor:
@@ -158,12 +160,16 @@ def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, si
     v = attn.v_proj(x).view(b, -1, kv_heads, head_dim)
     if "q" in norms:  # Qwen3: per-head RMSNorm before RoPE
         q, k = norms["q"](q), norms["k"](k)
-    # F.linear, not matmul: aten.linear stays one XNNPACK fully-connected node on the 4-D tensor,
-    # where matmul decomposes into reshapes of the symbolic shape that XNNPACK does not take
-    q = q * cos + F.linear(q, decoder.rope_rotation) * sin
-    k = k * cos + F.linear(k, decoder.rope_rotation) * sin
-    if decoder.rotate:  # the Sylvester Hadamard matrix is symmetric: linear(x, H) = x @ H
-        q, k = F.linear(q, decoder.hadamard), F.linear(k, decoder.hadamard)
+    if cache.spec.bits == 4:  # one edgevlm::rope kernel each (built with the INT4 cache kernels)
+        q = torch.ops.edgevlm.rope(q, decoder.rope_cos, decoder.rope_sin, start, decoder.rotate)
+        k = torch.ops.edgevlm.rope(k, decoder.rope_cos, decoder.rope_sin, start, decoder.rotate)
+    else:
+        # F.linear, not matmul: aten.linear stays one XNNPACK fully-connected node on the 4-D tensor,
+        # where matmul decomposes into reshapes of the symbolic shape that XNNPACK does not take
+        q = q * cos + F.linear(q, decoder.rope_rotation) * sin
+        k = k * cos + F.linear(k, decoder.rope_rotation) * sin
+        if decoder.rotate:  # the Sylvester Hadamard matrix is symmetric: linear(x, H) = x @ H
+            q, k = F.linear(q, decoder.hadamard), F.linear(k, decoder.hadamard)
     cache.write("k", start, k)
     cache.write("v", start, v)
     return attn.o_proj(cache.attend(q, start, attn.scaling).reshape(b, -1, heads * head_dim))

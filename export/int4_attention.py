@@ -44,12 +44,15 @@ from pathlib import Path
 
 import torch
 
+from edgevlm.export import rope_op
+
 NAMESPACE = "edgevlm"
 OP_NAME = "int4_sdpa"
 UPDATE_OP_NAME = "int4_update_cache"
-KERNEL_NAMES = (f"{NAMESPACE}::{OP_NAME}.out", f"{NAMESPACE}::{UPDATE_OP_NAME}.out")  # ExecuTorch registry names
+KERNEL_NAMES = (f"{NAMESPACE}::{OP_NAME}.out", f"{NAMESPACE}::{UPDATE_OP_NAME}.out",
+                f"{NAMESPACE}::{rope_op.OP_NAME}.out")  # ExecuTorch registry names (rope: built alongside)
 KERNEL_DIR = Path(__file__).parent / "kernels"
-SOURCES = (KERNEL_DIR / "int4_sdpa.cpp", KERNEL_DIR / "int4_kv_update.cpp")  # compiled
+SOURCES = (KERNEL_DIR / "int4_sdpa.cpp", KERNEL_DIR / "int4_kv_update.cpp", KERNEL_DIR / "rope.cpp")  # compiled
 # what a build needs: hashed into the library's cache key, shipped beside the .pte
 KERNEL_FILES = SOURCES + (KERNEL_DIR / "int4_sdpa_blocks.h", KERNEL_DIR / "int4_kv_common.h")
 LIBRARY_NAME = "libedgevlm_kernels.so"
@@ -190,14 +193,15 @@ def _op_defined() -> bool:
     try:
         torch.ops.edgevlm.int4_sdpa.out  # noqa: B018
         torch.ops.edgevlm.int4_update_cache.out  # noqa: B018
+        torch.ops.edgevlm.rope.out  # noqa: B018
     except (AttributeError, RuntimeError):
         return False
     return True
 
 
 def register_op() -> None:
-    """Define edgevlm::int4_sdpa, edgevlm::int4_update_cache and their .out overloads (Python
-    references + fake kernels). Idempotent."""
+    """Define edgevlm::int4_sdpa, edgevlm::int4_update_cache, edgevlm::rope (export/rope_op.py) and
+    their .out overloads (Python references + fake kernels). Idempotent."""
     global _library
     with _lock:
         if _library is not None or _op_defined():
@@ -216,6 +220,7 @@ def register_op() -> None:
         torch.library.register_fake(f"{NAMESPACE}::{UPDATE_OP_NAME}", _int4_update_cache_fake, lib=lib)
         torch.library.register_fake(f"{NAMESPACE}::{UPDATE_OP_NAME}.out",
                                     lambda value, codes, scale, zero, start_pos, *, out: out, lib=lib)
+        rope_op.define(lib, NAMESPACE)
         _library = lib
 
 

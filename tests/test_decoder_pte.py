@@ -85,9 +85,10 @@ def custom_int4_pte(loaded_models, tmp_path_factory):
 
 
 def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(custom_int4_pte):
-    """Between the cache ops each layer is one XNNPACK partition (RoPE and the key rotation as
-    fully-connected nodes, reshapes with one inferred dim): on the 0.5B model the earlier form made
-    74 delegate calls and 96 portable slices per decode step instead of 26."""
+    """Between the cache ops each layer is one XNNPACK partition (reshapes with one inferred dim,
+    RMSNorms without pooling reshapes; RoPE and the key/query rotation one edgevlm::rope kernel per
+    tensor beside the cache ops): on the 0.5B model an earlier form made 74 delegate calls and 96
+    portable slices per decode step instead of 26."""
     from edgevlm.device_tests.decoder_profile import program_calls
 
     loaded, spec, path = custom_int4_pte
@@ -97,6 +98,9 @@ def test_custom_attention_pte_is_one_xnnpack_partition_per_layer(custom_int4_pte
     # the last (up to x[:, -1], a portable select), then the final norm + lm_head
     assert calls["delegate_calls"] == layers + 2, calls
     assert kernels["edgevlm::int4_update_cache"] == 2 * layers and kernels["edgevlm::int4_sdpa"] == layers
+    assert kernels["edgevlm::rope"] == 2 * layers
+    # the rotary tables are indexed inside edgevlm::rope: no per-step index or arange left for them
+    assert not set(kernels) & {"aten::index", "aten::arange"}, kernels
     assert not set(kernels) & {"aten::slice_copy", "aten::view_copy", "aten::cat", "aten::mul"}, kernels
 
     quantized = quantize_weights(loaded.model.llm, spec)

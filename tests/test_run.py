@@ -61,9 +61,14 @@ def test_generation_stops_at_the_end_of_the_cache(tiny_checkpoints, tmp_path):
                        tmp_path / "short", part="all")
     decoder = next(a for a in read_manifest(out)["artifacts"] if a["part"] == "decoder")
     # the INT4 cache runs on our kernels: named in the manifest, their sources shipped and checksummed
-    assert {"edgevlm::int4_sdpa.out", "edgevlm::int4_update_cache.out"} <= set(decoder["custom_ops"])
+    assert set(decoder["custom_ops"]) == {"edgevlm::int4_sdpa.out", "edgevlm::int4_update_cache.out",
+                                          "edgevlm::rope.out"}
+    from edgevlm.device_tests.decoder_profile import program_calls
+
+    called = program_calls(out / decoder["file"], "text_decoder")["kernels"]
+    assert {f"{name}.out" for name in called if not name.startswith("aten::")} == set(decoder["custom_ops"])
     assert {e["file"] for e in decoder["extra_files"]} == {
-        "kernels/int4_sdpa.cpp", "kernels/int4_kv_update.cpp", "kernels/int4_sdpa_blocks.h",
+        "kernels/int4_sdpa.cpp", "kernels/int4_kv_update.cpp", "kernels/rope.cpp", "kernels/int4_sdpa_blocks.h",
         "kernels/int4_kv_common.h"}
     assert decoder["kv_cache"]["attention"] == "custom"
     assert decoder["kv_cache"]["layout"].startswith("codes uint8 [B, S")
@@ -99,3 +104,28 @@ def test_bench_times_the_manifest_decoder(fp32_artifacts, tmp_path):
     timing = result["decoder"]["decode"]["128"]
     # a tiny model sits in cache, so its share of the DRAM roofline may exceed 100%: only its presence is checked
     assert timing["tokens_per_s"] > 0 and timing["roofline"]["percent"] > 0
+
+
+def test_artifact_steps_run_with_torch_on_one_thread(fp32_artifacts):
+    """torch's own work in the decode loop (output copies, argmax) stays on the calling thread while
+    the .pte runs, so torch's OpenMP threads never spin on the cores of ExecuTorch's pool; the
+    caller's thread count comes back afterwards, also when a step fails."""
+    import torch
+
+    from edgevlm.export.decoder_pte import torch_on_one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runner = ArtifactRunner(fp32_artifacts)
+        seen, step = [], runner.session.step
+        runner.session.step = lambda embeds, pos: seen.append(torch.get_num_threads()) or step(embeds, pos)
+        result = runner.generate([], "Hi", max_new_tokens=3)
+        assert len(seen) == len(result.tokens) - (result.stopped_by == "stop_token") + 1 and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="boom"), torch_on_one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
