@@ -9,6 +9,7 @@ program's own KV cache. No model weights are read.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,17 @@ class ArtifactGeneration:
     text: str = ""
     stopped_by: str = ""  # stop_token | max_new_tokens | max_seq_len
     vision_artifact: str = ""
+    timings: dict = field(default_factory=dict)  # vision_ms, prefill_ms, decode_ms, decode_steps
+
+    def speed_line(self) -> str:
+        """What a runner prints after a generation: where the time went and the rates."""
+        t = self.timings
+        prefill_rate = self.prompt_tokens * 1000 / max(t["prefill_ms"], 1e-9)
+        line = f"vision {t['vision_ms']:.0f} ms, prefill {t['prefill_ms']:.0f} ms ({prefill_rate:.0f} tok/s)"
+        if t["decode_steps"]:
+            decode_rate = t["decode_steps"] * 1000 / max(t["decode_ms"], 1e-9)
+            line += f", decode {decode_rate:.1f} tok/s over {t['decode_steps']} steps"
+        return line
 
 
 class Pipeline:
@@ -60,19 +72,24 @@ class Pipeline:
                               "use fewer or smaller images, a shorter question, or export with a larger max_seq_len")
         self.session.reset()
         embeds = self.session.embed(inputs.input_ids)
-        for (start, end), rows in zip(inputs.image_bounds.tolist(), self.vision_fn(inputs)):
+        start_vision = time.perf_counter()
+        vision = self.vision_fn(inputs)
+        vision_ms = (time.perf_counter() - start_vision) * 1000
+        for (start, end), rows in zip(inputs.image_bounds.tolist(), vision):
             embeds[start:end] = rows
-        return embeds, t
+        return embeds, t, vision_ms
 
     def generate(self, images, question: str, max_new_tokens: int = 32,
                  on_token: Callable[[str], None] | None = None) -> ArtifactGeneration:
-        embeds, t = self._prompt_embeds(images, question)
+        embeds, t, vision_ms = self._prompt_embeds(images, question)
         result = ArtifactGeneration(prompt_tokens=t, vision_artifact=self.vision_name)
         stop_ids = self.tokenizer.stop_token_ids()
         position = t
         result.stopped_by = "max_new_tokens"
         with self.session.running():
+            start = time.perf_counter()
             logits = self.session.step(embeds, 0)
+            prefilled = time.perf_counter()
             for _ in range(max_new_tokens):
                 result.step_logits.append(logits)
                 next_id = int(logits.argmax())
@@ -87,13 +104,16 @@ class Pipeline:
                     break
                 logits = self.session.step(self.session.embed([next_id]), position)
                 position += 1
+            done = time.perf_counter()
+        result.timings = {"vision_ms": vision_ms, "prefill_ms": (prefilled - start) * 1000,
+                          "decode_ms": (done - prefilled) * 1000, "decode_steps": position - t}
         result.text = self.tokenizer.decode([i for i in result.tokens if i not in stop_ids])
         return result
 
     def score(self, images, question: str, target: list[int]) -> float:
         """Summed negative log-likelihood of `target` ids after the prompt (teacher forcing,
         one decoder step per target token, as decode runs)."""
-        embeds, position = self._prompt_embeds(images, question)
+        embeds, position, _ = self._prompt_embeds(images, question)
         with self.session.running():
             logits, nll = self.session.step(embeds, 0), 0.0
             for i, token in enumerate(target):

@@ -122,6 +122,9 @@ def test_artifact_steps_run_with_torch_on_one_thread(fp32_artifacts):
         runner.session.step = lambda embeds, pos: seen.append(torch.get_num_threads()) or step(embeds, pos)
         result = runner.generate([], "Hi", max_new_tokens=3)
         assert len(seen) == len(result.tokens) - (result.stopped_by == "stop_token") + 1 and set(seen) == {1}
+        # the runner's timing line counts the decode steps it made (the prefill is timed apart)
+        assert result.timings["decode_steps"] == len(seen) - 1
+        assert f"over {len(seen) - 1} steps" in result.speed_line() or len(seen) == 1
         assert torch.get_num_threads() == 2
         with pytest.raises(RuntimeError, match="boom"), torch_on_one_thread():
             assert torch.get_num_threads() == 1
@@ -129,3 +132,13 @@ def test_artifact_steps_run_with_torch_on_one_thread(fp32_artifacts):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_run_cli_streams_tokens_and_reports_where_the_time_went(fp32_artifacts, capsys):
+    from edgevlm.cli.main import main
+
+    assert main(["run", "--artifacts", str(fp32_artifacts), "--prompt", "Hi", "--max-new-tokens", "3"]) == 0
+    err = capsys.readouterr().err
+    decoder = next(a for a in read_manifest(fp32_artifacts)["artifacts"] if a["part"] == "decoder")
+    assert "prompt tokens" in err and f"decoder {decoder['file']}" in err
+    assert "vision 0 ms, prefill" in err and "tok/s" in err  # text only: no slice went through the encoder

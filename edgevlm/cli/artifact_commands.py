@@ -158,6 +158,7 @@ def run(args) -> int:
     print()
     print(f"[{result.prompt_tokens} prompt tokens, {len(result.tokens)} generated, stopped by {result.stopped_by}; "
           f"vision {result.vision_artifact}, decoder {runner.decoder['file']}]", file=sys.stderr)
+    print(f"[{result.speed_line()}]", file=sys.stderr)
     if result.stopped_by == "max_seq_len":
         print(f"note: generation reached the end of the decoder's cache ({runner.max_seq_len} positions)",
               file=sys.stderr)
