@@ -140,3 +140,18 @@ def test_rope_and_hadamard_as_linear_layers_are_exact():
         assert torch.equal(F.linear(x, rotate_half_weight(head_dim)), rotate_half(x))
     h = hadamard(64)
     assert torch.equal(h, h.T)
+
+
+def test_gemv_stream_programs_hold_packed_int4_weights(tmp_path):
+    """The GEMV streaming benchmark's programs carry 4.5-bit weights (an fp32 fallback would be ~7x
+    the size) and time into the JSON its report promises."""
+    from edgevlm.device_tests.gemv_stream import build_programs, time_programs
+
+    programs = build_programs("minicpmv-2.6-tiny", tmp_path)
+    assert set(programs) == {"layers", "lm_head", "resident"}
+    for name, program in programs.items():
+        size = program["path"].stat().st_size
+        assert program["weight_bytes"] <= size < 1.3 * program["weight_bytes"] + 64 * 1024, (name, size)
+    (row,) = time_programs(programs, rounds=1, calls=2)
+    assert row["read_bandwidth_gb_s"] > 0
+    assert all(row[name]["weight_gb_s"] > 0 and row[name]["median_ms"] > 0 for name in programs)
