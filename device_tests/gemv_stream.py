@@ -9,9 +9,11 @@ Three .pte programs of the preset's LLM shapes, 8da4w g32 weights as the decoder
 - `resident`: one down projection called over and over (its weights stay in cache: the arithmetic
   rate, no DRAM).
 Each round times every program (median of `--calls` calls, M = 1) and reads the host's streaming
-bandwidth beside it. Weight GB/s = packed weight bytes / time. Where `layers` stays well below the
-read bandwidth while `resident` is far above it, the limit is how the GEMV streams memory, not
-its arithmetic: that is what caps decode at ~50-60% of the roofline when this host reads ~80 GB/s.
+bandwidth beside it. Weight GB/s = packed weight bytes / time. `resident` is the GEMV's arithmetic
+rate; `layers` against the read bandwidth is how much of the memory a decode step's GEMMs can use.
+On this 2-core host at ~80 GB/s: layers 48-49, lm_head 58-62, resident 84-87 GB/s, so the
+arithmetic is barely faster than memory and the GEMVs are bound by both (decode at 50-64% of the
+roofline there); at ~50 GB/s the layers read at 83-86% of it.
 Prints a table and writes JSON (`schema: edgevlm.gemv-stream/1`). Numbers, not a test.
 """
 
