@@ -102,6 +102,7 @@ class OrtDecoderSession:
         self._current = 0
 
     def running(self) -> ContextManager:
+        # measured: torch's thread count does not change ORT's decode (0.5B INT4: 46-48 tok/s either way)
         return contextlib.nullcontext()
 
 
