@@ -199,6 +199,17 @@ def _op_defined() -> bool:
     return True
 
 
+def _define(lib: torch.library.Library, name: str, schema: str, out_schema: str, reference, out, fake,
+            out_fake) -> None:
+    """One op and its .out overload: schemas, CPU (Python reference) kernels, fake kernels for export."""
+    lib.define(schema)
+    lib.define(out_schema)
+    lib.impl(name, reference, "CPU")
+    lib.impl(f"{name}.out", out, "CPU")
+    torch.library.register_fake(f"{NAMESPACE}::{name}", fake, lib=lib)
+    torch.library.register_fake(f"{NAMESPACE}::{name}.out", out_fake, lib=lib)
+
+
 def register_op() -> None:
     """Define edgevlm::int4_sdpa, edgevlm::int4_update_cache, edgevlm::rope (export/rope_op.py) and
     their .out overloads (Python references + fake kernels). Idempotent."""
@@ -207,20 +218,13 @@ def register_op() -> None:
         if _library is not None or _op_defined():
             return
         lib = torch.library.Library(NAMESPACE, "FRAGMENT")  # FRAGMENT: other edgevlm ops may exist
-        lib.define(SCHEMA)
-        lib.define(OUT_SCHEMA)
-        lib.impl(OP_NAME, int4_sdpa_reference, "CPU")
-        lib.impl(f"{OP_NAME}.out", _int4_sdpa_out, "CPU")
-        torch.library.register_fake(f"{NAMESPACE}::{OP_NAME}", _int4_sdpa_fake, lib=lib)
-        torch.library.register_fake(f"{NAMESPACE}::{OP_NAME}.out", _int4_sdpa_out_fake, lib=lib)
-        lib.define(UPDATE_SCHEMA)
-        lib.define(UPDATE_OUT_SCHEMA)
-        lib.impl(UPDATE_OP_NAME, int4_update_cache_reference, "CPU")
-        lib.impl(f"{UPDATE_OP_NAME}.out", _int4_update_cache_out, "CPU")
-        torch.library.register_fake(f"{NAMESPACE}::{UPDATE_OP_NAME}", _int4_update_cache_fake, lib=lib)
-        torch.library.register_fake(f"{NAMESPACE}::{UPDATE_OP_NAME}.out",
-                                    lambda value, codes, scale, zero, start_pos, *, out: out, lib=lib)
-        rope_op.define(lib, NAMESPACE)
+        _define(lib, OP_NAME, SCHEMA, OUT_SCHEMA, int4_sdpa_reference, _int4_sdpa_out, _int4_sdpa_fake,
+                _int4_sdpa_out_fake)
+        _define(lib, UPDATE_OP_NAME, UPDATE_SCHEMA, UPDATE_OUT_SCHEMA, int4_update_cache_reference,
+                _int4_update_cache_out, _int4_update_cache_fake,
+                lambda value, codes, scale, zero, start_pos, *, out: out)
+        _define(lib, rope_op.OP_NAME, rope_op.SCHEMA, rope_op.OUT_SCHEMA, rope_op.rope_reference,
+                rope_op.rope_out, rope_op.rope_fake, rope_op.rope_out_fake)
         _library = lib
 
 

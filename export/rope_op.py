@@ -7,6 +7,7 @@ Hadamard rotation after it, as one op.
 
 cos/sin are the decoder's tables for every cache position (the model's own rotary embedding,
 Llama-3 / LongRoPE scaling included), so the op picks its rows by start_pos: no per-step index ops.
+Registered with the INT4 cache ops by int4_attention.register_op.
 In the graph this was five XNNPACK ops per tensor per layer; the ExecuTorch kernel is
 export/kernels/rope.cpp, built and loaded with the INT4 cache kernels (export/int4_attention.py),
 which is why the decoder uses it only where those kernels are required anyway (an INT4 cache).
@@ -51,27 +52,17 @@ def rope_reference(x, cos, sin, start_pos: int, hadamard: bool) -> torch.Tensor:
     return y @ hadamard_matrix(x.shape[-1]) if hadamard else y
 
 
-def _rope_out(x, cos, sin, start_pos, hadamard, *, out):
+def rope_out(x, cos, sin, start_pos, hadamard, *, out):
     result = rope_reference(x, cos, sin, start_pos, hadamard)
     out.resize_(result.shape)
     return out.copy_(result)
 
 
-def _rope_fake(x, cos, sin, start_pos, hadamard):
+def rope_fake(x, cos, sin, start_pos, hadamard):
     _validate(x, cos, sin, start_pos, hadamard)
     return torch.empty_like(x)
 
 
-def _rope_out_fake(x, cos, sin, start_pos, hadamard, *, out):
+def rope_out_fake(x, cos, sin, start_pos, hadamard, *, out):
     _validate(x, cos, sin, start_pos, hadamard)
     return out
-
-
-def define(lib: torch.library.Library, namespace: str) -> None:
-    """Define edgevlm::rope and its .out overload on `lib` (Python reference + fake kernels)."""
-    lib.define(SCHEMA)
-    lib.define(OUT_SCHEMA)
-    lib.impl(OP_NAME, rope_reference, "CPU")
-    lib.impl(f"{OP_NAME}.out", _rope_out, "CPU")
-    torch.library.register_fake(f"{namespace}::{OP_NAME}", _rope_fake, lib=lib)
-    torch.library.register_fake(f"{namespace}::{OP_NAME}.out", _rope_out_fake, lib=lib)
