@@ -59,12 +59,18 @@ _LLMS = {
 
 
 def _tiny_llm(real: LLMConfig) -> LLMConfig:
-    rope = _longrope(64, 4096) if real.rope_scaling else None
+    """A few MB, but the real family's head dimension (128; MiniCPM4's 80), so every cache layout,
+    kernel and recipe default a real model takes is exercised by the tiny presets."""
+    if real.arch == "minicpm":  # 4 x 80
+        shape = dict(hidden_size=320, num_attention_heads=4, num_key_value_heads=2, head_dim=None)
+    elif real.arch == "qwen2":  # head_dim is hidden / heads: 2 x 128, one shared kv head
+        shape = dict(hidden_size=256, num_attention_heads=2, num_key_value_heads=1, head_dim=None)
+    else:  # Llama-3 / Qwen3 carry head_dim: 4 x 128 over a 256-wide model
+        shape = dict(hidden_size=256, num_attention_heads=4, num_key_value_heads=2, head_dim=128)
+    rope = _longrope(real.resolved_head_dim, 4096) if real.rope_scaling else None
     return dataclasses.replace(
-        real, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=64 if real.head_dim else None, vocab_size=1024,
-        max_position_embeddings=4096, rope_scaling=rope, bos_token_id=None, eos_token_id=None,
-    )
+        real, intermediate_size=512, num_hidden_layers=2, vocab_size=1024, max_position_embeddings=4096,
+        rope_scaling=rope, bos_token_id=None, eos_token_id=None, **shape)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,24 @@ log = logging.getLogger("edgevlm")
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, enabled: bool = True):
-    """Yields `advance(n)`. Draws only on an interactive stderr, so CI logs stay clean."""
+def progress_bar(total: int, description: str, enabled: bool = True, report_every_s: float | None = None):
+    """Yields `advance(n)`. Draws only on an interactive stderr, so CI logs stay clean; there, with
+    report_every_s, a long loop prints a line with its count at most that often instead."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda n=1: None
+        if not enabled or report_every_s is None:
+            yield lambda n=1: None
+            return
+        state = {"done": 0, "start": time.perf_counter(), "last": time.perf_counter()}
+
+        def advance(n=1):
+            state["done"] += n
+            now = time.perf_counter()
+            if now - state["last"] >= report_every_s:
+                state["last"] = now
+                print(f"[edgevlm] {description}: {state['done']}/{total} ({now - state['start']:.0f} s)",
+                      file=sys.stderr, flush=True)
+
+        yield advance
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 

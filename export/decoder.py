@@ -41,6 +41,7 @@ class ExportDecoder(nn.Module):
         attn0 = inner.layers[0].self_attn
         cfg = llm.config
         self.head_dim = attn0.head_dim
+        self.hidden_size, self.vocab_size = cfg.hidden_size, cfg.vocab_size
         self.num_heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.max_seq_len = max_seq_len

@@ -1,27 +1,51 @@
 """The decoder part of `edgevlm export`: a recipe's decoder target -> .pte (executorch) or .onnx
-graphs (ort) + its manifest entry."""
+graphs (ort) + its manifest entry.
+
+The LLM is built a layer at a time from a source (export/llm_source.py, export/llm_build.py):
+calibrated, quantized into the backend's form, and run on a fixed text prompt whose last-position
+logits from the float model are stored beside the artifacts (verification/decoder_reference.npz):
+`verify` compares every decoder artifact's own prefill of that prompt with them.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
+from edgevlm.export.gates import Gate, gate_for
 from edgevlm.export.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import sha256_path, size_bytes
 from edgevlm.export.recipes import DecoderTarget, Recipe
-from edgevlm.progress import timed
+
+PARITY_PROMPT = "Describe the picture in one short sentence, then name its main colour."
+PARITY_REFERENCE = "verification/decoder_reference.npz"
+# Prefill-logit gate of a quantized decoder against the eager fp32 LLM. It catches broken graphs
+# (a wrong cache layout or packing scrambles the logits: about 0 dB), not quality: on the
+# random-weight tiny 2.6 preset an int4 KV cache alone measures 21.5 dB and int4 weights + int4
+# KV 11.8 dB. Quality is what `edgevlm run` reports as divergence from the reference tokens.
+QUANTIZED_DECODER_GATE = Gate("sqnr_db", 10.0, True)
 
 
 def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
     return DecoderPteSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                          cache=cache, attention=target.attention or "custom")
+                          cache=cache, attention=target.attention or "custom", embedding=target.embedding)
+
+
+def decoder_gate(target: DecoderTarget) -> Gate:
+    quantized = target.weights != "fp32" or target.kv_cache != "fp32"
+    return QUANTIZED_DECODER_GATE if quantized else gate_for("fp32")
 
 
 def kv_cache_block(loaded, spec, attention: str) -> dict:
     """What the manifest says about the cache: format, layout, sizes. `spec`: a .pte or ONNX decoder
     spec (max_seq_len, cache); `attention`: static | custom (the ONNX decoder is always static)."""
+    from edgevlm.export.kv_cache import rotation_block
+
     llm = loaded.config.llm
     cache = spec.cache
     dims = "B, S, Hkv" if attention == "custom" else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
@@ -29,30 +53,37 @@ def kv_cache_block(loaded, spec, attention: str) -> dict:
               if cache.format == "int4" else
               f"codes uint8 [{dims}, Dh], scale+zero fp16 [{dims}, Dh/group]" if cache.format == "int8" else
               f"{cache.format} [{dims}, Dh]")
+    rotated = cache.quantized and cache.rotate_keys
     return cache.to_dict() | {
         "layout": layout, "quantization": "asymmetric, per-token groups along the head dimension"
         if cache.quantized else None,
+        "rotation_block": rotation_block(llm.resolved_head_dim) if rotated else None,
         "max_seq_len": spec.max_seq_len, "attention": attention, "layers": llm.num_hidden_layers,
         "kv_heads": llm.num_key_value_heads, "head_dim": llm.resolved_head_dim,
         "bytes_per_token": cache.bytes_per_token(llm.num_hidden_layers, llm.num_key_value_heads, llm.resolved_head_dim),
     }
 
 
-def decoder_llm(loaded, recipe: Recipe, target: DecoderTarget):
-    """The float LLM the quantizer gets: the reference itself (rtn), or a copy with AWQ scales folded
-    in from the recipe's calibration set (calibration/awq.py). Returns (llm, weight-calibration record)."""
-    if target.weight_calibration == "rtn" or target.weights == "fp32":
-        return loaded.model.llm, {"method": "rtn"}
-    from edgevlm.calibration.awq import awq_scaled, calibration_embeddings
+def parity_ids(loaded) -> list[int]:
+    return loaded.tokenizer.encode(PARITY_PROMPT)
 
-    spec = recipe.calibration
-    with timed("awq scale search", groups="per layer", calibration=spec.source):
-        embeddings = calibration_embeddings(loaded, spec.source, spec.images, spec.seed)
-        # torchao's int4 is symmetric; MatMulNBits follows the target's `symmetric` option
-        symmetric = target.backend != "ort" or bool(target.options.get("symmetric", False))
-        llm, summary = awq_scaled(loaded.model.llm, embeddings, target.group_size, symmetric=symmetric)
-    return llm, {k: v for k, v in summary.items() if k != "groups"} | {
-        "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}}
+
+def write_parity_reference(ids: list[int], logits: torch.Tensor, out: Path) -> dict:
+    """The float model's last-position logits for the parity prompt (the same for every decoder
+    artifact of an export); the manifest entry's `parity` block."""
+    path = Path(out) / PARITY_REFERENCE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, ids=np.asarray(ids, dtype=np.int64), logits=logits.float().numpy())
+    return {"reference": PARITY_REFERENCE, "prompt": PARITY_PROMPT, "tokens": len(ids)}
+
+
+def weight_calibration_record(built, target: DecoderTarget) -> dict:
+    summary = built.calibration
+    if summary["method"] == "rtn":
+        return {"method": "rtn"}
+    return ({k: v for k, v in summary.items() if k != "groups"}
+            | {"method": target.weight_calibration,
+               "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}})
 
 
 def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
@@ -71,21 +102,18 @@ def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
     return list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
 
 
-def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, vision=None) -> dict:
-    llm, weight_calibration = decoder_llm(loaded, recipe, target)
-    if target.backend == "ort":
-        from edgevlm.export.decoder_onnx_artifact import export_onnx_decoder_target
+def file_entry(path: Path, root: Path) -> dict:
+    return {"file": str(path.relative_to(root)), "sha256": sha256_path(path), "bytes": size_bytes(path)}
 
-        entry = export_onnx_decoder_target(loaded, recipe, target, out, llm)
-        entry["weights"]["calibration"] = weight_calibration
-        return entry
+
+def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict,
+                      vision=None) -> dict:
+    """The executorch target: write the .pte of a built LLM; returns the manifest entry."""
     spec = decoder_spec(target)
-    spec.cache.validate(loaded.config.llm.resolved_head_dim)
     name = f"minicpmv-{loaded.config.version}.decoder.xnnpack.{target.precision}.pte"
     path = Path(out) / name
-    with timed("export decoder", weights=target.weights, kv_cache=target.kv_cache):
-        metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None,
-                              llm=llm)
+    metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None,
+                          llm=built.llm)
     d = loaded.config.llm.hidden_size
     methods = ["token_embedding", "text_decoder"] + (["vision_encoder"] if target.vision_in_pte else [])
     ops, sources = custom_ops(spec, Path(out))
@@ -93,12 +121,50 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
         "name": "text_decoder", "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
         "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
         "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
-        "extra_files": [{"file": str(f.relative_to(out)), "sha256": sha256_path(f), "bytes": size_bytes(f)}
-                        for f in sources],
+        "extra_files": [file_entry(f, Path(out)) for f in sources],
         "inputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
                    {"name": "input_pos", "shape": [1], "dtype": "int64"}],
         "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
         "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
-                    "calibration": weight_calibration},
+                    "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
         "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
+        "quality_gate": decoder_gate(target).to_dict(), "parity": parity,
     }
+
+
+def weight_plan(target: DecoderTarget):
+    """What the float LLM becomes for this target (export/llm_build.py)."""
+    from edgevlm.calibration.awq import SETTINGS
+
+    awq = SETTINGS.get(target.weight_calibration) if target.weights != "fp32" else None
+    if target.backend == "ort":
+        from edgevlm.export.decoder_onnx import weight_plan as onnx_plan
+        from edgevlm.export.decoder_onnx_artifact import onnx_spec
+
+        return onnx_plan(onnx_spec(target), awq)
+    return decoder_spec(target).weight_plan(awq)
+
+
+def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, source, calibration=(),
+                          vision=None, park=None, stage=None) -> dict:
+    """Build the LLM for `target` from `source` (calibrated on `calibration` embeddings when the
+    target says so), write its artifact(s) and return the manifest entry. `stage`: a
+    resources.StageRecorder.stage-like context factory."""
+    import contextlib
+
+    from edgevlm.export.llm_build import build_llm
+
+    stage = stage or (lambda name, **fields: contextlib.nullcontext())
+    plan = weight_plan(target)
+    ids = parity_ids(loaded)
+    with stage(f"decoder build ({target.backend} {target.precision})", calibration=target.weight_calibration,
+               layers=source.num_layers):
+        built = build_llm(source, plan, calibration=list(calibration) if plan.awq else [],
+                          probes=[source.embed(torch.tensor(ids))], park=park)
+    parity = write_parity_reference(ids, built.probe_logits[0], out)
+    with stage(f"decoder export ({target.backend} {target.precision})"):
+        if target.backend == "ort":
+            from edgevlm.export.decoder_onnx_artifact import export_onnx_decoder_target
+
+            return export_onnx_decoder_target(loaded, recipe, target, out, built, parity)
+        return export_pte_target(loaded, recipe, target, out, built, parity, vision)

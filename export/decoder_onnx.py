@@ -11,8 +11,14 @@ bound with IO binding, so the cache never passes through numpy).
     text_decoder: embeddings f32 [1, T, D] (T dynamic), input_pos i64 [1], past.* -> logits f32 [1, V], present.*
     token_embedding: tokens i64 [1, T] -> embeddings f32 [1, T, D] (MiniCPM4's scale_emb inside)
 
-Weights: fp32, or INT4 block-wise through onnxruntime.quantization's MatMulNBitsQuantizer
-(every MatMul with a constant weight, lm_head included; not the Hadamard rotation). Its two INT4
+Weights: fp32, or INT4 block-wise in the MatMulNBits layout of onnxruntime.quantization's block
+quantizer (every linear, lm_head included; not the Hadamard rotation). The LLM arrives already
+quantized, a layer at a time (export/llm_build.py: `NBitsLinear` modules export as the
+com.microsoft op itself), and the graph is written with its initializers streamed to the external
+data file: no fp32 copy of the weights and no `onnx.load` of a whole model is ever made (the old
+path exported fp32, loaded it and quantized it: 3x the fp32 model for an 8B decoder). The
+`quantize_weights` below, onnxruntime's own MatMulNBitsQuantizer over a saved fp32 graph, stays
+as the independent check of that layout (tests) and for the benchmarks. Its two INT4
 encodings were timed side by side (device_tests/decoder_onnx_bench.py: Qwen2.5-0.5B shape cut to 4
 layers, S=1024, one decode step at position 512, ORT 1.32 CPU EP, 2 threads, minimum of 16
 interleaved steps on a shared host): fp32 weights 272 ms; MatMulNBits with accuracy_level 4 (int8
@@ -22,9 +28,8 @@ graph); MatMulNBits with fp32 compute (accuracy_level unset) 305-322 ms, slower 
 So the default is the contrib MatMulNBits op with accuracy_level 4 (the fastest; implemented by
 ORT's CPU, CUDA, WebGPU and DirectML EPs), and `weight_format: qdq` writes the standard opset-21
 form for runtimes and EPs that only read standard ONNX (about 1.2x slower on ORT CPU).
-The token embedding table stays float. Quantizing it (the quantizer's Gather path writes the
-contrib GatherBlockQuantized) was not tried yet; it is the next size win: for the Qwen2.5-0.5B
-shape the fp32 table is 544 MB, more than the 127 MB INT4 decoder graph.
+The token_embedding graph holds the table as the recipe's decoder `embedding` says: fp32, bf16,
+or int8 per 32-wide row group (Gather of the codes and of the scales, standard ops).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class DecoderOnnxSpec:
     accuracy_level: int | None = 4  # MatMulNBits accuracy_level: 4 = int8 activations (fastest), None = fp32
     weight_format: str = "matmulnbits"  # matmulnbits | qdq
     cache: KVCacheSpec = KVCacheSpec()
+    embedding: str = "fp32"  # token_embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
 
 
 def cache_buffer_names(spec: KVCacheSpec) -> list[str]:
@@ -143,7 +149,9 @@ def empty_cache(decoder: ExportDecoder) -> list[torch.Tensor]:
 
 
 def _torch_export_onnx(module: nn.Module, args: tuple, names_in: list[str], names_out: list[str],
-                       dynamic_shapes, path: Path) -> None:
+                       dynamic_shapes, path: Path, weight_format: str = "matmulnbits") -> list[Path]:
+    """Export and save; weights go to <file>.data when they would overflow protobuf (streamed
+    tensor by tensor from the module's own buffers). Returns the files written, the .onnx first."""
     from edgevlm.errors import EdgeVLMError
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -155,22 +163,26 @@ def _torch_export_onnx(module: nn.Module, args: tuple, names_in: list[str], name
     except Exception as e:
         raise EdgeVLMError(f"ONNX export of {path.name} failed: {e}", "report the failing op; the .pte "
                            "decoder (recipe backend executorch) is the alternative") from None
-    program.save(str(path), external_data=True)  # a temporary file: <path>.data holds the weights
+    if weight_format == "qdq":
+        from edgevlm.export.onnx_qdq import matmulnbits_to_qdq
 
-
-def _save(model, path: Path) -> list[Path]:
-    """Write an onnx ModelProto; weights go to <file>.data when they would overflow protobuf."""
-    import onnx
-
-    external = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
+        matmulnbits_to_qdq(program.model)
+    external = _initializer_bytes(program.model) > EXTERNAL_DATA_BYTES
     data = path.with_name(path.name + ".data")
-    onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True,
-                    location=data.name, size_threshold=1024)
+    data.unlink(missing_ok=True)
+    program.save(str(path), external_data=external)
     return [path, data] if external else [path]
 
 
+def _initializer_bytes(model) -> int:
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
 def quantize_weights(path: Path, spec: DecoderOnnxSpec):
-    """MatMulNBits (or opset-21 QDQ int4) block-wise weights for every MatMul with a constant weight."""
+    """onnxruntime's MatMulNBitsQuantizer (or its opset-21 QDQ int4 form) over a saved fp32 graph:
+    every MatMul with a constant weight. The export itself quantizes before exporting
+    (export/llm_build.py); this is the library's whole-model path, kept as the reference for that
+    layout and for the benchmarks that time both encodings."""
     import onnx
     from onnxruntime.quantization import QuantFormat
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
@@ -189,11 +201,15 @@ def quantize_weights(path: Path, spec: DecoderOnnxSpec):
     return quantizer.model.model
 
 
-def export_decoder_onnx(llm: nn.Module, spec: DecoderOnnxSpec, path: Path) -> list[Path]:
-    """Write the text_decoder graph; returns the files written (the .onnx first)."""
-    import onnx
-    from torch.export import Dim
+def weight_plan(spec: DecoderOnnxSpec, awq=None):
+    """What export/llm_build.py turns the float LLM into for this spec."""
+    from edgevlm.export.llm_build import WeightPlan
 
+    return WeightPlan(scheme="int4" if spec.weights == "int4" else "fp32", group_size=spec.group_size,
+                      symmetric=spec.symmetric, accuracy_level=spec.accuracy_level, embedding=spec.embedding, awq=awq)
+
+
+def check_spec(spec: DecoderOnnxSpec) -> None:
     from edgevlm.errors import ConfigError
 
     if spec.weights not in WEIGHT_SCHEMES:
@@ -202,6 +218,17 @@ def export_decoder_onnx(llm: nn.Module, spec: DecoderOnnxSpec, path: Path) -> li
     if spec.group_size not in (16, 32, 64, 128, 256):
         raise ConfigError(f"MatMulNBits block size {spec.group_size} is not supported",
                           "use 32, 64 or 128 (a power of two >= 16)")
+    if spec.weight_format not in WEIGHT_FORMATS:
+        raise ConfigError(f"unknown ONNX decoder weight_format {spec.weight_format!r}",
+                          f"use one of {', '.join(WEIGHT_FORMATS)}")
+
+
+def export_decoder_onnx(llm: nn.Module, spec: DecoderOnnxSpec, path: Path) -> list[Path]:
+    """Write the text_decoder graph of `llm`, which is already in the spec's weight form (a float LLM
+    for fp32; export/llm_build.py's NBitsLinear layers for int4). Returns the files written."""
+    from torch.export import Dim
+
+    check_spec(spec)
     path = Path(path)
     decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache).eval()
     module = StatelessDecoder(decoder).eval()
@@ -211,36 +238,20 @@ def export_decoder_onnx(llm: nn.Module, spec: DecoderOnnxSpec, path: Path) -> li
     seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
     dynamic = ({1: seq}, None, [None] * len(past))  # *past is one varargs entry
     present = [n.replace("past.", "present.", 1) for n in names[2:]]
-    tmp = path.with_name(f".{path.name}.fp32")
-    _torch_export_onnx(module, (embeds, torch.tensor([0]), past), names, ["logits", *present], dynamic, tmp)
-    try:
-        model = quantize_weights(tmp, spec) if spec.weights == "int4" else onnx.load(str(tmp))
-    finally:
-        _remove(tmp)
-    return _save(model, path)
-
-
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    path.with_name(path.name + ".data").unlink(missing_ok=True)
+    return _torch_export_onnx(module, (embeds, torch.tensor([0]), past), names, ["logits", *present], dynamic, path,
+                              spec.weight_format if spec.weights == "int4" else "matmulnbits")
 
 
 def export_embedding_onnx(llm: nn.Module, path: Path, max_seq_len: int) -> list[Path]:
     """token_embedding: tokens i64 [1, T] -> [1, T, D] (the model's own embedding module, scaling included)."""
-    import onnx
     from torch.export import Dim
 
     from edgevlm.export.decoder_pte import TokenEmbedding
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     module = TokenEmbedding(llm.get_input_embeddings()).eval()
     seq = Dim("seq", min=1, max=max_seq_len - 1)
-    _torch_export_onnx(module, (torch.zeros(1, 4, dtype=torch.long),), ["tokens"], ["embeddings"], ({1: seq},), tmp)
-    try:
-        return _save(onnx.load(str(tmp)), path)
-    finally:
-        _remove(tmp)
+    return _torch_export_onnx(module, (torch.zeros(1, 4, dtype=torch.long),), ["tokens"], ["embeddings"], ({1: seq},),
+                              Path(path))
 
 
 def io_specs(cache: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, head_dim: int, hidden: int,
@@ -255,7 +266,7 @@ def io_specs(cache: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, h
 
 
 def decoder_io_specs(decoder: ExportDecoder) -> tuple[list[dict], list[dict]]:
-    vocab, hidden = decoder.lm_head.weight.shape
+    vocab, hidden = decoder.vocab_size, decoder.hidden_size
     return io_specs(decoder.cache_spec, len(decoder.layers), decoder.kv_heads, decoder.max_seq_len,
                     decoder.head_dim, hidden, vocab)
 

@@ -1,33 +1,21 @@
 """The `ort` decoder target of `edgevlm export`: text_decoder + token_embedding .onnx and the manifest entry.
 
-Beside the graphs it stores a parity reference (verification/decoder_reference.npz): the ids of a
-fixed text prompt and the eager fp32 LLM's logits at its last position, which `verify` compares
-with the artifact's own prefill (export/decoder_verify.py).
+The graphs are written from an LLM built a layer at a time in MatMulNBits form
+(export/llm_build.py); `verify` compares the artifact's prefill of the stored parity prompt with
+the float model's logits (export/decoder_artifact.py, export/decoder_verify.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from edgevlm.export.decoder_artifact import kv_cache_block
+from edgevlm.export.decoder_artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
 from edgevlm.export.decoder_onnx import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx, io_specs
-from edgevlm.export.gates import Gate, gate_for
 from edgevlm.export.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import sha256_path, size_bytes
 from edgevlm.export.recipes import DecoderTarget, Recipe
-from edgevlm.progress import timed
 
-PARITY_PROMPT = "Describe the picture in one short sentence, then name its main colour."
-PARITY_REFERENCE = "verification/decoder_reference.npz"
 OPTION_KEYS = ("symmetric", "accuracy_level", "weight_format")
-# Prefill-logit gate of a quantized decoder against the eager fp32 LLM. It catches broken graphs
-# (a wrong cache layout or packing scrambles the logits: about 0 dB), not quality: on the
-# random-weight tiny 2.6 preset an int4 KV cache alone measures 21.5 dB and int4 weights + int4
-# KV 11.8 dB. Quality is what `edgevlm run` reports as divergence from the reference tokens.
-QUANTIZED_DECODER_GATE = Gate("sqnr_db", 10.0, True)
 # Measured with device_tests/decoder_onnx_bench.py (see export/decoder_onnx.py).
 FORMAT_REASONS = {
     "matmulnbits": "fastest on ORT's CPU EP: one decode step 144 ms with accuracy_level 4 vs 176 ms for the "
@@ -46,44 +34,25 @@ def onnx_spec(target: DecoderTarget) -> DecoderOnnxSpec:
         raise ConfigError(f"unknown ort decoder option(s) {sorted(unknown)}", f"allowed: {', '.join(OPTION_KEYS)}")
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
     return DecoderOnnxSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                           cache=cache, **{k: target.options[k] for k in OPTION_KEYS if k in target.options})
+                           cache=cache, embedding=target.embedding,
+                           **{k: target.options[k] for k in OPTION_KEYS if k in target.options})
 
 
-def write_parity_reference(loaded, path: Path) -> dict:
-    ids = loaded.tokenizer.encode(PARITY_PROMPT)
-    llm = loaded.model.llm
-    with torch.no_grad():
-        embeds = llm.get_input_embeddings()(torch.tensor([ids]))
-        logits = llm(inputs_embeds=embeds).logits[0, -1].float().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, ids=np.asarray(ids, dtype=np.int64), logits=logits)
-    return {"reference": PARITY_REFERENCE, "prompt": PARITY_PROMPT, "tokens": len(ids)}
-
-
-def _file_entry(path: Path) -> dict:
-    return {"file": path.name, "sha256": sha256_path(path), "bytes": size_bytes(path)}
-
-
-def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, llm=None) -> dict:
-    """llm: the float LLM to quantize (default the reference; an AWQ-scaled copy from decoder_artifact)."""
+def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict) -> dict:
+    """Write the graphs of a built LLM (export/llm_build.py, MatMulNBits form); returns the manifest entry."""
     spec = onnx_spec(target)
     cfg = loaded.config
-    spec.cache.validate(cfg.llm.resolved_head_dim)
     out = Path(out)
     stem = f"minicpmv-{cfg.version}"
     decoder_path = out / f"{stem}.decoder.ort-cpu.{target.precision}.onnx"
-    embed_path = out / f"{stem}.embed.ort-cpu.fp32.onnx"
-    llm = (llm if llm is not None else loaded.model.llm).float().eval()
-    with timed("export decoder", backend="ort", weights=target.weights, kv_cache=target.kv_cache):
-        decoder_files = export_decoder_onnx(llm, spec, decoder_path)
-        embed_files = export_embedding_onnx(llm, embed_path, spec.max_seq_len)
+    embed_path = out / f"{stem}.embed.ort-cpu.{target.embedding}.onnx"
+    decoder_files = export_decoder_onnx(built.llm, spec, decoder_path)
+    embed_files = export_embedding_onnx(built.llm, embed_path, spec.max_seq_len)
     d = cfg.llm.hidden_size
     inputs, outputs = io_specs(spec.cache, cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads, spec.max_seq_len,
                                cfg.llm.resolved_head_dim, d, cfg.llm.vocab_size)
     embed_io = {"inputs": [{"name": "tokens", "shape": [1, "T"], "dtype": "int64"}],
                 "outputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"}]}
-    parity = write_parity_reference(loaded, out / PARITY_REFERENCE)
-    quantized = target.weights != "fp32" or spec.cache.format != "fp32"
     weight_format = {"matmulnbits": "com.microsoft MatMulNBits (ORT contrib op)",
                      "qdq": "opset-21 DequantizeLinear(int4/uint4) + MatMul"}[spec.weight_format]
     tok = loaded.tokenizer
@@ -91,7 +60,7 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
         "name": "text_decoder", "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
         "runtime": "onnxruntime-cpu", "precision": target.precision, "sha256": sha256_path(decoder_path),
         "bytes": size_bytes(decoder_path),
-        "extra_files": [_file_entry(p) for p in decoder_files[1:] + embed_files],
+        "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files],
         "methods": ["token_embedding", "text_decoder"],
         "graphs": {"token_embedding": {"file": embed_path.name} | embed_io,
                    "text_decoder": {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
@@ -99,16 +68,17 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
                                                       "zeros for a new conversation"}},
         "inputs": inputs, "outputs": outputs, "opset": 21,
         "weights": {"scheme": target.weights, "group_size": target.group_size if target.weights == "int4" else None,
-                    "library": "onnxruntime.quantization MatMulNBitsQuantizer" if target.weights == "int4" else None,
+                    "library": "onnxruntime.quantization block quantizer (MatMulNBits layout)"
+                    if target.weights == "int4" else None,
                     "format": weight_format if target.weights == "int4" else "float32",
                     "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
                     "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
-                    "embedding": "float32 (token_embedding graph)"},
+                    "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
         "kv_cache": kv_cache_block(loaded, spec, "static"),
         "runner_metadata": {"get_max_seq_len": spec.max_seq_len, "get_vocab_size": cfg.llm.vocab_size,
                             "get_n_layers": cfg.llm.num_hidden_layers,
                             "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
                             "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
-        "quality_gate": (QUANTIZED_DECODER_GATE if quantized else gate_for("fp32")).to_dict(),
+        "quality_gate": decoder_gate(target).to_dict(),
         "parity": parity,
     }

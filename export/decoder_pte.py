@@ -9,8 +9,13 @@ constant methods (get_max_seq_len, get_vocab_size, get_bos_id, get_eos_ids, use_
 plus the KV-cache format so a harness can tell caches apart without the manifest.
 
 Weights: torchao group-wise INT4, either 8da4w (int8 dynamic activations, XNNPACK's fast path)
-or weight-only, on every linear layer including lm_head. The KV cache is the decoder's
-own static buffers (export/kv_cache.py), mutated in place by the program.
+or weight-only, on every linear layer including lm_head, built a layer at a time
+(export/llm_build.py); the token embedding fp32, bf16 or int8 per row group. The KV cache is the
+decoder's own static buffers (export/kv_cache.py), mutated in place by the program.
+
+Memory: the quantized codes are the only copy of the weights while ExecuTorch lowers them
+(`share_constants_in_lowering`), and the program is written piece by piece (`write_to_file`),
+never joined into one buffer.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ class DecoderPteSpec:
     group_size: int = 32
     cache: KVCacheSpec = KVCacheSpec()
     attention: str = "static"  # static | custom (ExecuTorch custom ops: export/decoder_fast.py)
+    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
+
+    def weight_plan(self, awq=None):
+        from edgevlm.export.llm_build import WeightPlan
+
+        return WeightPlan(scheme=self.weights, group_size=self.group_size, embedding=self.embedding, awq=awq)
 
 
 class TokenEmbedding(nn.Module):
@@ -61,27 +72,44 @@ class TextDecoderWithEmbedding(nn.Module):
 
 
 def quantize_weights(llm: nn.Module, spec: DecoderPteSpec) -> nn.Module:
-    """A quantized copy of the LLM (the loaded reference model stays fp32: it is the oracle)."""
+    """A quantized copy of an in-memory LLM, in the form the .pte lowers (the reference model stays
+    as it is: it is the oracle)."""
     if spec.weights not in WEIGHT_SCHEMES:
         from edgevlm.errors import ConfigError
 
         raise ConfigError(f"unknown decoder weight scheme {spec.weights!r}", f"use one of {', '.join(WEIGHT_SCHEMES)}")
-    llm = copy.deepcopy(llm).float().eval().requires_grad_(False)
-    if spec.weights == "fp32":
-        return llm
-    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, IntxWeightOnlyConfig, quantize_
-    from torchao.quantization.granularity import PerGroup
+    from edgevlm.export.llm_build import build_llm
+    from edgevlm.export.llm_source import ModuleLayers
 
-    linear = (Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(spec.group_size))
-              if spec.weights == "8da4w" else
-              IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(spec.group_size)))
-    # Every nn.Linear (lm_head included). The token embedding stays float: torchao's quantized
-    # embedding does not yet lower through ExecuTorch 1.5.1's QuantFusionPass here.
-    tied = llm.get_input_embeddings().weight is llm.get_output_embeddings().weight
-    if tied:  # quantizing a shared lm_head would quantize the embedding table with it
-        llm.lm_head.weight = nn.Parameter(llm.lm_head.weight.detach().clone(), requires_grad=False)
-    quantize_(llm, linear)
-    return llm
+    return build_llm(ModuleLayers(llm), spec.weight_plan()).llm
+
+
+@contextlib.contextmanager
+def share_constants_in_lowering():
+    """Let XNNPACK's preprocessing share the program's constant tensors instead of deep-copying them.
+
+    ExecuTorch deep-copies every partition's program before any backend preprocesses it, weights
+    included: 1 byte per int4 weight on top of the codes we hold, for the whole model at once (an
+    8B decoder: +7.6 GB). XNNPACK's preprocess rewrites graphs but never writes into a constant
+    tensor (it packs new bytes), so the copy may share them, which is what ExecuTorch's own CUDA
+    backend does in its low-memory mode (`copy_exported_program_for_preprocess`). The .pte bytes
+    are the same either way (tests/test_llm_build.py)."""
+    from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+
+    def copy_sharing_tensors(cls, edge_program, compile_specs):
+        memo = {id(t): t for values in (edge_program.state_dict, edge_program.constants)
+                for t in values.values() if isinstance(t, torch.Tensor)}
+        return copy.deepcopy(edge_program, memo)
+
+    original = XnnpackBackend.__dict__.get("copy_exported_program_for_preprocess")
+    XnnpackBackend.copy_exported_program_for_preprocess = classmethod(copy_sharing_tensors)
+    try:
+        yield
+    finally:
+        if original is None:
+            del XnnpackBackend.copy_exported_program_for_preprocess
+        else:
+            XnnpackBackend.copy_exported_program_for_preprocess = original
 
 
 def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
@@ -106,7 +134,9 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     """Write a decoder .pte for ExecuTorch's multimodal runner (token_embedding + text_decoder, plus
     vision_encoder when `vision` = (encoder, example inputs)) or its text runner (forward).
 
-    Returns the metadata written as constant methods.
+    llm: the LLM already in the spec's weight form (export/llm_build.py; what `edgevlm export`
+    passes); by default the loaded reference LLM, quantized here. Returns the metadata written as
+    constant methods.
     """
     if runner not in RUNNERS or (runner == "text" and vision is not None):
         raise ValueError(f"runner must be one of {RUNNERS}; only the multimodal runner carries a vision encoder")
@@ -115,7 +145,8 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    llm = quantize_weights(llm if llm is not None else loaded.model.llm, spec)  # llm: e.g. AWQ-scaled
+    if llm is None:
+        llm = quantize_weights(loaded.model.llm, spec)
     decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache, attention=spec.attention).eval()
     embed = llm.get_input_embeddings()
     seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
@@ -142,14 +173,21 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     # XNNPACK's merged partitions then form a dependency cycle through the cache, so each op is its
     # own delegate there. (INT4 goes through edgevlm::int4_sdpa, with no dequantize ops.)
     per_op = spec.attention == "custom" and spec.cache.format == "int8"
-    lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner(per_op_mode=per_op)],
-                                          constant_methods=metadata,
-                                          compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    with share_constants_in_lowering():
+        lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner(per_op_mode=per_op)],
+                                              constant_methods=metadata,
+                                              compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    del programs
     program = lowered.to_executorch()
+    del lowered
     out = Path(out)
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_bytes(program.buffer)
-    tmp.replace(out)
+    try:
+        with open(tmp, "wb") as f:
+            program.write_to_file(f)  # piece by piece: `program.buffer` would join a model-sized bytes
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return metadata
 
 

@@ -1,9 +1,13 @@
 """`edgevlm export`: model directory + recipe -> artifacts + manifest.json, written atomically.
 
-Steps: load the eager fp32 model; build the static vision encoder; slice the built-in verification
-images and record the eager reference outputs; build calibration inputs if a target quantizes;
-let each target's backend write its artifact; hash everything into the manifest; publish the
-temporary directory by renaming it.
+Stages, each timed with its peak RSS (recorded in the manifest's `export.resources`):
+validate the recipe against config.json (no weights read); load the vision tower only (fp32);
+slice the built-in verification images and record the eager reference outputs one slice at a
+time; let each vision target's backend write its artifact; embed the decoder's calibration set
+(AWQ) and free the vision tower; build each decoder target's LLM a layer at a time straight from
+the checkpoint shards and write it (export/llm_build.py); hash everything into the manifest;
+publish the temporary directory by renaming it. No stage holds the float LLM: an 8B checkpoint
+exports within a 16 GB runner's memory.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ import torch
 from edgevlm.backends.base import VisionExportRequest, get_vision_backend
 from edgevlm.calibration.synthetic import verification_images
 from edgevlm.checkpoint.layout import atomic_directory
-from edgevlm.checkpoint.loader import LoadedModel, load_model
+from edgevlm.checkpoint.loader import CheckpointReader, LoadedModel, check_keys, load_config, load_model
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.decoder_artifact import export_decoder_target
 from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
-from edgevlm.export.recipes import Recipe, VisionTarget
+from edgevlm.export.recipes import Recipe, VisionTarget, resolve_for_model
 from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
-from edgevlm.progress import log, timed
+from edgevlm.progress import log
+from edgevlm.resources import ScratchFiles, StageRecorder, release_memory, tune_allocator
 
 PARTS = ("vision", "decoder", "all")
 VERIFICATION_DIR = "verification"
@@ -42,33 +47,73 @@ def artifact_stem(loaded: LoadedModel, part: str, target: VisionTarget) -> str:
     return f"minicpmv-{loaded.config.version}.{part}.{names[target.backend]}.{target.precision}"
 
 
-def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "all", overwrite: bool = False) -> Path:
+def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "all", overwrite: bool = False,
+                 on_stage=None) -> Path:
+    """on_stage(name, record | None): called when a stage starts (None) and ends (its StageRecord)."""
     if part not in PARTS:
         raise EdgeVLMError(f"unknown part {part!r}", f"use one of {', '.join(PARTS)}")
     if part == "decoder" and not recipe.decoder:
         raise EdgeVLMError(f"recipe {recipe.name} has no decoder target",
                            "use a recipe with a decoder section (ios-m4, android-sd8g3, ort), or --part vision")
-    with timed("load model", model=str(model_dir)):
-        loaded = load_model(model_dir)
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    tune_allocator()
+    stages = StageRecorder(on_stage)
+    with stages.stage("validate"):
+        config = load_config(model_dir)
+        recipe = resolve_for_model(recipe, config)  # a recipe that cannot work fails before any weight is read
+        reader = CheckpointReader(model_dir)
+        check_keys(config, reader.shapes, Path(model_dir))
+    vision_targets = recipe.vision if part in ("vision", "all") else ()
+    decoder_targets = recipe.decoder if part in ("decoder", "all") else ()
+    calibrated = [t for t in decoder_targets if t.weight_calibration != "rtn" and t.weights != "fp32"]
+    with_vision = [t for t in decoder_targets if t.vision_in_pte]
+    with stages.stage("load vision tower"):
+        needed = bool(vision_targets or calibrated or with_vision)
+        loaded = load_model(model_dir, parts=("vision",) if needed else ())
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp, ScratchFiles(Path(tmp).parent) as scratch:
         manifest = base_manifest(loaded, recipe)
-        references = write_verification_set(loaded, tmp / VERIFICATION_DIR)
-        manifest["verification"] = references
-        if part in ("vision", "all"):
-            for target in recipe.vision:
+        if vision_targets:
+            with stages.stage("verification set"):
+                manifest["verification"] = write_verification_set(loaded, tmp / VERIFICATION_DIR)
+        for target in vision_targets:
+            with stages.stage(f"vision {target.backend} {target.precision}"):
                 manifest["artifacts"].append(export_vision_target(loaded, recipe, target, tmp))
-        if part in ("decoder", "all"):
-            for target in recipe.decoder:
-                vision = pte_vision(loaded) if target.vision_in_pte else None
-                entry = export_decoder_target(loaded, recipe, target, tmp, vision=vision)
+        if decoder_targets:
+            from edgevlm.export.llm_source import CheckpointLayers
+
+            source = CheckpointLayers(reader, config.llm)
+            embeddings = []
+            if calibrated:
+                spec = recipe.calibration
+                with stages.stage("decoder calibration set", images=spec.images):
+                    embeddings = decoder_calibration(loaded, recipe, source)
+            vision = pte_vision(loaded) if with_vision else None
+            if not with_vision:
+                loaded.model.to("meta")  # the vision tower's part is done: free it before the LLM
+                release_memory()
+            for target in decoder_targets:
+                entry = export_decoder_target(loaded, recipe, target, tmp, source, embeddings, vision,
+                                              park=scratch.park, stage=stages.stage)
                 manifest["artifacts"].append(entry)
                 manifest["kv_cache"] = entry["kv_cache"]
         tokenizer_dir = tmp / "tokenizer"
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(Path(model_dir) / name, tokenizer_dir / name)
+        manifest["export"] = {"part": part, "resources": stages.summary(),
+                              "scratch_bytes": scratch.bytes}
         write_manifest(tmp, manifest)
     return Path(out_dir)
+
+
+def decoder_calibration(loaded: LoadedModel, recipe: Recipe, source) -> list[torch.Tensor]:
+    """The calibration set's input embeddings (vision rows placed), one image at a time."""
+    from edgevlm.calibration.awq import calibration_embeddings
+
+    spec = recipe.calibration
+    embeddings = calibration_embeddings(loaded, spec.source, spec.images, spec.seed, embed=source.embed)
+    log.info("decoder calibration set", extra={"sequences": len(embeddings),
+                                                "tokens": sum(len(e) for e in embeddings)})
+    return embeddings
 
 
 def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarget, out: Path) -> dict:
@@ -85,7 +130,7 @@ def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarg
         calibration = calibration_inputs(loaded, recipe, target)
     stem = artifact_stem(loaded, "vision", target)
     request = VisionExportRequest(encoder, example.arrays, calibration, target.precision, dict(target.options), stem)
-    with timed("export vision", backend=target.backend, precision=target.precision), torch.no_grad():
+    with torch.no_grad():
         written = backend.export(request, out)
     main = written[0]
     d = cfg.llm.hidden_size
@@ -135,14 +180,17 @@ def calibration_inputs(loaded: LoadedModel, recipe: Recipe, target: VisionTarget
 
 
 def write_verification_set(loaded: LoadedModel, folder: Path) -> dict:
-    """Save the verification images and the eager fp32 vision embeddings of every slice."""
+    """Save the verification images and the eager fp32 vision embeddings of every slice, encoded one
+    slice at a time (a 1344x1344 image is 10 slices of 1024 patches: as one batch, its SigLIP
+    attention alone is 10 x 16 x 1024^2 floats)."""
     folder.mkdir(parents=True)
     cases, refs = [], {}
     for name, image in verification_images():
         image.save(folder / f"{name}.png")
         slices, sizes = image_slices(image, loaded)
         with torch.no_grad():
-            refs[name] = loaded.model.encode_images(slices, sizes).float().numpy()
+            refs[name] = np.concatenate([loaded.model.encode_images(slices[i:i + 1], sizes[i:i + 1]).float().numpy()
+                                         for i in range(len(slices))])
         cases.append({"name": name, "image": f"{VERIFICATION_DIR}/{name}.png", "slices": len(slices),
                       "tgt_sizes": sizes.tolist()})
     np.savez(folder / "vision_reference.npz", **refs)

@@ -4,9 +4,10 @@ Quantized formats are asymmetric and group-wise along the head dimension of each
 ("per-token" groups): a new token's keys/values are quantized once when written and never
 touched again, which is what a static, append-only cache needs (per-channel key groups span
 tokens, so their scales would change as the cache fills). Outlier channels in the keys are the
-usual objection to per-token key groups; the optional Hadamard rotation spreads them over every
-channel of the head before quantization (q.k is unchanged because the rotation is orthogonal and
-applied to the queries too).
+usual objection to per-token key groups; the optional Hadamard rotation spreads them over the
+channels of the head before quantization (q.k is unchanged because the rotation is orthogonal and
+applied to the queries too). A head whose size is not a power of two (MiniCPM4's 80) is rotated
+in blocks: block-diagonal Sylvester matrices of the largest power of two that divides it (5 x 16).
 
 INT4 layout per layer: codes uint8 [B, Hkv, S, Dh/2] (element 2i in the low nibble, 2i+1 in the
 high one), scale and zero float16 [B, Hkv, S, Dh/group]; value = code * scale + zero.
@@ -41,12 +42,10 @@ class KVCacheSpec:
 
         if self.format not in FORMATS:
             raise ConfigError(f"unknown KV-cache format {self.format!r}", f"use one of {', '.join(FORMATS)}")
-        if self.quantized and head_dim % self.group_size:
-            raise ConfigError(f"KV group size {self.group_size} does not divide head_dim {head_dim}",
-                              "use a group size that divides the head dimension (32 or 64 for 64/128-dim heads)")
-        if self.quantized and self.rotate_keys and head_dim & (head_dim - 1):
-            raise ConfigError(f"the Hadamard key rotation needs a power-of-two head_dim, not {head_dim}",
-                              "set rotate_keys: false")
+        if self.quantized and (head_dim % self.group_size or self.group_size % 2):
+            raise ConfigError(f"KV group size {self.group_size} does not split head_dim {head_dim} into even groups",
+                              f"use kv_group_size: auto ({auto_group_size(head_dim)} for this model) or one of "
+                              f"{', '.join(map(str, allowed_group_sizes(head_dim)))}")
 
     def bytes_per_token(self, layers: int, kv_heads: int, head_dim: int) -> float:
         """Cache bytes one token costs across all layers (keys + values, scales and zeros included)."""
@@ -59,12 +58,31 @@ class KVCacheSpec:
         return asdict(self) | {"bits": self.bits}
 
 
+def allowed_group_sizes(head_dim: int) -> list[int]:
+    """Even divisors of the head dimension (the INT4 kernels read groups as pairs of codes)."""
+    return [g for g in range(2, head_dim + 1, 2) if head_dim % g == 0]
+
+
+def auto_group_size(head_dim: int) -> int:
+    """The default quantization group: the largest power of two up to 32 that divides the head
+    (64 / 128-dim heads: 32; MiniCPM4's 80: 16, measured in DESIGN.md against 20 and 40)."""
+    return max(g for g in (2, 4, 8, 16, 32) if head_dim % g == 0)
+
+
+def rotation_block(head_dim: int) -> int:
+    """Size of the Hadamard blocks that rotate a head: the largest power of two dividing it."""
+    return head_dim & -head_dim
+
+
 def hadamard(n: int, dtype=torch.float32) -> torch.Tensor:
-    """Orthonormal Sylvester Hadamard matrix of size n (a power of two)."""
+    """Orthonormal rotation of size n: the Sylvester Hadamard matrix for a power of two, else the
+    block-diagonal matrix of Sylvester blocks of rotation_block(n)."""
+    block = rotation_block(n)
     h = torch.ones(1, 1, dtype=torch.float64)
-    while h.shape[0] < n:
+    while h.shape[0] < block:
         h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
-    return (h / math.sqrt(n)).to(dtype)
+    h = torch.block_diag(*[h] * (n // block))
+    return (h / math.sqrt(block)).to(dtype)
 
 
 def quantize(x: torch.Tensor, bits: int, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -23,7 +23,8 @@ DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
 ATTENTION_MODES = ("custom", "static")  # export/decoder_fast.py
 DEFAULT_ATTENTION = {"executorch": "custom", "ort": "static"}
-WEIGHT_CALIBRATIONS = ("rtn", "awq")
+WEIGHT_CALIBRATIONS = ("rtn", "awq", "awq-fast")  # calibration/awq.py SETTINGS
+EMBEDDING_FORMATS = ("fp32", "bf16", "int8")  # export/quantized_modules.py
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
 
@@ -42,10 +43,11 @@ class DecoderTarget:
     weights: str = "8da4w"  # executorch: fp32 | 8da4w | 4w (torchao); ort: fp32 | int4 (MatMulNBits)
     group_size: int = 32
     # rtn: round-to-nearest as the quantizer does it; awq: activation-aware scales folded in first
-    # (calibration/awq.py, on the recipe's calibration set)
+    # (calibration/awq.py, on the recipe's calibration set); awq-fast: a coarser, ~8x cheaper search
     weight_calibration: str = "rtn"
+    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 (per 32-wide row group)
     kv_cache: str = "int4"  # fp32 | fp16 | int8 | int4
-    kv_group_size: int = 32
+    kv_group_size: int | str = "auto"  # head-dim elements per scale/zero; auto: kv_cache.auto_group_size
     kv_rotate_keys: bool = True
     max_seq_len: int = 2048
     vision_in_pte: bool = False  # also carry the vision_encoder method (ExecuTorch multimodal runner)
@@ -122,6 +124,12 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.weight_calibration not in WEIGHT_CALIBRATIONS:
             raise ConfigError(f"recipe {source}: unknown decoder weight_calibration {target.weight_calibration!r}",
                               f"use one of {', '.join(WEIGHT_CALIBRATIONS)}")
+        if target.embedding not in EMBEDDING_FORMATS:
+            raise ConfigError(f"recipe {source}: unknown decoder embedding {target.embedding!r}",
+                              f"embedding: {', '.join(EMBEDDING_FORMATS)}")
+        if target.kv_group_size != "auto" and not (isinstance(target.kv_group_size, int) and target.kv_group_size > 0):
+            raise ConfigError(f"recipe {source}: decoder kv_group_size {target.kv_group_size!r}",
+                              "use auto or a positive even number that divides the model's head dimension")
         if target.kv_cache not in KV_FORMATS:
             raise ConfigError(f"recipe {source}: unknown decoder kv_cache {target.kv_cache!r}",
                               f"kv_cache: {', '.join(KV_FORMATS)}")
@@ -144,6 +152,42 @@ def _parse(data: dict, source: str) -> Recipe:
                               f"components: {', '.join(ACCURACY_DROP_POINTS)}; bounds are points >= 0")
     return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
                   calibration=calibration, quality=quality, source=source)
+
+
+def resolve_for_model(recipe: Recipe, config) -> Recipe:
+    """The recipe with its per-model defaults filled in (kv_group_size: auto), checked against the
+    model's config before anything is loaded: every value that cannot work for this model is named
+    with the values that can."""
+    from edgevlm.export.kv_cache import KVCacheSpec, auto_group_size
+
+    llm = config.llm
+    head_dim = llm.resolved_head_dim
+    decoder = []
+    for i, target in enumerate(recipe.decoder):
+        where = f"recipe {recipe.name}: decoder[{i}]"
+        group = auto_group_size(head_dim) if target.kv_group_size == "auto" else target.kv_group_size
+        target = dataclasses.replace(target, kv_group_size=group)
+        try:
+            KVCacheSpec(target.kv_cache, group, target.kv_rotate_keys).validate(head_dim)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e.problem}", e.fix) from None
+        widths = {"hidden_size": llm.hidden_size, "intermediate_size": llm.intermediate_size,
+                  "attention output (heads x head_dim)": llm.num_attention_heads * head_dim}
+        if target.weights != "fp32":
+            bad = {name: width for name, width in widths.items() if width % target.group_size}
+            if bad:
+                raise ConfigError(f"{where}: weight group_size {target.group_size} does not divide the model's "
+                                  + ", ".join(f"{k} {v}" for k, v in bad.items()),
+                                  "use a group_size that divides every linear's input width: "
+                                  + ", ".join(str(g) for g in (16, 32, 64, 128) if all(w % g == 0 for w in widths.values())))
+        if target.embedding == "int8" and llm.hidden_size % 32:
+            raise ConfigError(f"{where}: int8 embedding groups of 32 do not divide hidden_size {llm.hidden_size}",
+                              "use embedding: bf16 or fp32")
+        if target.max_seq_len < 2 or target.max_seq_len > llm.max_position_embeddings:
+            raise ConfigError(f"{where}: max_seq_len {target.max_seq_len} is outside 2..{llm.max_position_embeddings} "
+                              "(the model's max_position_embeddings)", "set max_seq_len within that range")
+        decoder.append(target)
+    return dataclasses.replace(recipe, decoder=tuple(decoder))
 
 
 def _recipe_dirs() -> list[Path]:

@@ -3,7 +3,8 @@ Hadamard rotation after it, as one op.
 
     rope(x float32 [B, T, H, D], cos, sin float32 [S, D], start_pos, hadamard) -> [B, T, H, D]
     y = x * cos[p] + rotate_half(x) * sin[p] for positions p = start_pos .. start_pos + T - 1;
-    out = y @ hadamard(D) (orthonormal Sylvester, D a power of two) when `hadamard`, else y.
+    out = y @ hadamard(D) when `hadamard`, else y: orthonormal Sylvester blocks of the largest power of
+    two dividing D (the whole head for 64 / 128, 5 blocks of 16 for MiniCPM4's 80; kv_cache.hadamard).
 
 cos/sin are the decoder's tables for every cache position (the model's own rotary embedding,
 Llama-3 / LongRoPE scaling included), so the op picks its rows by start_pos: no per-step index ops.
@@ -34,8 +35,7 @@ def _validate(x, cos, sin, start_pos, hadamard) -> None:
     d = x.shape[-1]
     require(cos.dtype == torch.float32 and sin.dtype == torch.float32 and cos.dim() == 2 and cos.shape == sin.shape
             and cos.shape[-1] == d, f"cos and sin must be float32 [S, {d}], got {list(cos.shape)} and {list(sin.shape)}")
-    require(d % 2 == 0 and (not hadamard or d & (d - 1) == 0),
-            f"head dim {d} must be even (a power of two with hadamard)")
+    require(d % 2 == 0, f"head dim {d} must be even")
     if isinstance(start_pos, int):  # an unbacked SymInt during export: the kernel checks it at run time
         require(0 <= start_pos and start_pos + x.shape[1] <= cos.shape[0],
                 f"start_pos {start_pos} + {x.shape[1]} rows exceeds the rotary table of {cos.shape[0]}")

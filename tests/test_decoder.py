@@ -89,7 +89,20 @@ def test_hadamard_rotation_helps_keys_with_outlier_channels():
 def test_bad_cache_specs_are_clear_errors():
     with pytest.raises(ConfigError, match="unknown KV-cache format 'int3'"):
         KVCacheSpec("int3").validate(64)
-    with pytest.raises(ConfigError, match="group size 48 does not divide head_dim 64"):
+    with pytest.raises(ConfigError, match="group size 48 does not split head_dim 64 into even groups\n.*auto \\(32 "
+                                          "for this model\\) or one of 2, 4, 8, 16, 32, 64"):
         KVCacheSpec("int4", 48).validate(64)
-    with pytest.raises(ConfigError, match="power-of-two head_dim"):
-        KVCacheSpec("int4", 8, rotate_keys=True).validate(96)
+    with pytest.raises(ConfigError, match="group size 32 does not split head_dim 80 into even groups\n.*auto \\(16 for this model\\) or one of 2, 4, 8, 10, 16, 20, 40, 80"):
+        KVCacheSpec("int4", 32).validate(80)
+    KVCacheSpec("int4", 16, rotate_keys=True).validate(80)  # MiniCPM4: block Hadamard, groups of 16
+
+
+def test_block_hadamard_is_orthonormal_and_block_diagonal():
+    from edgevlm.export.kv_cache import auto_group_size, rotation_block
+
+    assert [rotation_block(d) for d in (64, 80, 96, 128)] == [64, 16, 32, 128]
+    assert [auto_group_size(d) for d in (64, 80, 96, 128)] == [32, 16, 32, 32]
+    h = hadamard(80).double()
+    assert torch.allclose(h @ h.T, torch.eye(80, dtype=torch.float64), atol=1e-12)
+    assert torch.count_nonzero(h) == 5 * 16 * 16 and torch.equal(h, h.T)  # 5 Sylvester blocks of 16
+    assert torch.equal(hadamard(64), hadamard(64).T) and torch.count_nonzero(hadamard(64)) == 64 * 64

@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.kv_cache import KVCacheSpec, auto_group_size
 
 
 @pytest.mark.parametrize("preset", ["minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny"])
 def test_custom_attention_matches_static_for_every_cache_format(loaded_models, preset):
     llm = loaded_models[preset].model.llm
     embeds = torch.randn(1, 9, llm.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    for cache in (KVCacheSpec("fp32"), KVCacheSpec("fp16"), KVCacheSpec("int8", 32), KVCacheSpec("int4", 32, True),
-                  KVCacheSpec("int4", 64, False)):
+    head_dim = loaded_models[preset].config.llm.resolved_head_dim
+    group = auto_group_size(head_dim)  # 16 for MiniCPM4's 80, else 32
+    for cache in (KVCacheSpec("fp32"), KVCacheSpec("fp16"), KVCacheSpec("int8", group),
+                  KVCacheSpec("int4", group, True), KVCacheSpec("int4", head_dim // 2, False)):
         static = ExportDecoder(llm, 48, cache).eval()
         custom = ExportDecoder(llm, 48, cache, attention="custom").eval()
         with torch.no_grad():

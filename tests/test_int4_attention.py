@@ -169,7 +169,10 @@ def threads(request):
     (1, 1, 14, 2, 64, 32, 1100, (5, 700, 1099), 8),  # Qwen2.5-0.5B decode, positions split over threads
     (2, 3, 2, 2, 128, 128, 40, (37, 0), None),  # batch 2, MHA, head_dim 128
     (1, 4, 6, 3, 48, 16, 50, (9, 46), None),  # a shape without a specialization: generic loops
-], ids=["decode", "prefill", "qwen-decode-split", "batch2-d128", "generic-d48"], indirect=["threads"])
+    (1, 1, 32, 2, 80, 16, 300, (0, 150, 299), 8),  # MiniCPM4 decode: head_dim 80, groups of 16
+    (1, 7, 32, 2, 80, 16, 64, (0, 40), None),  # MiniCPM4 prefill
+], ids=["decode", "prefill", "qwen-decode-split", "batch2-d128", "generic-d48", "minicpm4-d80-decode",
+        "minicpm4-d80-prefill"], indirect=["threads"])
 def test_executorch_kernel_matches_reference(kernels, tmp_path, b, t, h, hkv, d, group, s, starts, threads):
     scale = d ** -0.5
     q, cache = make_case(b, t, h, hkv, d, group, s, seed=s)
@@ -208,13 +211,14 @@ class CacheWrite(torch.nn.Module):
         return self.codes.clone(), self.scale.clone(), self.zero.clone()
 
 
-def test_update_cache_kernel_is_bit_exact_with_the_reference(kernels, tmp_path):
+@pytest.mark.parametrize("d,group", [(64, 32), (80, 16)], ids=["d64-g32", "minicpm4-d80-g16"])
+def test_update_cache_kernel_is_bit_exact_with_the_reference(kernels, tmp_path, d, group):
     """edgevlm::int4_update_cache in ExecuTorch writes the codes, scales and zeros kv_cache.quantize
     gives, byte for byte, at the start position, keeps earlier rows, and takes prefill and decode
     through one program (the mutation lands in the program's own buffers)."""
     from executorch.exir import to_edge_transform_and_lower
 
-    s, hkv, d, group = 24, 2, 64, 32
+    s, hkv = 24, 2
     seq = torch.export.Dim("seq", min=1, max=s - 1)
     exported = torch.export.export(CacheWrite(s, hkv, d, group), (torch.zeros(1, 3, hkv, d), torch.tensor([0])),
                                    dynamic_shapes=({1: seq}, None), strict=False)

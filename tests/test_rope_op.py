@@ -83,8 +83,10 @@ def rope_program(tmp_path, s, h, d, rotate):
     return Runtime.get().load_program(str(path)).load_method("forward")
 
 
-@pytest.mark.parametrize("h,d,rotate", [(14, 64, True), (4, 128, True), (3, 48, False), (2, 64, False)],
-                         ids=["qwen-d64-hadamard", "d128-hadamard", "d48-plain", "d64-plain"])
+@pytest.mark.parametrize("h,d,rotate", [(14, 64, True), (4, 128, True), (32, 80, True), (3, 48, True),
+                                        (3, 48, False), (2, 64, False)],
+                         ids=["qwen-d64-hadamard", "d128-hadamard", "minicpm4-d80-block-hadamard",
+                              "d48-block-hadamard", "d48-plain", "d64-plain"])
 def test_executorch_kernel_matches_reference(kernels, tmp_path, h, d, rotate):
     s = 512
     method = rope_program(tmp_path, s, h, d, rotate)
@@ -110,8 +112,8 @@ def test_executorch_kernel_rejects_rows_past_the_table(kernels, tmp_path, capfd)
 def test_bad_inputs_name_the_problem():
     register_op()
     cos, sin = tables(8, 48)
-    with pytest.raises(ValueError, match=r"edgevlm::rope: head dim 48 must be even \(a power of two with hadamard\)"):
-        torch.ops.edgevlm.rope(torch.zeros(1, 1, 2, 48), cos, sin, 0, True)
+    with pytest.raises(ValueError, match=r"edgevlm::rope: head dim 47 must be even"):
+        torch.ops.edgevlm.rope(torch.zeros(1, 1, 2, 47), torch.zeros(8, 47), torch.zeros(8, 47), 0, True)
     with pytest.raises(ValueError, match=r"start_pos 7 \+ 2 rows exceeds the rotary table of 8"):
         torch.ops.edgevlm.rope(torch.zeros(1, 2, 2, 48), cos, sin, 7, False)
     with pytest.raises(ValueError, match=r"cos and sin must be float32 \[S, 48\]"):

@@ -31,6 +31,7 @@ class LoadedModel:
     tokenizer: Tokenizer
     processor_config: dict
     dtype: torch.dtype
+    parts: tuple[str, ...] = ("vision", "llm")  # modules with weights; the rest stay on the meta device
 
 
 def load_config(model_dir: Path) -> MiniCPMVConfig:
@@ -59,7 +60,8 @@ def weight_files(model_dir: Path) -> dict[str, list[str]]:
                                   "download the missing shards again (an interrupted download leaves this state)")
         return files
     if (model_dir / SINGLE_FILE).is_file():
-        return {SINGLE_FILE: list(_open(model_dir / SINGLE_FILE).keys())}
+        with _open(model_dir / SINGLE_FILE) as handle:
+            return {SINGLE_FILE: list(handle.keys())}
     others = sorted(p.name for p in model_dir.glob("*.bin")) + sorted(p.name for p in model_dir.glob("*.pt"))
     hint = (f"found {', '.join(others[:3])}: convert to safetensors once "
             "(e.g. `safetensors.torch.save_file(torch.load(f, weights_only=True), ...)`)" if others
@@ -98,49 +100,98 @@ def check_keys(config: MiniCPMVConfig, found: dict[str, tuple[int, ...]], source
         )
 
 
-def load_model(model_dir: Path, dtype: str = "float32") -> LoadedModel:
+# What each part of the model is called in the state dict (the official prefixes).
+PART_PREFIXES = {"vision": ("vpm.", "resampler."), "llm": ("llm.",)}
+ALL_PARTS = tuple(PART_PREFIXES)
+
+
+class CheckpointReader:
+    """Tensors of a checkpoint by name, read from their safetensors shard on demand, so reading
+    part of an 8B checkpoint costs the part, not the checkpoint. A shard stays mapped only while
+    tensors read from it in its stored dtype are alive (they are views of the mapping)."""
+
+    def __init__(self, model_dir: Path):
+        self.root = Path(model_dir)
+        self.files = weight_files(self.root)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, str] = {}
+        self.shard_of: dict[str, str] = {}
+        for name in self.files:
+            with _open(self.root / name) as handle:
+                for key in handle.keys():
+                    view = handle.get_slice(key)
+                    self.shapes[key], self.dtypes[key], self.shard_of[key] = tuple(view.get_shape()), view.get_dtype(), name
+
+    def read(self, keys, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        """Copies of `keys` (in `dtype`, or as stored), one shard handle open at a time."""
+        by_shard: dict[str, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(self.shard_of[key], []).append(key)
+        out = {}
+        for name, names in by_shard.items():
+            with _open(self.root / name) as handle:
+                for key in names:
+                    out[key] = self._copy(handle, name, key, lambda: handle.get_tensor(key), dtype)
+        return out
+
+    def read_rows(self, key: str, start: int, end: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Rows start..end-1 of a 2-D tensor (e.g. a 150k-row lm_head, a block at a time)."""
+        name = self.shard_of[key]
+        with _open(self.root / name) as handle:
+            return self._copy(handle, name, key, lambda: handle.get_slice(key)[start:end], dtype)
+
+    def _copy(self, handle, name: str, key: str, get, dtype: torch.dtype | None) -> torch.Tensor:
+        try:
+            tensor = get()
+        except Exception as e:
+            raise CheckpointError(f"{self.root / name}: tensor {key} cannot be read ({e})",
+                                  "the shard is corrupt: download or copy it again") from None
+        # in the stored dtype this is a view of the file mapping (kept alive by the tensor): its pages
+        # are page cache, resident only while read and reclaimable under memory pressure
+        return tensor.to(dtype) if dtype is not None else tensor
+
+
+def load_model(model_dir: Path, dtype: str = "float32", parts: tuple[str, ...] = ALL_PARTS) -> LoadedModel:
+    """Load the reference model; `parts` picks which modules get weights ("vision": vpm + resampler,
+    "llm"). The others keep their structure on the meta device, so an export that needs only the
+    vision tower does not read an 8B LLM (the decoder is streamed layer by layer instead)."""
     model_dir = Path(model_dir)
     config = load_config(model_dir)
     if dtype not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    unknown = set(parts) - set(PART_PREFIXES)
+    if unknown:
+        raise ValueError(f"unknown model parts {sorted(unknown)}; known: {ALL_PARTS}")
     torch_dtype = DTYPES[dtype]
-    files = weight_files(model_dir)
-    handles = {name: _open(model_dir / name) for name in files}
-    found = {}
-    for name, handle in handles.items():
-        for key in handle.keys():
-            found[key] = tuple(handle.get_slice(key).get_shape())
-    check_keys(config, found, model_dir)
-
+    reader = CheckpointReader(model_dir)
+    check_keys(config, reader.shapes, model_dir)
     model = build_on_meta(config)
-    for name, handle in handles.items():
-        for key in handle.keys():
-            try:
-                tensor = handle.get_tensor(key).to(torch_dtype)
-            except Exception as e:
-                raise CheckpointError(f"{model_dir / name}: tensor {key} cannot be read ({e})",
-                                      "the shard is corrupt: download or copy it again") from None
-            model.load_state_dict({key: tensor}, strict=False, assign=True)
-    _finish_meta_model(model, config)
+    prefixes = tuple(p for part in parts for p in PART_PREFIXES[part])
+    for name in reader.files:
+        wanted = [k for k, shard in reader.shard_of.items() if shard == name and k.startswith(prefixes)]
+        with _open(model_dir / name) as handle:
+            for key in wanted:
+                tensor = reader._copy(handle, name, key, lambda: handle.get_tensor(key), torch_dtype)
+                model.load_state_dict({key: tensor}, strict=False, assign=True)
+    _finish_meta_model(model, config, loaded=parts)
     model.eval()
     tokenizer = load_tokenizer(model_dir, embedding_rows=config.llm.vocab_size)
     processor_path = model_dir / PREPROCESSOR_FILE
     processor_config = json.loads(processor_path.read_text()) if processor_path.is_file() else {}
-    return LoadedModel(model_dir, config, model, tokenizer, processor_config, torch_dtype)
+    return LoadedModel(model_dir, config, model, tokenizer, processor_config, torch_dtype, parts=tuple(parts))
 
 
-def _finish_meta_model(model: torch.nn.Module, config: MiniCPMVConfig) -> None:
-    """Tie weights and rebuild the non-persistent buffers (rotary tables) that stayed on meta."""
-    from edgevlm.model.llm import MiniCPMRotaryEmbedding, hf_config
+def _finish_meta_model(model: torch.nn.Module, config: MiniCPMVConfig, loaded: tuple[str, ...] = ALL_PARTS) -> None:
+    """Tie weights and rebuild the non-persistent buffers (rotary tables) that stayed on meta;
+    check that every tensor of the loaded parts got its values."""
+    from edgevlm.model.llm import rebuild_rotary
 
     if config.llm.tie_word_embeddings:
         model.llm.lm_head.weight = model.llm.get_input_embeddings().weight
-    llm = model.llm.model
-    if config.llm.arch == "minicpm":
-        llm.rotary_emb = MiniCPMRotaryEmbedding(config.llm)
-    else:
-        llm.rotary_emb = type(llm.rotary_emb)(config=hf_config(config.llm))
-    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    rebuild_rotary(model.llm, config.llm)
+    prefixes = tuple(p for part in loaded for p in PART_PREFIXES[part])
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+            if t.is_meta and n.startswith(prefixes)]
     if left:
         raise CheckpointError(f"internal: tensors not materialised after loading: {left[:MAX_LISTED]}",
                               "please report this as a bug")

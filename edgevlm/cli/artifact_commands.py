@@ -26,12 +26,26 @@ def export(args) -> int:
     if args.max_patches:
         recipe = dataclasses.replace(recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches)
                                                           for v in recipe.vision))
-    out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite)
+    out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite,
+                       on_stage=print_stage)
     manifest = json.loads((out / "manifest.json").read_text())
     for artifact in manifest["artifacts"]:
         print(f"{artifact['file']}  {artifact['bytes'] / 2**20:.1f} MiB  sha256 {artifact['sha256'][:12]}")
-    print(f"wrote {out / 'manifest.json'}")
+    resources = manifest["export"]["resources"]
+    print(f"wrote {out / 'manifest.json'} in {resources['seconds']:.0f} s, peak RSS "
+          f"{resources['peak_rss_bytes'] / 2**30:.2f} GiB")
     return 0
+
+
+def print_stage(name: str, record) -> None:
+    """Stage lines on stderr while a long export runs (stdout keeps the summary)."""
+    import sys
+
+    if record is None:
+        print(f"[edgevlm] {name} ...", file=sys.stderr, flush=True)
+    else:
+        print(f"[edgevlm] {name}: {record.seconds:.1f} s, peak RSS {record.peak_rss_bytes / 2**30:.2f} GiB",
+              file=sys.stderr, flush=True)
 
 
 def verify_args(p: argparse.ArgumentParser) -> None:
@@ -180,3 +194,39 @@ def run(args) -> int:
                   f"artifacts {result.tokens[at:at + 1]}; max logit gap there {gap:.4g}); "
                   f"reference text {reference.text!r}")
     return 0
+
+
+def bench_export_args(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="checkpoint directory")
+    source.add_argument("--preset", help="write (once, into --work) and export this preset's seeded checkpoint")
+    p.add_argument("--layers", type=int, help="with --preset: keep the first N decoder layers (a real-width proxy)")
+    p.add_argument("--recipe", required=True)
+    p.add_argument("--part", default="all", choices=["vision", "decoder", "all"])
+    p.add_argument("--cap-gb", type=float, default=16.0, help="memory cap of every step (default: a 16 GB CI runner)")
+    p.add_argument("--work", type=Path, default=Path("runs/bench-export"), help="checkpoints and exports go here")
+    p.add_argument("--no-verify", action="store_true")
+    p.add_argument("--no-run", action="store_true")
+    p.add_argument("--timeout", type=float, help="seconds per step")
+    p.add_argument("--json", type=Path, help="write the report (schema edgevlm.export-bench/1) here")
+
+
+def bench_export(args) -> int:
+    from rich.console import Console
+
+    from edgevlm.device_tests.export_bench import bench_export as run_bench, ensure_checkpoint, table
+
+    model = args.model or ensure_checkpoint(args.preset, args.work, args.layers)
+    out = args.work / "exports" / f"{model.name}.{Path(args.recipe).stem}.{args.part}"
+    report = run_bench(model, args.recipe, out, args.part, args.cap_gb, verify=not args.no_verify,
+                       run=not args.no_run, timeout=args.timeout)
+    Console().print(table(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    failed = [s for s in report["steps"] if not s["ok"]]
+    for step in failed:
+        print(f"{step['step']} failed (exit {step['returncode']}"
+              + (", killed at the memory cap" if step["killed_for_memory"] else "") + "):\n"
+              + step["stderr_tail"][-1500:])
+    return 1 if failed else 0

@@ -167,6 +167,8 @@ COMMANDS = [
     Command("generate", "reference greedy generation with the eager model", _generate_args, _generate),
     Command("export", "export artifacts + manifest.json for a recipe (atomic: all or nothing)",
             _artifacts.export_args, _artifacts.export),
+    Command("bench-export", "export under a memory cap (default 16 GB), then verify and run: wall time and peak "
+            "memory per stage, artifact sizes (JSON report)", _artifacts.bench_export_args, _artifacts.bench_export),
     Command("verify", "check every artifact of a manifest: checksums, I/O contract, numerics vs the eager model",
             _artifacts.verify_args, _artifacts.verify),
     Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",

@@ -54,6 +54,16 @@ def build_llm(cfg: LLMConfig) -> nn.Module:
     return {"llama": LlamaForCausalLM, "qwen2": Qwen2ForCausalLM, "qwen3": Qwen3ForCausalLM}[cfg.arch](hf)
 
 
+def rebuild_rotary(llm: nn.Module, cfg: LLMConfig) -> None:
+    """Real rotary tables for an LLM built on the meta device (non-persistent buffers are never
+    in a checkpoint)."""
+    inner = llm.model
+    if cfg.arch == "minicpm":
+        inner.rotary_emb = MiniCPMRotaryEmbedding(cfg)
+    else:
+        inner.rotary_emb = type(inner.rotary_emb)(config=hf_config(cfg))
+
+
 # ---- MiniCPM4 -------------------------------------------------------------------------------------
 
 

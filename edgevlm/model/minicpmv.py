@@ -69,11 +69,16 @@ class MiniCPMV(nn.Module):
     def embed_inputs(self, input_ids: torch.Tensor, vision_embeds: torch.Tensor,
                      image_bounds: torch.Tensor) -> torch.Tensor:
         """Token embeddings with each image bound's rows replaced by one group of vision embeddings."""
-        embeds = self.llm.get_input_embeddings()(input_ids)
-        if len(image_bounds) != len(vision_embeds):
-            raise ValueError(f"prompt has {len(image_bounds)} image placeholders but {len(vision_embeds)} "
-                             "vision embedding groups were computed")
-        embeds = embeds.clone()
-        for (start, end), group in zip(image_bounds.tolist(), vision_embeds):
-            embeds[start:end] = group.to(embeds.dtype)
-        return embeds
+        return place_vision(self.llm.get_input_embeddings()(input_ids), vision_embeds, image_bounds)
+
+
+def place_vision(embeds: torch.Tensor, vision_embeds: torch.Tensor, image_bounds: torch.Tensor) -> torch.Tensor:
+    """A copy of token embeddings [T, D] with each image bound's rows replaced by one group of
+    vision embeddings [G, Q, D]."""
+    if len(image_bounds) != len(vision_embeds):
+        raise ValueError(f"prompt has {len(image_bounds)} image placeholders but {len(vision_embeds)} "
+                         "vision embedding groups were computed")
+    embeds = embeds.clone()
+    for (start, end), group in zip(image_bounds.tolist(), vision_embeds):
+        embeds[start:end] = group.to(embeds.dtype)
+    return embeds

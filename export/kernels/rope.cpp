@@ -4,7 +4,8 @@
 //   x float32 [B, T, H, D] at positions start_pos .. start_pos + T - 1;
 //   cos, sin float32 [S, D]: the model's own rotary tables for every cache position;
 //   y = x * cos[p] + rotate_half(x) * sin[p], rotate_half(x) = cat(-x[D/2:], x[:D/2]);
-//   out = y H / sqrt(D) when hadamard (Sylvester H, D a power of two), else y.
+//   out = y H when hadamard, else y: H block-diagonal, orthonormal Sylvester blocks of the largest
+//   power of two dividing D (the whole head for 64 / 128; 5 blocks of 16 for an 80-dim head).
 // As XNNPACK graph ops this was 5 ops per tensor per layer (two multiplies, the rotate_half and
 // Hadamard fully-connected layers, an add), and each op of a decode step costs XNNPACK about a
 // microsecond of setup whatever its size; here it is one pass over the row.
@@ -56,8 +57,7 @@ Tensor& rope_out(
           cos.size(0) == sin.size(0),
       InvalidArgument, out, "rope: cos and sin must be float32 [S, D] with x's head dim");
   ET_KERNEL_CHECK_MSG(
-      ctx, D % 2 == 0 && (!hadamard || (D & (D - 1)) == 0),
-      InvalidArgument, out, "rope: head dim must be even (a power of two with hadamard)");
+      ctx, D % 2 == 0, InvalidArgument, out, "rope: head dim must be even");
   ET_KERNEL_CHECK_MSG(
       ctx, start_pos >= 0 && start_pos + T <= cos.size(0), InvalidArgument, out,
       "rope: start_pos + new rows exceeds the rotary table");
@@ -70,7 +70,8 @@ Tensor& rope_out(
   const float* sin_table = sin.const_data_ptr<float>();
   float* dst = out.mutable_data_ptr<float>();
   const int64_t half = D / 2;
-  const float norm = 1.0f / std::sqrt(static_cast<float>(D));
+  const int64_t block = D & -D; // largest power of two dividing D
+  const float norm = 1.0f / std::sqrt(static_cast<float>(block));
   auto rows = [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t t = (row / H) % T;
@@ -83,7 +84,9 @@ Tensor& rope_out(
         y[i + half] = in[i + half] * c[i + half] + in[i] * s[i + half];
       }
       if (hadamard) {
-        hadamard_in_place(y, D, norm);
+        for (int64_t b = 0; b < D; b += block) {
+          hadamard_in_place(y + b, block, norm);
+        }
       }
     }
   };
