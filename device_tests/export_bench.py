@@ -45,7 +45,7 @@ def _cli(*args: str) -> list[str]:
 
 def _step(name: str, cmd: list[str], cap: int, timeout: float | None) -> dict:
     print(f"[bench-export] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
-    run = run_capped(cmd, cap, timeout=timeout)
+    run = run_capped(cmd, cap, timeout=timeout, echo_stderr=True)
     result = run.to_dict() | {"step": name, "ok": run.returncode == 0, "stdout_tail": run.stdout[-4000:],
                               "stderr_tail": run.stderr[-4000:]}
     print(f"[bench-export] {name}: exit {run.returncode} in {run.seconds:.0f} s, peak {run.peak_bytes / GIB:.2f} GiB "

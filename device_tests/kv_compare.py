@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from edgevlm.export.decoder import rotate_half
-from edgevlm.export.kv_cache import KVCacheSpec, dequantize, hadamard, quantize
+from edgevlm.export.kv_cache import KVCacheSpec, allowed_group_sizes, auto_group_size, dequantize, hadamard, quantize
 
 PROMPTS = ("What shapes are in the picture?", "Describe the colours and positions of the objects in detail.",
            "Is there any text in the image? Read it out.")
@@ -93,7 +93,7 @@ def ours(spec: KVCacheSpec) -> Callable:
             dtype = torch.float16 if spec.format == "fp16" else torch.float32
             return q, k.to(dtype).float(), v.to(dtype).float()
         if spec.rotate_keys:
-            h = hadamard(k.shape[-1])
+            h = hadamard(k.shape[-1])  # block-diagonal for heads that are not a power of two
             q, k = q @ h, k @ h
         return q, _roundtrip(k, spec), _roundtrip(v, spec)
     return apply
@@ -104,14 +104,14 @@ def _roundtrip(x, spec: KVCacheSpec):
     return dequantize(codes, scale, zero, spec.bits, spec.group_size)
 
 
-def int4_channel_keys(token_group: int = 32) -> Callable:
-    """KIVI-style: keys quantized per channel over groups of `token_group` tokens, values per token (g32)."""
+def int4_channel_keys(token_group: int = 32, group: int = 32) -> Callable:
+    """KIVI-style: keys quantized per channel over groups of `token_group` tokens, values per token."""
     def apply(q, k, v):
         hkv, t, d = k.shape
         pad = (-t) % token_group
         kt = F.pad(k.transpose(1, 2), (0, pad))  # [Hkv, Dh, T+pad]: groups run along the sequence
         kq = _roundtrip(kt, KVCacheSpec("int4", token_group))[..., :t].transpose(1, 2)
-        return q, kq, _roundtrip(v, KVCacheSpec("int4", 32))
+        return q, kq, _roundtrip(v, KVCacheSpec("int4", group))
     return apply
 
 
@@ -174,17 +174,18 @@ def _turboquant_class():
 def formats(layers: int, kv_heads: int, head_dim: int) -> list[tuple[str, Callable | str, float]]:
     """(name, apply or reason it cannot run, cache bytes per token over all layers)."""
     out = []
-    for spec in [KVCacheSpec("fp16"), KVCacheSpec("int8", 32, False), KVCacheSpec("int8", 32, True)]:
+    group = auto_group_size(head_dim)
+    for spec in [KVCacheSpec("fp16"), KVCacheSpec("int8", group, False), KVCacheSpec("int8", group, True)]:
         out.append((_name(spec), ours(spec), spec.bytes_per_token(layers, kv_heads, head_dim)))
-    for group in (32, 64, 128):
-        if head_dim % group:
-            continue
+    # every even group from 16 up that divides the head: 16/32/64/128 for 128; 16/20/40/80 for MiniCPM4's 80
+    for group in [g for g in allowed_group_sizes(head_dim) if g >= 16]:
         for rotate in (False, True):
             spec = KVCacheSpec("int4", group, rotate)
             out.append((_name(spec), ours(spec), spec.bytes_per_token(layers, kv_heads, head_dim)))
     # per-channel keys: 4 bits + (scale, zero) fp16 per channel per 32 tokens; values int4 g32
-    per_channel = 2 * layers * kv_heads * (head_dim / 2 + 2 * 2 * head_dim / 32)
-    out.append(("edgevlm int4 keys per-channel (32-token groups), values g32", int4_channel_keys(), per_channel))
+    per_channel = 2 * layers * kv_heads * (head_dim / 2 + 2 * 2 * head_dim / group)
+    out.append((f"edgevlm int4 keys per-channel (32-token groups), values g{group}", int4_channel_keys(group=group),
+                per_channel))
     per_head_int8 = 2 * layers * kv_heads * (head_dim + 4 + 1)  # int8 codes + fp32 scale + int8 zero point
     out.append(("executorch int8 QuantizedKVCache (per-token asym)", executorch_int8(), per_head_int8))
     tq = executorch_turboquant()

@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -173,9 +174,29 @@ class _Cgroup:
                     time.sleep(0.1)
 
 
+class _Tee(threading.Thread):
+    """Keeps a stream's text, echoing each line to our stderr as it comes (a long export's stages)."""
+
+    def __init__(self, stream, echo: bool):
+        super().__init__(daemon=True)
+        self.stream, self.echo, self.lines = stream, echo, []
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+            if self.echo:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    def text(self) -> str:
+        self.join()
+        return "".join(self.lines)
+
+
 def run_capped(cmd: list[str], cap_bytes: int, env: dict | None = None, timeout: float | None = None,
-               use_cgroup: bool = True) -> CappedRun:
-    """Run cmd (output captured) under a memory cap; see the module docstring for how."""
+               use_cgroup: bool = True, echo_stderr: bool = False) -> CappedRun:
+    """Run cmd (output captured; stderr also echoed live with echo_stderr) under a memory cap; see the
+    module docstring for how."""
     group = _Cgroup(cap_bytes) if use_cgroup else None
     method = group.version if group is not None and group.path is not None else "watchdog"
     notes = [] if method != "watchdog" else ["no memory cgroup could be created here: the cap is a watchdog on "
@@ -191,14 +212,17 @@ def run_capped(cmd: list[str], cap_bytes: int, env: dict | None = None, timeout:
                             start_new_session=True, preexec_fn=join_cgroup)
     sampler = _Sampler(proc.pid, cap_bytes if method == "watchdog" else None)
     sampler.start()
+    out, err = _Tee(proc.stdout, False), _Tee(proc.stderr, echo_stderr)
+    out.start(), err.start()
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+        proc.wait()
         notes.append(f"killed after the {timeout} s timeout")
     finally:
         sampler.stop()
+    stdout, stderr = out.text(), err.text()
     seconds = time.perf_counter() - start
     if method == "watchdog":
         peak, killed = sampler.peak_rss, sampler.killed

@@ -79,6 +79,6 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
                             "get_n_layers": cfg.llm.num_hidden_layers,
                             "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
                             "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
-        "quality_gate": decoder_gate(target).to_dict(),
+        "quality_gate": decoder_gate(target, parity).to_dict(),
         "parity": parity,
     }

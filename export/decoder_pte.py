@@ -32,14 +32,16 @@ from torch import nn
 from edgevlm.export.decoder import ExportDecoder
 from edgevlm.export.kv_cache import FORMATS, KVCacheSpec
 
-WEIGHT_SCHEMES = ("fp32", "8da4w", "4w")
+# No weight-only "4w": XNNPACK runs 4-bit weights only with int8 dynamic activations, and with
+# weight-only int4 ExecuTorch folded the dequantization into fp32 weights (an 8x larger .pte).
+WEIGHT_SCHEMES = ("fp32", "8da4w")
 KV_FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}  # constant methods hold numbers, not strings
 
 
 @dataclass(frozen=True)
 class DecoderPteSpec:
     max_seq_len: int = 1024
-    weights: str = "8da4w"  # fp32 | 8da4w | 4w
+    weights: str = "8da4w"  # fp32 | 8da4w
     group_size: int = 32
     cache: KVCacheSpec = KVCacheSpec()
     attention: str = "static"  # static | custom (ExecuTorch custom ops: export/decoder_fast.py)

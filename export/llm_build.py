@@ -35,7 +35,7 @@ SCHEMES = ("fp32",) + INTX_SCHEMES + ("int4",)  # int4: MatMulNBits (ONNX)
 class WeightPlan:
     """What the builder turns the float LLM into."""
 
-    scheme: str = "fp32"  # fp32 (float modules) | 8da4w | 4w (torchao, .pte) | int4 (MatMulNBits, .onnx)
+    scheme: str = "fp32"  # fp32 (float modules) | 8da4w (torchao, .pte) | int4 (MatMulNBits, .onnx)
     group_size: int = 32
     symmetric: bool = True  # MatMulNBits only; torchao's intx is symmetric
     accuracy_level: int | None = 4  # MatMulNBits

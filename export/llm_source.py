@@ -7,9 +7,10 @@ it may modify), the final norm, and the lm_head and embedding tables a block of 
   bf16 checkpoint costs one layer in fp32 at a time).
 - `ModuleLayers`: from an LLM already in memory (tests, the quality report's ablations).
 
-`skeleton()` is the LLM's module structure with every parameter on the meta device and real
-rotary tables: the builder (export/llm_build.py) puts each finished layer into it, and the
-exporters read the result as they would the reference model.
+`skeleton()` is a fresh copy of the LLM's module structure with every parameter on the meta device
+and real rotary tables: the builder (export/llm_build.py) puts each finished layer into it, and
+the exporters read the result as they would the reference model. Each build gets its own copy, so
+one source serves several targets.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class CheckpointLayers:
         self.num_layers = config.num_hidden_layers
 
     def skeleton(self) -> nn.Module:
-        return self._meta
+        return copy.deepcopy(self._meta)
 
     def _keys(self, module_path: str) -> dict[str, str]:
         prefix = f"{self.PREFIX}{module_path}."
@@ -93,7 +94,7 @@ class ModuleLayers:
         self._meta = copy.deepcopy(llm, memo)
 
     def skeleton(self) -> nn.Module:
-        return self._meta
+        return copy.deepcopy(self._meta)
 
     def layer(self, index: int) -> nn.Module:
         return copy.deepcopy(self.llm.model.layers[index]).float().eval().requires_grad_(False)

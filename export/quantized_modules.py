@@ -25,7 +25,7 @@ from torch import nn
 
 ROW_BLOCK = 8192  # rows quantized at a time
 EMBEDDING_GROUP = 32  # int8 embedding: one fp32 scale per 32 elements of a row
-INTX_SCHEMES = ("8da4w", "4w")  # torchao forms for ExecuTorch
+INTX_SCHEMES = ("8da4w",)  # torchao forms XNNPACK lowers to 4-bit GEMMs
 
 
 def row_blocks(weight: torch.Tensor, rows: int = ROW_BLOCK) -> Iterator[torch.Tensor]:
@@ -77,9 +77,19 @@ class IntxLinear(nn.Module):
             x = x / self.input_divisor
         if self.dynamic_activations:
             x = _apply_int8_act_asym_per_token_quant_dequant(x)
-        weight = dequantize_affine(self.qdata, self.block_size, self.scale, self.zero_point, torch.int8, -8, 7,
-                                   output_dtype=x.dtype)
-        return F.linear(x, weight, self.bias)
+
+        def linear(qdata, scale, zero_point, bias) -> torch.Tensor:
+            weight = dequantize_affine(qdata, self.block_size, scale, zero_point, torch.int8, -8, 7,
+                                       output_dtype=x.dtype)
+            return F.linear(x, weight, bias)
+
+        if torch.compiler.is_exporting() or self.out_features <= ROW_BLOCK:
+            # the buffers themselves: XNNPACK packs a dequantize whose inputs are the constants
+            return linear(self.qdata, self.scale, self.zero_point, self.bias)
+        # eager runs of a 150k-row lm_head: a block of dequantized rows at a time, not 2.5 GB of fp32
+        blocks = [slice(i, i + ROW_BLOCK) for i in range(0, self.out_features, ROW_BLOCK)]
+        return torch.cat([linear(self.qdata[r], self.scale[r], self.zero_point[r],
+                                 None if self.bias is None else self.bias[r]) for r in blocks], dim=-1)
 
 
 class NBitsLinear(nn.Module):
@@ -123,16 +133,17 @@ class NBitsLinear(nn.Module):
         return cls(**tensors, in_features=in_features, out_features=rows, block_size=block_size,
                    accuracy_level=accuracy_level, bias=bias, input_divisor=input_divisor)
 
-    def dequantized_weight(self) -> torch.Tensor:
-        """fp32 [N, K]: what MatMulNBits computes with (eager reference of the op)."""
-        n, blocks = self.out_features, self.packed.shape[1]
-        codes = torch.stack([self.packed & 0xF, self.packed >> 4], dim=-1).reshape(n, blocks, -1).float()
+    def dequantized_weight(self, rows: slice = slice(None)) -> torch.Tensor:
+        """fp32 [N, K] (or those rows): what MatMulNBits computes with (eager reference of the op)."""
+        packed = self.packed[rows]
+        n, blocks = packed.shape[0], packed.shape[1]
+        codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(n, blocks, -1).float()
         if self.zero_points is None:
             zero = torch.full((n, blocks, 1), 8.0)
         else:
-            z = self.zero_points.reshape(n, -1)
+            z = self.zero_points.reshape(self.out_features, -1)[rows]
             zero = torch.stack([z & 0xF, z >> 4], dim=-1).reshape(n, -1)[:, :blocks, None].float()
-        weight = (codes - zero) * self.scales.reshape(n, blocks, 1)
+        weight = (codes - zero) * self.scales.reshape(self.out_features, blocks, 1)[rows]
         return weight.reshape(n, -1)[:, :self.in_features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,8 +156,9 @@ class NBitsLinear(nn.Module):
                 attrs["accuracy_level"] = self.accuracy_level
             y = torch.onnx.ops.symbolic("com.microsoft::MatMulNBits", inputs, attrs, dtype=x.dtype,
                                         shape=(*x.shape[:-1], self.out_features), version=1)
-        else:
-            y = x @ self.dequantized_weight().T
+        else:  # eager: a block of dequantized rows at a time
+            y = torch.cat([x @ self.dequantized_weight(slice(i, i + ROW_BLOCK)).T
+                           for i in range(0, self.out_features, ROW_BLOCK)], dim=-1)
         return y if self.bias is None else y + self.bias
 
 

@@ -18,7 +18,7 @@ from edgevlm.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "recipes"
 # decoder backend -> weight schemes it can write (executorch: torchao .pte; ort: MatMulNBits ONNX)
-DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w", "4w"), "ort": ("fp32", "int4")}
+DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w"), "ort": ("fp32", "int4")}
 DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
 KV_FORMATS = ("fp32", "fp16", "int8", "int4")
 ATTENTION_MODES = ("custom", "static")  # export/decoder_fast.py
@@ -40,7 +40,7 @@ class VisionTarget:
 @dataclass(frozen=True)
 class DecoderTarget:
     backend: str  # executorch (XNNPACK .pte) | ort (ONNX Runtime CPU .onnx)
-    weights: str = "8da4w"  # executorch: fp32 | 8da4w | 4w (torchao); ort: fp32 | int4 (MatMulNBits)
+    weights: str = "8da4w"  # executorch: fp32 | 8da4w (torchao); ort: fp32 | int4 (MatMulNBits)
     group_size: int = 32
     # rtn: round-to-nearest as the quantizer does it; awq: activation-aware scales folded in first
     # (calibration/awq.py, on the recipe's calibration set); awq-fast: a coarser, ~8x cheaper search
@@ -118,6 +118,10 @@ def _parse(data: dict, source: str) -> Recipe:
             raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
                               f"known decoder backends: {', '.join(DECODER_BACKENDS)}")
         weights = DECODER_BACKEND_WEIGHTS[target.backend]
+        if target.backend == "executorch" and target.weights == "4w":
+            raise ConfigError(f"recipe {source}: the executorch decoder has no weight-only int4 (4w): XNNPACK runs "
+                              "4-bit weights only with int8 dynamic activations, and ExecuTorch stored 4w as fp32 "
+                              "weights (an 8x larger .pte)", "use weights: 8da4w")
         if target.weights not in weights:
             raise ConfigError(f"recipe {source}: decoder backend {target.backend} has no weight scheme {target.weights!r}",
                               f"{target.backend} decoder weights: {', '.join(weights)}")

@@ -214,7 +214,11 @@ def test_matmulnbits_weights_match_torch_with_the_same_int4_weights(qwen2_int4_k
 def test_bad_decoder_recipe_combinations_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="ort has no weight scheme '8da4w'.*\n.*fp32, int4"):
         _recipe(tmp_path, {"backend": "ort", "weights": "8da4w"})
-    with pytest.raises(ConfigError, match="executorch has no weight scheme 'int4'.*\n.*fp32, 8da4w, 4w"):
+    with pytest.raises(ConfigError, match="executorch has no weight scheme 'int4'.*\n.*fp32, 8da4w$"):
+        _recipe(tmp_path, {"backend": "executorch", "weights": "int4"})
+    with pytest.raises(ConfigError, match="no weight-only int4 \\(4w\\).*fp32 weights.*\n.*use weights: 8da4w"):
+        _recipe(tmp_path, {"backend": "executorch", "weights": "4w"})
+    with pytest.raises(ConfigError, match="executorch has no weight scheme 'int4'"):
         _recipe(tmp_path, {"backend": "executorch", "weights": "int4"})
     with pytest.raises(ConfigError, match="vision_in_pte"):
         _recipe(tmp_path, {"backend": "ort", "weights": "int4", "vision_in_pte": True})

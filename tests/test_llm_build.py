@@ -148,3 +148,16 @@ def test_int8_embedding_is_close_and_a_quarter_of_the_bytes(loaded_models):
     assert (got - want).abs().max() <= (want.abs().amax(-1, keepdim=True) / 127 / 2 + 1e-6).max()
     stored = module.codes.nbytes + module.scales.nbytes
     assert stored < 0.3 * table.float().nbytes
+
+
+def test_one_source_serves_several_builds(loaded_models):
+    """A build fills its own copy of the skeleton: the next build from the same source starts clean."""
+    llm = loaded_models["minicpmv-4.0-tiny"].model.llm  # MiniCPM4: the embedding scale must survive
+    source = ModuleLayers(llm)
+    probe = torch.randn(6, llm.config.hidden_size, generator=torch.Generator().manual_seed(5))
+    first = build_llm(source, WeightPlan("8da4w", embedding="int8"), probes=[probe])
+    second = build_llm(source, WeightPlan("fp32"), probes=[probe])
+    ids = torch.tensor([1, 2, 3])
+    assert torch.allclose(second.llm.get_input_embeddings()(ids), llm.get_input_embeddings()(ids))
+    assert torch.equal(first.probe_logits[0], second.probe_logits[0])
+    assert type(second.llm.model.layers[0].self_attn.q_proj) is torch.nn.Linear
