@@ -18,6 +18,8 @@ from edgevlm.checkpoint.layout import (INDEX_FILE, PREPROCESSOR_FILE, SINGLE_FIL
 from edgevlm.checkpoint.writer import DTYPES
 from edgevlm.config import MiniCPMVConfig
 from edgevlm.errors import CheckpointError, ConfigError
+from edgevlm.jsonfiles import read_json_object
+from edgevlm.safety import check_dtypes, check_weight_map, read_processor_config
 from edgevlm.tokenizer import Tokenizer, load_tokenizer
 
 MAX_LISTED = 12  # keys listed per problem before "... and N more"
@@ -47,9 +49,10 @@ def weight_files(model_dir: Path) -> dict[str, list[str]]:
     index = model_dir / INDEX_FILE
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_json_object(index, "checkpoint index", CheckpointError)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{index} is malformed ({e!r})", "restore it from the checkpoint") from None
+        check_weight_map(model_dir, index, weight_map)  # a mapping of names to shards inside model_dir
         files: dict[str, list[str]] = {}
         for key, name in weight_map.items():
             files.setdefault(name, []).append(key)
@@ -111,6 +114,7 @@ def load_model(model_dir: Path, dtype: str = "float32") -> LoadedModel:
         for key in handle.keys():
             found[key] = tuple(handle.get_slice(key).get_shape())
     check_keys(config, found, model_dir)
+    check_dtypes(config, handles, model_dir)  # float weights stay float: I32 bits are never loaded as F32
 
     model = build_on_meta(config)
     for name, handle in handles.items():
@@ -125,7 +129,7 @@ def load_model(model_dir: Path, dtype: str = "float32") -> LoadedModel:
     model.eval()
     tokenizer = load_tokenizer(model_dir, embedding_rows=config.llm.vocab_size)
     processor_path = model_dir / PREPROCESSOR_FILE
-    processor_config = json.loads(processor_path.read_text()) if processor_path.is_file() else {}
+    processor_config = read_processor_config(processor_path) if processor_path.is_file() else {}
     return LoadedModel(model_dir, config, model, tokenizer, processor_config, torch_dtype)
 
 
