@@ -22,6 +22,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.export.decoder_artifact import export_decoder_target
 from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
+from edgevlm.export.integrity import support_files
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
 from edgevlm.export.recipes import Recipe, VisionTarget
 from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
@@ -67,6 +68,7 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(Path(model_dir) / name, tokenizer_dir / name)
+        manifest["files"] = support_files(tmp)  # sha256 of the tokenizer and verification files
         write_manifest(tmp, manifest)
     return Path(out_dir)
 

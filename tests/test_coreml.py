@@ -270,3 +270,25 @@ def test_ios_m4_recipe_end_to_end(tiny_checkpoints, tmp_path):
     assert numerics["overall"]["cosine"] >= 0.999
     if platform.system() != "Darwin":  # the interpreter checks one slice per verification image
         assert numerics["slices"] == 6
+
+
+def test_bench_refuses_a_changed_file_inside_an_mlpackage(fp16_exports, int4_kv_export, tmp_path, capsys):
+    """A package artifact is hashed as a folder: one changed byte anywhere inside it is refused."""
+    import json
+    import shutil
+
+    from edgevlm.cli.main import main
+    from edgevlm.export.manifest import sha256_path
+
+    copy = shutil.copytree(int4_kv_export, tmp_path / "art")
+    package = shutil.copytree(fp16_exports["minicpmv-2.6-tiny"][1].path, copy / "v.mlpackage")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"].append(dict(manifest["artifacts"][0], target="coreml", precision="fp16",
+                                      file="v.mlpackage", sha256=sha256_path(package)))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    weights = max((p for p in package.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert main(["bench", "--artifacts", str(copy), "--runs", "1", "--warmup", "0"]) == 1
+    assert "v.mlpackage does not match its manifest" in capsys.readouterr().err
