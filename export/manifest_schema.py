@@ -1,8 +1,11 @@
 """The typed schema of manifest.json, checked by `read_manifest` before anything reads a field.
 
-Three layers, all before any artifact is opened:
+Four layers, all before any artifact is opened:
 - JSON Schema (the `jsonschema` library): the types and ranges of every field edgevlm's readers
   use (verify, run, bench, aihub, quality). Extra fields are allowed: apps may add their own.
+- consistency: the fields that must agree (a vision artifact's declared input shapes with its
+  batch and max_patches, the preprocessing block with the model config), so a runtime is never
+  fed shapes its artifact was not built for.
 - confinement: every file a manifest names (artifacts, extra files, ONNX graphs, references,
   verification images, tokenizer files) is a relative path inside the artifact folder after
   symlinks are resolved (edgevlm/safety.confined), so `../../x` or `/etc/passwd` are refused.
@@ -29,9 +32,12 @@ _IO = {"type": "array", "maxItems": 10_000, "items": {
 _FILE_ENTRY = {"type": "object", "required": ["file", "sha256"],
                "properties": {"file": _FILE, "sha256": _SHA, "bytes": {"type": "integer", "minimum": 0}}}
 _FILES = {"type": "array", "items": _FILE_ENTRY, "maxItems": 100_000}
-_GATE = {"type": "object", "required": ["metric", "bound"],
-         "properties": {"metric": {"type": "string"}, "bound": {"type": "number"},
-                        "higher_is_better": {"type": "boolean"}}}
+# export/gates.Gate(**gate): exactly its fields, and a metric gates.compare computes
+_GATE = {"type": "object", "required": ["metric", "bound", "higher_is_better"], "additionalProperties": False,
+         "properties": {"metric": {"enum": ["max_abs_error", "relative_max_error", "cosine", "sqnr_db"]},
+                        "bound": {"type": "number"}, "higher_is_better": {"type": "boolean"}}}
+_ACCURACY_GATE = {"type": "object", "required": ["component", "max_drop_points"], "additionalProperties": False,
+                  "properties": {"component": {"type": "string"}, "max_drop_points": {"type": "number"}}}
 _KV = {"type": "object", "required": ["max_seq_len"], "properties": {"max_seq_len": _COUNT, "format": {"type": "string"}}}
 
 ARTIFACT = {
@@ -88,6 +94,8 @@ SCHEMA = {
                                                  "embed_dim": {"type": "integer", "minimum": 1, "maximum": 65536}}},
             },
         },
+        "recipe": {"type": "object", "properties": {
+            "accuracy_gates": {"type": "object", "additionalProperties": _ACCURACY_GATE}}},
         "prompt": {"type": "object"},
         "special_tokens": {"type": "object"},
         "toolchain": {"type": "object"},
@@ -153,6 +161,52 @@ def oversized_tensors(manifest: dict) -> list[str]:
     return found
 
 
+def consistency_problems(manifest: dict) -> list[str]:
+    """Fields that must agree with each other for the host code and the artifacts to fit: the
+    static shapes a vision artifact declares and its batch / max_patches, the preprocessing block
+    and the model config the runner rebuilds prompts from."""
+    pre = manifest["preprocessing"]
+    patch, dim = pre["patch_size"], pre["resampler_pos"]["embed_dim"]
+    problems = []
+    if pre["slice_config"]["patch_size"] != patch:
+        problems.append(f"preprocessing.slice_config.patch_size {pre['slice_config']['patch_size']} != "
+                        f"preprocessing.patch_size {patch}")
+    if dim % 4:
+        problems.append(f"preprocessing.resampler_pos.embed_dim {dim} is not a multiple of 4 (2D sincos)")
+    llm = manifest.get("llm")
+    if isinstance(llm, dict) and llm.get("hidden_size") not in (None, dim):
+        problems.append(f"preprocessing.resampler_pos.embed_dim {dim} != llm.hidden_size {llm['hidden_size']}")
+    config = manifest.get("config")
+    if isinstance(config, dict):
+        vision, slicing = (v if isinstance(v, dict) else {} for v in (config.get("vision_config"),
+                                                                      config.get("slice_config")))
+        expected = {"num_patches_per_side": _ratio(vision.get("image_size"), vision.get("patch_size")),
+                    "patch_size": vision.get("patch_size"), "resampler_pos.embed_dim": config.get("hidden_size"),
+                    **{f"slice_config.{k}": slicing.get(k) for k in ("max_slice_nums", "scale_resolution",
+                                                                     "patch_size")}}
+        for key, want in expected.items():
+            section, _, name = key.rpartition(".")
+            have = (pre[section] if section else pre)[name]
+            if want is not None and have != want:
+                problems.append(f"preprocessing.{key} {have} != {want} from the manifest's model config")
+    for i, artifact in enumerate(manifest["artifacts"]):
+        if artifact["part"] != "vision":
+            continue
+        b, p = artifact["batch"], artifact["max_patches"]
+        shapes = {"pixel_values": [b, 3, patch, p * patch], "patch_mask": [b, p], "position_ids": [b, p],
+                  "resampler_pos": [b, p, dim]}
+        for spec in artifact["inputs"]:
+            want = shapes.get(spec["name"])
+            if want is not None and spec["shape"] != want:
+                problems.append(f"artifacts[{i}].inputs {spec['name']} shape {spec['shape']} does not fit batch {b}, "
+                                f"max_patches {p} and the preprocessing block (expected {want})")
+    return problems
+
+
+def _ratio(a, b):
+    return a // b if isinstance(a, int) and isinstance(b, int) and b > 0 else None
+
+
 def check_manifest(manifest: dict, root: Path, source: str) -> None:
     """Raise ManifestError / UnsafePath / LimitExceeded for a manifest edgevlm must not act on."""
     from edgevlm.errors import LimitExceeded
@@ -163,9 +217,13 @@ def check_manifest(manifest: dict, root: Path, source: str) -> None:
     if problems:
         raise ManifestError(f"{source} does not match the manifest schema:\n  " + "\n  ".join(problems),
                             "re-run `edgevlm export` (the manifest was edited, truncated or written by another tool)")
-    for where, name in named_files(manifest):
-        confined(root, name, f"{source} {where}")
     big = oversized_tensors(manifest)
     if big:
         raise LimitExceeded(f"{source} declares tensors above the {MAX_TENSOR_BYTES / 2 ** 30:.0f} GiB limit: "
                             + "; ".join(big[:4]), "re-run `edgevlm export`; a manifest never needs such shapes")
+    problems = consistency_problems(manifest)
+    if problems:
+        raise ManifestError(f"{source} contradicts itself:\n  " + "\n  ".join(problems[:8]),
+                            "re-run `edgevlm export` (the manifest was edited or written by another tool)")
+    for where, name in named_files(manifest):
+        confined(root, name, f"{source} {where}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.backends.base import get_vision_backend
+from edgevlm.errors import EdgeVLMError
 from edgevlm.export.gates import Gate, compare
 from edgevlm.export.manifest import read_manifest, sha256_path
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
@@ -103,7 +104,13 @@ def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = Fa
         checks.append(CheckResult(name, "numerics", NOT_RUN, reason))
         return checks
     limit = None if all_slices else getattr(backend, "verify_slices_per_case", None)
-    checks.append(_numerics(root, manifest, artifact, backend, path, limit))
+    try:
+        checks.append(_numerics(root, manifest, artifact, backend, path, limit))
+    except EdgeVLMError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the runtime refused the inputs the manifest describes
+        checks.append(CheckResult(name, "numerics", FAIL, f"the artifact did not run on the manifest's inputs "
+                                  f"({type(e).__name__}: {str(e).strip()[:300]})"))
     return checks
 
 
@@ -150,6 +157,11 @@ def _numerics(root: Path, manifest: dict, artifact: dict, backend, path: Path,
                                   pre["num_patches_per_side"], batch=artifact["batch"])
             got.append(backend.run(path, batch.arrays, artifact.get("details", {}))[:1])
         ref = references[case["name"]][: len(got)]
+        if got and (ref.shape[0] != len(got) or ref.shape[1:] != got[0].shape[1:]):
+            return CheckResult(artifact["file"], "numerics", FAIL,
+                               f"{case['name']}: {len(got)} slice output(s) of shape {list(got[0].shape[1:])} vs "
+                               f"the stored reference {list(ref.shape)}: the manifest's preprocessing does not "
+                               "match the export")
         if got:
             out = np.concatenate(got)
             per_case[case["name"]] = compare(ref, out)

@@ -111,13 +111,10 @@ def test_a_symlink_out_of_the_folder_is_refused(int4_kv_export, tmp_path, capsys
 def test_aihub_refuses_a_qdq_source_outside_the_folder(int4_kv_export, tmp_path, capsys):
     copy = _copy(int4_kv_export, tmp_path / "deep" / "art")
     (tmp_path / "x.qdq.onnx").write_bytes(b"not the exported model")
-    qnn = {"name": "vision_encoder", "part": "vision", "target": "qnn", "file": VISION,
-           "sha256": sha256_path(copy / VISION), "inputs": [], "outputs": [], "max_patches": 1120, "batch": 1,
-           "quality_gate": {"metric": "sqnr_db", "bound": 25.0},
-           "extra_files": [{"file": "../../x.qdq.onnx", "sha256": sha256_path(tmp_path / "x.qdq.onnx")}]}
-    _edit_manifest(copy, lambda m: m["artifacts"].append(qnn))
+    extra = [{"file": "../../x.qdq.onnx", "sha256": sha256_path(tmp_path / "x.qdq.onnx")}]
+    _edit_manifest(copy, lambda m: m["artifacts"].append(dict(m["artifacts"][0], target="qnn", extra_files=extra)))
     assert main(["aihub", "--artifacts", str(copy)]) == 2
-    assert "extra_files[0].file = '../../x.qdq.onnx' points outside" in capsys.readouterr().err
+    assert "artifacts[2].extra_files[0].file = '../../x.qdq.onnx' points outside" in capsys.readouterr().err
 
 
 def test_a_checkpoint_index_entry_outside_the_folder_is_refused(tiny_checkpoints, tmp_path):

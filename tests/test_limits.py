@@ -165,6 +165,10 @@ def _manifest(folder: Path, change) -> None:
     (lambda m: m["artifacts"][0].pop("sha256"), "'sha256' is a required property"),
     (lambda m: m["artifacts"][0].update(max_patches="1120"), "$.artifacts[0].max_patches: '1120' is not of type"),
     (lambda m: m["preprocessing"].update(norm_std=[0, 1, 1]), "$.preprocessing.norm_std[0]"),
+    (lambda m: m["artifacts"][0].update(batch=2), "artifacts[0].inputs pixel_values shape [1, 3, 14, 15680] does "
+                                                  "not fit batch 2"),
+    (lambda m: m["preprocessing"]["slice_config"].update(scale_resolution=100),
+     "preprocessing.slice_config.scale_resolution 100 != 448 from the manifest's model config"),
     (lambda m: m["artifacts"][0]["inputs"][0].update(shape=[10 ** 12, 3, 14]),
      "declares tensors above the 64 GiB limit: artifacts[0].pixel_values shape [1000000000000, 3, 14]"),
 ])
