@@ -181,3 +181,21 @@ def test_manifest_parser_arbitrary_text(text, tmp_path):
 
     (tmp_path / "manifest.json").write_text(text, encoding="utf-8", errors="surrogatepass")
     _expect_clean(read_manifest, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def artifacts_copy(int4_kv_export, tmp_path_factory):
+    return Path(shutil.copytree(int4_kv_export, tmp_path_factory.mktemp("fuzz") / "art"))
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 5))
+@given(data=st.data())
+def test_verify_exit_codes_on_mutated_manifests(data, manifest_base, artifacts_copy, capsys):
+    """What read_manifest accepts, verify must be able to act on: exit 0 or 1 (a check failed), or an
+    input error; never a traceback."""
+    from edgevlm.cli.main import main
+
+    (artifacts_copy / "manifest.json").write_text(json.dumps(data.draw(mutated(manifest_base))))
+    code = main(["verify", str(artifacts_copy)])
+    err = capsys.readouterr().err
+    assert code in (0, 1, 2, 3) and "Traceback" not in err, err

@@ -8,6 +8,7 @@ slice per image here.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -133,17 +134,22 @@ def test_bad_precision_and_options_are_clear_errors(loaded_models, tmp_path):
 
 
 def _compile(qdq, folder):
+    """Compile a copy of `qdq` placed in `folder`, as an export compiles the QDQ model it just wrote
+    into its own (randomly named) temporary folder."""
+    import shutil
+
     from edgevlm.backends.qnn import DEFAULT_OPTIONS, compile_context
 
     folder.mkdir()
-    return compile_context(qdq, folder / "m.onnx", DEFAULT_OPTIONS)
+    source = Path(shutil.copyfile(qdq, folder / qdq.name))
+    return compile_context(source, folder / "m.onnx", DEFAULT_OPTIONS)
 
 
 def test_the_epcontext_model_is_byte_identical_across_compiles(htp_exports, tmp_path):
     out = htp_exports["minicpmv-2.6-tiny"]
     qdq = next(out.glob("*.qdq.onnx"))
-    first, _ = _compile(qdq, tmp_path / "a")
-    second, _ = _compile(qdq, tmp_path / "b")
+    first, _ = _compile(qdq, tmp_path / ".out.partial-a1")
+    second, _ = _compile(qdq, tmp_path / ".out.partial-b2")
     assert first.read_bytes() == second.read_bytes()  # the partition name no longer depends on the folder
     node = onnx.load(str(first)).graph.node[0]
     partition = {a.name: a.s for a in node.attribute}["partition_name"].decode()
@@ -151,12 +157,13 @@ def test_the_epcontext_model_is_byte_identical_across_compiles(htp_exports, tmp_
 
 
 COMPILE_IN_A_FRESH_PROCESS = """
-import sys
+import shutil, sys
 from pathlib import Path
 from edgevlm.backends.qnn import DEFAULT_OPTIONS, compile_context
 folder = Path(sys.argv[2])
 folder.mkdir()
-compile_context(Path(sys.argv[1]), folder / "m.onnx", DEFAULT_OPTIONS)
+source = Path(shutil.copyfile(sys.argv[1], folder / "m.qdq.onnx"))
+compile_context(source, folder / "m.onnx", DEFAULT_OPTIONS)
 """
 
 
