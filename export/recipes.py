@@ -129,12 +129,12 @@ def _parse(data: dict, source: str) -> Recipe:
     check_top_level(data, source)
 
     def build(kind, raw, where):
-        check_fields(kind, raw, source, where)
         names = {f.name for f in dataclasses.fields(kind)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(f"recipe {source}: unknown field(s) {sorted(unknown)} in {where}",
+        unknown = set(raw) - names if isinstance(raw, dict) else set()
+        if unknown:  # first: a misspelt field also shows up as a missing one
+            raise ConfigError(f"recipe {source}: unknown field(s) {sorted(unknown, key=str)} in {where}",
                               f"allowed fields: {sorted(names)}")
+        check_fields(kind, raw, source, where)
         return kind(**raw)
 
     vision = tuple(build(VisionTarget, v, f"vision[{i}]") for i, v in enumerate(data.get("vision") or []))

@@ -3,14 +3,9 @@ no traceback (unless --debug); a bug is exit 70 with its traceback, never "a che
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
 from edgevlm.cli.main import main
-from edgevlm.export.manifest import sha256_path
 
 
 def test_disk_full_is_an_environment_error(int4_kv_export, capsys):
@@ -20,22 +15,12 @@ def test_disk_full_is_an_environment_error(int4_kv_export, capsys):
     assert "Traceback" not in err
 
 
-def test_a_missing_tool_or_credential_is_an_environment_error(int4_kv_export, tmp_path, monkeypatch, capsys):
-    copy = Path(shutil.copytree(int4_kv_export, tmp_path / "art"))
-    vision = "minicpmv-2.6.vision.ort.fp32.onnx"
-    shutil.copyfile(copy / vision, copy / "v.qdq.onnx")
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["artifacts"].append(dict(manifest["artifacts"][0], target="qnn", extra_files=[
-        {"file": "v.qdq.onnx", "sha256": sha256_path(copy / "v.qdq.onnx")}]))
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.delenv("QAI_HUB_API_TOKEN", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.qai_hub/client.ini
-    assert main(["aihub", "--artifacts", str(copy)]) == 3
-    assert "no Qualcomm AI Hub API token" in capsys.readouterr().err
-    monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("EDGEVLM_CXX", str(tmp_path / "no-such-g++"))
+def test_a_missing_tool_is_an_environment_error(tmp_path, monkeypatch, capsys):
+    """(A missing AI Hub token through the CLI: tests/test_farm.py.)"""
     from edgevlm.export.int4_attention import build_kernel_library
 
+    monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EDGEVLM_CXX", str(tmp_path / "no-such-g++"))
     with pytest.raises(Exception, match="not found") as err:
         build_kernel_library()
     assert err.value.exit_code == 3
