@@ -35,7 +35,7 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
     """all_slices: run every verification slice even on slow (emulated) runtimes."""
     artifacts_dir = Path(artifacts_dir)
     manifest = read_manifest(artifacts_dir)
-    results = []
+    results = support_file_checks(artifacts_dir, manifest)  # tokenizer, verification set: checked first
     for artifact in manifest["artifacts"]:
         results.extend(verify_one(artifacts_dir, manifest, artifact, all_slices))
     if (artifacts_dir / QUALITY_REPORT).is_file():
@@ -44,6 +44,17 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
 
 
 QUALITY_REPORT = "quality.json"  # written beside the manifest by `edgevlm quality`
+SUPPORT_FILES = "manifest.json files"  # the artifact column of the row for the manifest's `files`
+
+
+def support_file_checks(root: Path, manifest: dict) -> list[CheckResult]:
+    """One row for the manifest's `files` (tokenizer and verification set) when all match, one
+    failing row per file that does not (manifests from before `files` get none)."""
+    entries = manifest.get("files")
+    if entries is None:
+        return []
+    failed = [c for c in (_checksum(e["file"], root / e["file"], e["sha256"]) for e in entries) if c.status == FAIL]
+    return failed or [CheckResult(SUPPORT_FILES, "checksum", PASS, f"{len(entries)} files (tokenizer, verification)")]
 
 
 def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:

@@ -44,6 +44,17 @@ def test_the_manifest_hashes_the_tokenizer_and_verification_files(int4_kv_export
         assert entry["sha256"] == sha256_path(int4_kv_export / name) and entry["bytes"] > 0
 
 
+def test_verify_checks_the_tokenizer_and_verification_files(int4_kv_export, tmp_path):
+    from edgevlm.export.verify import FAIL, PASS, verify_artifacts
+
+    copy = _copy(int4_kv_export, tmp_path / "art")
+    assert [(r.artifact, r.status) for r in verify_artifacts(copy) if r.check == "checksum"][0] == \
+        ("manifest.json files", PASS)
+    _flip_byte(copy / "tokenizer" / "tokenizer_config.json")
+    failed = [(r.artifact, r.check) for r in verify_artifacts(copy) if r.status == FAIL]
+    assert failed == [("tokenizer/tokenizer_config.json", "checksum")]
+
+
 @pytest.mark.parametrize("victim", [VISION, PTE, "kernels/int4_sdpa.cpp", "tokenizer/tokenizer.json"])
 def test_run_refuses_a_changed_file(victim, int4_kv_export, tmp_path, capsys):
     copy = _copy(int4_kv_export, tmp_path / "art")
