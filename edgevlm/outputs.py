@@ -105,8 +105,8 @@ def _check_target(final: Path, overwrite: bool, kind: str) -> None:
 def _make_parent(parent: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise EdgeVLMError(f"{parent} is a file, so no output folder can be made inside it",
+    except (FileExistsError, NotADirectoryError):
+        raise EdgeVLMError(f"{parent} is a file (or lies under one), so no output folder can be made inside it",
                            "choose an output path whose parent is a folder") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise EnvironmentProblem(f"cannot write in {parent} (permission denied or read-only)",
