@@ -156,3 +156,17 @@ def test_a_tensor_of_the_wrong_dtype_class_is_refused(tiny_checkpoints, tmp_path
     save_file(tensors, str(shard), metadata={"format": "pt"})
     with pytest.raises(EdgeVLMError, match=f"wrong dtype class: {key} in {shard.name}: I32, expected float"):
         load_model(model)
+
+
+def test_bench_decoder_reuses_a_work_dir_pte_only_if_its_bytes_are_the_ones_exported(int4_kv_export, tmp_path):
+    from edgevlm.device_tests.decoder_bench import _reusable
+
+    pte = Path(shutil.copyfile(int4_kv_export / PTE, tmp_path / "decoder.pte"))
+    record = tmp_path / "decoder.json"
+    wanted = {"spec": "s", "model": "m", "code": "c"}
+    record.write_text(json.dumps(wanted | {"sha256": sha256_path(pte)}))
+    assert _reusable(pte, record, wanted)
+    _flip_byte(pte)
+    assert not _reusable(pte, record, wanted)  # re-exported, never timed
+    record.write_text(json.dumps(wanted))  # a record from before sha256 was kept
+    assert not _reusable(pte, record, wanted)
