@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgevlm.backends.base import BackendError, require
+from edgevlm.backends.base import BackendError, MissingTool, require
 
 DEFAULT_DEVICE = "Samsung Galaxy S24 (Family)"  # Snapdragon 8 Gen 3
 TOKEN_ENV = "QAI_HUB_API_TOKEN"
@@ -36,7 +36,7 @@ def client():
     """An authenticated qai_hub client, or a BackendError naming what is missing and the fix."""
     problem = token_problem()
     if problem:
-        raise BackendError(problem, NO_TOKEN_FIX)
+        raise MissingTool(problem, NO_TOKEN_FIX)
     hub = require("qai_hub", "'edgevlm[farm]'  (or: pip install qai-hub)", "Qualcomm AI Hub")
     token = os.environ.get(TOKEN_ENV)
     if token:

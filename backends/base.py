@@ -13,11 +13,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgevlm.errors import EdgeVLMError
+from edgevlm.errors import EdgeVLMError, EnvironmentProblem
 
 
 class BackendError(EdgeVLMError):
     """A backend cannot export or run something; names the op/shape/dtype and the way out."""
+
+
+class MissingTool(EnvironmentProblem, BackendError):
+    """A package, SDK, compiler or credential this machine lacks (exit code 3, not bad input)."""
 
 
 @dataclass
@@ -86,5 +90,5 @@ def require(package: str, install: str, purpose: str):
     try:
         return importlib.import_module(package)
     except ImportError as e:
-        raise BackendError(f"{purpose} needs the `{package}` package, which is not importable ({e})",
+        raise MissingTool(f"{purpose} needs the `{package}` package, which is not importable ({e})",
                            f"install it: pip install {install}") from None

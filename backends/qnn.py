@@ -13,10 +13,16 @@ Artifacts (naming grammar of DESIGN.md):
   <stem>.qdq.onnx  the quantized QDQ model it was compiled from (input for Qualcomm AI Hub, or for
                    the QNN EP compiling on device)
 
-Byte stability: the QDQ model and the EPContext model are deterministic. The context binary is not:
-QNN SDK 2.51 leaves ~0.1% of its bytes as uninitialised padding, which differs between compiles
-of the same graph. Their content is not ours to rewrite, so the manifest records the QDQ model's
-sha256 (`details.source_sha256`) as the reproducible identity of the binary.
+Byte stability: the QDQ model and the EPContext model are deterministic. The EPContext node's name
+and `partition_name` come from ONNX Runtime's MurmurHash of the path the model was compiled from
+(the export's random temporary folder) unless the model is passed as bytes, when they hash the
+graph's input and node-output names; `compile_context` passes bytes, so the name is fixed by the
+graph. The context binary embeds that name too (3 copies) and is otherwise byte-identical for the
+first compile in a process; each later compile in the same process gets other QNN tensor ids,
+which QNN assigns from a process-wide counter (tiny 2.6 w8a16 encoder: first ids 5, 255, 505 for
+three compiles in one process; 7,692 of 1,540,096 bytes differ). So a `.bin` depends on how many
+graphs its process compiled before; the manifest records the QDQ model's sha256
+(`details.source_sha256`) as the binary's reproducible identity.
 """
 
 from __future__ import annotations
@@ -203,7 +209,9 @@ def compile_context(qdq: Path, context: Path, options: dict, precision: str = "w
     ort = _ort_qnn()
     extra = {"ep.context_enable": "1", "ep.context_file_path": str(context), "ep.context_embed_mode": "0"}
     try:
-        ort.InferenceSession(str(qdq), _qnn_session_options(ort, options, extra))
+        # From bytes, not the path: ORT names the partition after a hash of the model path (a random
+        # temporary folder), or of the graph when there is no path (see the module docstring).
+        ort.InferenceSession(qdq.read_bytes(), _qnn_session_options(ort, options, extra))
     except Exception as e:  # onnxruntime raises its own exception types; re-raise with the cause named
         if "fallback to CPU EP has been explicitly disabled" in str(e):
             raise BackendError(f"the QNN HTP backend cannot take these nodes: {cpu_nodes(qdq, options)}",

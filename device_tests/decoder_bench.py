@@ -78,12 +78,25 @@ def export_ours(loaded, plan: BenchPlan, work: Path) -> dict[str, dict]:
         path = work / f"decoder.{plan.weights}.kv-{name}.{plan.attention}.s{plan.max_seq_len}.pte"
         record = path.with_suffix(".json")
         wanted = {"spec": repr(spec), "model": str(loaded.path), "code": export_code_fingerprint()}
-        if not (path.exists() and record.exists() and json.loads(record.read_text()) == wanted):
+        if not _reusable(path, record, wanted):
             print(f"exporting {path.name} ...", file=sys.stderr, flush=True)
             export_pte(loaded, spec, path, runner="multimodal")
-            record.write_text(json.dumps(wanted))
+            record.write_text(json.dumps(wanted | {"sha256": sha256_path(path)}))
         out[name] = {"path": path, "spec": spec}
     return out
+
+
+def _reusable(path: Path, record: Path, wanted: dict) -> bool:
+    """A reused .pte must be the one this spec and code wrote: its bytes still match the sha256
+    recorded beside it (a changed file is re-exported, never timed or loaded)."""
+    if not (path.exists() and record.exists()):
+        return False
+    try:
+        saved = json.loads(record.read_text())
+    except ValueError:
+        return False
+    return isinstance(saved, dict) and {k: v for k, v in saved.items() if k != "sha256"} == wanted \
+        and saved.get("sha256") == sha256_path(path)
 
 
 def best_round(measurements: list[dict]) -> dict:

@@ -146,8 +146,12 @@ class MiniCPMVConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config.json") -> "MiniCPMVConfig":
+        from edgevlm.limits import check_config, check_config_data
+        from edgevlm.typed import with_floats
+
         version = normalize_version(data.get("version"))
         arch = LLM_ARCH_BY_VERSION[version]
+        check_config_data(data, source)  # types and ranges, before anything is built from them
         missing = [k for k in ("hidden_size", "intermediate_size", "num_hidden_layers",
                                "num_attention_heads", "vocab_size") if k not in data]
         if missing:
@@ -162,19 +166,21 @@ class MiniCPMVConfig:
                 if llm_fields.get(k) is None:
                     raise ConfigError(f"{source} is a MiniCPM4 (version 4.0) config without `{k}`",
                                       "MiniCPM4 needs its muP fields scale_emb, scale_depth, dim_model_base")
-        llm = LLMConfig(arch=arch, **llm_fields)
-        vision_raw = dict(data.get("vision_config") or {})
+        llm = LLMConfig(arch=arch, **with_floats(LLMConfig, llm_fields))
+        vision_raw = with_floats(VisionConfig, dict(data.get("vision_config") or {}))
         vision = _build(VisionConfig, vision_raw, f"{source}: vision_config")
         slice_raw = {k: v for k, v in (data.get("slice_config") or {}).items() if k != "model_type"}
         slicing = _build(SliceConfig, slice_raw, f"{source}: slice_config")
         own = {"query_num", "image_size", "patch_size", "slice_mode", "use_image_id",
                "drop_vision_last_layer", "batch_vision_input", "vision_batch_size"}
         known = own | set(_LLM_KEYS) | {"version", "vision_config", "slice_config"}
-        return cls(
+        config = cls(
             version=version, llm=llm, vision_config=vision, slice_config=slicing,
             **{k: data[k] for k in own if k in data},
             extra={k: v for k, v in data.items() if k not in known},
         )
+        check_config(config)  # consistency, and the bytes its parameters would take
+        return config
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {
@@ -207,12 +213,10 @@ class MiniCPMVConfig:
             raise ConfigError(f"no config.json at {path}",
                               "point --model at a checkpoint directory in the Hugging Face layout "
                               "(or write one with `edgevlm checkpoint --preset NAME --out DIR`)")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON ({e})", "restore the checkpoint's config.json") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} does not hold a JSON object", "restore the checkpoint's config.json")
+        from edgevlm.jsonfiles import read_json_object
+
+        data = read_json_object(path, "model config", ConfigError, max_bytes=16 << 20,
+                                fix="restore the checkpoint's config.json")
         return cls.from_dict(data, source=str(path))
 
     def save(self, path: Path) -> None:

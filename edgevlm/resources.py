@@ -147,8 +147,8 @@ class ScratchFiles:
     parked in files they are page cache the kernel can drop and re-read, not memory a 16 GB runner
     must keep resident. Remove the folder with `close()` (or use as a context manager)."""
 
-    def __init__(self, parent: Path | None = None):
-        self.root = Path(tempfile.mkdtemp(prefix=".edgevlm-scratch-", dir=parent))
+    def __init__(self, parent: Path | None = None, prefix: str = ".edgevlm-scratch-"):
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         self._count = 0
         self.bytes = 0
 

@@ -131,6 +131,33 @@ def _token_text(value) -> str | None:
     return value
 
 
+_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token")
+MAX_CONFIG_BYTES = 64 << 20  # official tokenizer_config.json files are well under 10 MB
+
+
+def read_tokenizer_config(path: Path) -> dict:
+    """tokenizer_config.json as a dict whose fields edgevlm reads have the types it expects."""
+    from edgevlm.jsonfiles import read_json_object
+
+    fix = "restore tokenizer_config.json from the checkpoint"
+    config = read_json_object(path, "tokenizer config", TokenizerError, max_bytes=MAX_CONFIG_BYTES, fix=fix)
+    template = config.get("chat_template")
+    if isinstance(template, list):  # transformers' named templates: [{"name": ..., "template": ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = config["chat_template"] = named.get("default")
+    if template is not None and not isinstance(template, str):
+        raise TokenizerError(f"{path}: chat_template is a {type(template).__name__}, not a string", fix)
+    for key in _SPECIAL_KEYS:
+        value = config.get(key)
+        if not (value is None or isinstance(value, str) or
+                (isinstance(value, dict) and isinstance(value.get("content"), str))):
+            raise TokenizerError(f"{path}: {key} is {value!r}, not a token string or {{\"content\": ...}}", fix)
+    stops = config.get("edgevlm_stop_tokens")
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(t, str) for t in stops)):
+        raise TokenizerError(f"{path}: edgevlm_stop_tokens is {stops!r}, not a list of token strings", fix)
+    return config
+
+
 def load_tokenizer(model_dir: Path, embedding_rows: int | None = None) -> Tokenizer:
     """Load tokenizer.json (+ tokenizer_config.json) and check it fits an embedding of `embedding_rows`."""
     from tokenizers import Tokenizer as HFTokenizer
@@ -148,7 +175,7 @@ def load_tokenizer(model_dir: Path, embedding_rows: int | None = None) -> Tokeni
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
         raise TokenizerError(f"{path} cannot be parsed ({e})", "restore tokenizer.json from the checkpoint") from None
     config_path = model_dir / "tokenizer_config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config = read_tokenizer_config(config_path) if config_path.is_file() else {}
     tok = Tokenizer(backend, config, str(model_dir))
     if embedding_rows is not None and tok.max_token_id >= embedding_rows:
         raise TokenizerError(

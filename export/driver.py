@@ -21,11 +21,12 @@ import torch
 from edgevlm.backends.base import VisionExportRequest, get_vision_backend
 from edgevlm.calibration.synthetic import verification_images
 from edgevlm.checkpoint.layout import atomic_directory
-from edgevlm.checkpoint.loader import CheckpointReader, LoadedModel, check_keys, load_config, load_model
+from edgevlm.checkpoint.loader import CheckpointReader, LoadedModel, load_config, load_model
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.decoder_artifact import export_decoder_target
 from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
+from edgevlm.export.integrity import support_files
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
 from edgevlm.export.recipes import Recipe, VisionTarget, resolve_for_model
 from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
@@ -61,7 +62,7 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
         config = load_config(model_dir)
         recipe = resolve_for_model(recipe, config)  # a recipe that cannot work fails before any weight is read
         reader = CheckpointReader(model_dir)
-        check_keys(config, reader.shapes, Path(model_dir))
+        reader.check(config)  # keys, shapes and dtype classes, from the shard headers
     vision_targets = recipe.vision if part in ("vision", "all") else ()
     decoder_targets = recipe.decoder if part in ("decoder", "all") else ()
     calibrated = [t for t in decoder_targets if t.weight_calibration != "rtn" and t.weights != "fp32"]
@@ -69,7 +70,9 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
     with stages.stage("load vision tower"):
         needed = bool(vision_targets or calibrated or with_vision)
         loaded = load_model(model_dir, parts=("vision",) if needed else ())
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp, ScratchFiles(Path(tmp).parent) as scratch:
+    # the scratch folder is named as a partial output, so a killed run's is cleaned by the next one
+    scratch_prefix = f".{Path(out_dir).name}.partial-scratch-"
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp, ScratchFiles(Path(tmp).parent, scratch_prefix) as scratch:
         manifest = base_manifest(loaded, recipe)
         if vision_targets:
             with stages.stage("verification set"):
@@ -99,6 +102,7 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(Path(model_dir) / name, tokenizer_dir / name)
+        manifest["files"] = support_files(tmp)  # sha256 of the tokenizer and verification files
         manifest["export"] = {"part": part, "resources": stages.summary(),
                               "scratch_bytes": scratch.bytes}
         write_manifest(tmp, manifest)

@@ -33,3 +33,42 @@ def manifest_slices(image, preprocessing: dict) -> tuple[list[torch.Tensor], tor
                         patch_size=sc["patch_size"], slice_mode=preprocessing["slice_mode"],
                                     mean=preprocessing["norm_mean"], std=preprocessing["norm_std"])
     return rows, sizes
+
+
+def largest_slice(preprocessing: dict, images) -> int:
+    """Patches of the largest slice this preprocessing makes of `images`."""
+    return max(int(size.prod()) for image in images for size in manifest_slices(image, preprocessing)[1])
+
+
+def check_max_patches(model_dir, recipe) -> None:
+    """Refuse, from config.json alone (before the model loads), a recipe whose static patch count is
+    too small for the slices this model's preprocessing makes of the export's own images (the
+    verification set; the calibration set too when a target quantizes)."""
+    from pathlib import Path
+
+    from edgevlm.calibration.synthetic import verification_images
+    from edgevlm.checkpoint.layout import PREPROCESSOR_FILE
+    from edgevlm.errors import ConfigError
+    from edgevlm.safety import read_processor_config
+
+    model_dir = Path(model_dir)
+    if not recipe.vision or not (model_dir / "config.json").is_file():
+        return  # load_model reports a missing model or config with its own message
+    config = MiniCPMVConfig.from_file(model_dir / "config.json")
+    processor = model_dir / PREPROCESSOR_FILE
+    pre = preprocessing_block(config, read_processor_config(processor) if processor.is_file() else {})
+    images, what = [image for _, image in verification_images()], "verification"
+    if any(v.precision not in ("fp32", "fp16") for v in recipe.vision):
+        from edgevlm.calibration.datasets import calibration_samples
+
+        spec = recipe.calibration
+        images += list({id(s.image): s.image for s in calibration_samples(spec.source, spec.images, spec.seed)}.values())
+        what = "verification and calibration"
+    need = largest_slice(pre, images)
+    small = min(v.max_patches for v in recipe.vision)
+    if small < need:
+        sc = pre["slice_config"]
+        raise ConfigError(f"max_patches {small} is too small for this model: its preprocessing (scale_resolution "
+                          f"{sc['scale_resolution']}, patch_size {sc['patch_size']}) cuts the export's {what} "
+                          f"images into slices of up to {need} patches",
+                          f"use --max-patches {need} or more (the default 1120 fits aspect ratios up to ~1:32)")

@@ -32,7 +32,6 @@ Two implementations:
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import platform
@@ -285,36 +284,43 @@ def _library_path() -> Path:
 def build_kernel_library() -> Path:
     """Compile export/kernels/*.cpp once per (source, flags, executorch version, CPU) and return
     the cached library, <edgevlm home>/kernels/<key>/libedgevlm_kernels.so ($EDGEVLM_HOME, else
-    ~/.cache/edgevlm). $EDGEVLM_CXX names the compiler (default g++)."""
+    ~/.cache/edgevlm). $EDGEVLM_CXX names the compiler (default g++). The cache is private and
+    checked (export/kernel_cache.py): a library whose sha256 differs from the one recorded when it
+    was built is rebuilt, never loaded."""
+    from edgevlm.backends.base import MissingTool
     from edgevlm.errors import EdgeVLMError
+    from edgevlm.export import kernel_cache
 
     path = _library_path()
-    if path.exists():
-        return path
-    command = compile_command(path)
-    compiler = command[0]
-    if shutil.which(compiler) is None:
-        raise EdgeVLMError(f"C++ compiler {compiler!r} not found; the ExecuTorch INT4 attention kernel "
-                           "(edgevlm::int4_sdpa) is compiled on first use",
-                           "install g++ (apt-get install g++), or point EDGEVLM_CXX at a C++17 compiler")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Build into a private file and rename: a concurrent builder either sees the old state or a whole library.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{LIBRARY_NAME}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        command[command.index("-o") + 1] = tmp
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
-            names = ", ".join(source.name for source in SOURCES)
-            raise EdgeVLMError(f"compiling {names} failed (exit {proc.returncode}):\n{tail}",
-                               "install a C++17 compiler (apt-get install g++) and the executorch wheel this "
-                               f"edgevlm pins; command: {' '.join(command)}")
-        os.chmod(tmp, 0o755)  # mkstemp made it private; the cache may be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    folder = kernel_cache.prepare(path)  # 0700, ours, writable by no one else, or refused
+    with kernel_cache.build_lock(folder):
+        kernel_cache.remove_stale_temps(folder, LIBRARY_NAME)
+        if kernel_cache.trusted(path):
+            return path
+        command = compile_command(path)
+        compiler = command[0]
+        if shutil.which(compiler) is None:
+            raise MissingTool(f"C++ compiler {compiler!r} not found; the ExecuTorch INT4 attention kernel "
+                              "(edgevlm::int4_sdpa) is compiled on first use",
+                              "install g++ (apt-get install g++), or point EDGEVLM_CXX at a C++17 compiler")
+        # Build into a private file and rename: a reader sees the old state or a whole library.
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{LIBRARY_NAME}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            command[command.index("-o") + 1] = tmp
+            proc = subprocess.run(command, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
+                names = ", ".join(source.name for source in SOURCES)
+                raise EdgeVLMError(f"compiling {names} failed (exit {proc.returncode}):\n{tail}",
+                                   "install a C++17 compiler (apt-get install g++) and the executorch wheel this "
+                                   f"edgevlm pins; command: {' '.join(command)}")
+            os.chmod(tmp, 0o700)  # private, like its folder
+            os.replace(tmp, path)
+            kernel_cache.write_record(path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
@@ -338,6 +344,8 @@ def load_kernel_library() -> Path:
         # The bindings first, so the kernel lands in the registry their libexecutorch.so holds
         # (one copy per process: the library's soname is shared).
         if not kernel_registered():
-            ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            from edgevlm.export import kernel_cache
+
+            kernel_cache.load(path)  # hashes the bytes it loads against the build's record
         _loaded = path
         return path

@@ -62,18 +62,24 @@ def write_manifest(out_dir: Path, manifest: dict) -> Path:
 
 
 def read_manifest(artifacts_dir: Path) -> dict:
+    """manifest.json of an artifact folder, checked before anyone acts on it: size and nesting caps,
+    the typed schema, every named file confined to the folder, tensor sizes (manifest_schema.py)."""
+    from edgevlm.export.manifest_schema import check_manifest
+    from edgevlm.jsonfiles import read_json_object
+    from edgevlm.limits import MAX_MANIFEST_BYTES
+
     path = Path(artifacts_dir) / MANIFEST_FILE
     if not path.is_file():
         raise ManifestError(f"no {MANIFEST_FILE} in {artifacts_dir}",
                             "pass the directory `edgevlm export --out` wrote")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ManifestError(f"{path} is not valid JSON ({e})", "re-run `edgevlm export`") from None
+    manifest = read_json_object(path, "manifest", ManifestError, max_bytes=MAX_MANIFEST_BYTES,
+                                fix="re-run `edgevlm export`")
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise ManifestError(f"{path} lacks {', '.join(missing)}", "re-run `edgevlm export` with this edgevlm version")
-    if manifest["schema_version"] > SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema_version {manifest['schema_version']}, newer than this edgevlm "
+    version = manifest["schema_version"]
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise ManifestError(f"{path} has schema_version {version}, newer than this edgevlm "
                             f"understands ({SCHEMA_VERSION})", "upgrade edgevlm")
+    check_manifest(manifest, Path(artifacts_dir), str(path))
     return manifest

@@ -87,19 +87,59 @@ class Recipe:
     source: str = ""
 
 
-def _parse(data: dict, source: str) -> Recipe:
+# Ranges of recipe values by field name (any dataclass); other int fields must fit in int32.
+RANGES = {"max_patches": (1, 4096), "batch": (1, 64), "group_size": (1, 4096), "kv_group_size": (1, 4096),
+          "max_seq_len": (1, 1 << 20), "images": (1, 100_000), "seed": (0, 2 ** 32 - 1)}
+
+
+def check_top_level(data, source: str) -> None:
+    """The document is a mapping of Recipe's own fields (a typo like `visoin:` is an error, not a no-op)."""
     if not isinstance(data, dict) or "name" not in data:
         raise ConfigError(f"recipe {source} is not a mapping with a `name`", "see export/recipes/ort.yaml for the shape")
+    allowed = [f.name for f in dataclasses.fields(Recipe) if f.name != "source"]
+    for key in data:
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            raise ConfigError(f"recipe {source}: unknown top-level key {key!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""),
+                              f"top-level keys: {', '.join(allowed)}")
+    from edgevlm.typed import field_problems
+
+    # an empty section (`decoder:` with nothing under it) reads as null and means "none"
+    given = {k: v for k, v in data.items() if v is not None or k == "name"}
+    problems = field_problems(Recipe, given, "recipe")
+    if problems:
+        raise ConfigError(f"recipe {source}: " + "; ".join(problems), "see export/recipes/ort.yaml for the shape")
+
+
+def check_fields(kind, raw, source: str, where: str) -> None:
+    """Types and ranges of one section, driven by the dataclass's own annotations."""
+    from edgevlm.typed import field_problems, missing_fields
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe {source}: {where} is {raw!r}, not a mapping of fields",
+                          f"write {where} as `field: value` lines (see export/recipes/ort.yaml)")
+    problems = [f"{where} lacks `{name}`" for name in missing_fields(kind, raw)]
+    problems += field_problems(kind, raw, where, RANGES)
+    if problems:
+        raise ConfigError(f"recipe {source}: " + "; ".join(problems), "fix the recipe")
+
+
+def _parse(data: dict, source: str) -> Recipe:
+    check_top_level(data, source)
 
     def build(kind, raw, where):
         names = {f.name for f in dataclasses.fields(kind)}
-        unknown = set(raw) - names
-        if unknown:
-            raise ConfigError(f"recipe {source}: unknown field(s) {sorted(unknown)} in {where}",
+        unknown = set(raw) - names if isinstance(raw, dict) else set()
+        if unknown:  # first: a misspelt field also shows up as a missing one
+            raise ConfigError(f"recipe {source}: unknown field(s) {sorted(unknown, key=str)} in {where}",
                               f"allowed fields: {sorted(names)}")
+        check_fields(kind, raw, source, where)
         return kind(**raw)
 
-    vision = tuple(build(VisionTarget, v, "vision") for v in data.get("vision") or [])
+    vision = tuple(build(VisionTarget, v, f"vision[{i}]") for i, v in enumerate(data.get("vision") or []))
     for target in vision:
         allowed = VISION_PRECISIONS.get(target.backend)
         if allowed is None:
@@ -110,7 +150,7 @@ def _parse(data: dict, source: str) -> Recipe:
                               f"{target.backend} supports: {', '.join(sorted(allowed))}")
         if target.max_patches < 1 or target.batch < 1:
             raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
-    decoder = tuple(build(DecoderTarget, d, "decoder") for d in data.get("decoder") or [])
+    decoder = tuple(build(DecoderTarget, d, f"decoder[{i}]") for i, d in enumerate(data.get("decoder") or []))
     decoder = tuple(t if t.attention else dataclasses.replace(t, attention=DEFAULT_ATTENTION.get(t.backend))
                     for t in decoder)
     for target in decoder:
@@ -151,9 +191,10 @@ def _parse(data: dict, source: str) -> Recipe:
     from edgevlm.export.gates import ACCURACY_DROP_POINTS
 
     for component, bound in quality.max_accuracy_drop.items():
-        if component not in ACCURACY_DROP_POINTS or not isinstance(bound, (int, float)) or bound < 0:
+        if component not in ACCURACY_DROP_POINTS or isinstance(bound, bool) or not isinstance(bound, (int, float)) \
+                or not 0 <= bound <= 100:
             raise ConfigError(f"recipe {source}: quality.max_accuracy_drop[{component!r}] = {bound!r}",
-                              f"components: {', '.join(ACCURACY_DROP_POINTS)}; bounds are points >= 0")
+                              f"components: {', '.join(ACCURACY_DROP_POINTS)}; bounds are points from 0 to 100")
     return Recipe(name=data["name"], description=data.get("description", ""), vision=vision, decoder=decoder,
                   calibration=calibration, quality=quality, source=source)
 
@@ -218,8 +259,22 @@ def load_recipe(name_or_path: str) -> Recipe:
             raise ConfigError(f"unknown recipe {name_or_path!r}", f"known recipes: {', '.join(known)}; "
                               "or pass the path of a recipe YAML file")
         path = known[name_or_path]
+    return _parse(read_recipe_yaml(path), str(path))
+
+
+def read_recipe_yaml(path: Path):
+    """The YAML document of a recipe file, size-capped and parsed strictly (no anchors/aliases)."""
+    from edgevlm.limits import MAX_RECIPE_BYTES
+    from edgevlm.strict_yaml import load
+
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise ConfigError(f"recipe {path} is {size} bytes; recipes are at most {MAX_RECIPE_BYTES} bytes",
+                          "pass the recipe YAML file itself (the built-in ones are about 1 KB)")
     try:
-        data = yaml.safe_load(path.read_text())
+        return load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"recipe {path} is not UTF-8 text ({e.reason} at byte {e.start})",
+                          "save the recipe as UTF-8 YAML") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path} is not valid YAML ({e})", "fix the file") from None
-    return _parse(data, str(path))

@@ -127,9 +127,12 @@ class Pipeline:
 class ArtifactRunner(Pipeline):
     """A Pipeline built from an `edgevlm export` directory alone (manifest, artifacts, tokenizer)."""
 
-    def __init__(self, artifacts_dir: Path):
+    def __init__(self, artifacts_dir: Path, verify: bool = True):
+        """verify: check the sha256 of every file it will load (decoder, vision artifact, tokenizer)
+        against the manifest first; False skips that, with a warning (`edgevlm run --no-verify`)."""
         from edgevlm.config import MiniCPMVConfig
         from edgevlm.export.decoder_session import open_decoder
+        from edgevlm.export.integrity import check_files
         from edgevlm.tokenizer import load_tokenizer
 
         self.root = Path(artifacts_dir)
@@ -142,6 +145,7 @@ class ArtifactRunner(Pipeline):
                                "export one: edgevlm export --recipe ios-m4 (or android-sd8g3) --part all")
         self.decoder = decoders[0]
         self.vision, self.vision_backend = self._pick_vision()
+        check_files(self.root, self.manifest, [self.decoder] + ([self.vision] if self.vision else []), verify=verify)
         super().__init__(MiniCPMVConfig.from_dict(self.manifest["config"], source=f"{self.root}/manifest.json"),
                          load_tokenizer(self.root / "tokenizer"), self.manifest["preprocessing"],
                          open_decoder(self.root, self.decoder),  # .pte or ONNX, from the entry's target

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.backends.base import get_vision_backend
+from edgevlm.errors import EdgeVLMError
 from edgevlm.export.gates import Gate, compare
 from edgevlm.export.manifest import read_manifest, sha256_path
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
@@ -34,7 +35,7 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
     """all_slices: run every verification slice even on slow (emulated) runtimes."""
     artifacts_dir = Path(artifacts_dir)
     manifest = read_manifest(artifacts_dir)
-    results = []
+    results = support_file_checks(artifacts_dir, manifest)  # tokenizer, verification set: checked first
     for artifact in manifest["artifacts"]:
         results.extend(verify_one(artifacts_dir, manifest, artifact, all_slices))
     if (artifacts_dir / QUALITY_REPORT).is_file():
@@ -43,6 +44,17 @@ def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[Chec
 
 
 QUALITY_REPORT = "quality.json"  # written beside the manifest by `edgevlm quality`
+SUPPORT_FILES = "manifest.json files"  # the artifact column of the row for the manifest's `files`
+
+
+def support_file_checks(root: Path, manifest: dict) -> list[CheckResult]:
+    """One row for the manifest's `files` (tokenizer and verification set) when all match, one
+    failing row per file that does not (manifests from before `files` get none)."""
+    entries = manifest.get("files")
+    if entries is None:
+        return []
+    failed = [c for c in (_checksum(e["file"], root / e["file"], e["sha256"]) for e in entries) if c.status == FAIL]
+    return failed or [CheckResult(SUPPORT_FILES, "checksum", PASS, f"{len(entries)} files (tokenizer, verification)")]
 
 
 def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
@@ -103,7 +115,13 @@ def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = Fa
         checks.append(CheckResult(name, "numerics", NOT_RUN, reason))
         return checks
     limit = None if all_slices else getattr(backend, "verify_slices_per_case", None)
-    checks.append(_numerics(root, manifest, artifact, backend, path, limit))
+    try:
+        checks.append(_numerics(root, manifest, artifact, backend, path, limit))
+    except EdgeVLMError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the runtime refused the inputs the manifest describes
+        checks.append(CheckResult(name, "numerics", FAIL, f"the artifact did not run on the manifest's inputs "
+                                  f"({type(e).__name__}: {str(e).strip()[:300]})"))
     return checks
 
 
@@ -150,6 +168,11 @@ def _numerics(root: Path, manifest: dict, artifact: dict, backend, path: Path,
                                   pre["num_patches_per_side"], batch=artifact["batch"])
             got.append(backend.run(path, batch.arrays, artifact.get("details", {}))[:1])
         ref = references[case["name"]][: len(got)]
+        if got and (ref.shape[0] != len(got) or ref.shape[1:] != got[0].shape[1:]):
+            return CheckResult(artifact["file"], "numerics", FAIL,
+                               f"{case['name']}: {len(got)} slice output(s) of shape {list(got[0].shape[1:])} vs "
+                               f"the stored reference {list(ref.shape)}: the manifest's preprocessing does not "
+                               "match the export")
         if got:
             out = np.concatenate(got)
             per_case[case["name"]] = compare(ref, out)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgevlm.errors import LimitExceeded
 from edgevlm.model.minicpmv import pad_slices
 from edgevlm.model.resampler import resampler_position_inputs
 
@@ -35,8 +36,8 @@ MASK_NEG = -1e4
 QUANTIZED_MASK_NEG = -100.0  # exp(-100) ~ 4e-44: still no weight on padding at any realistic score gap
 
 
-class SlicesTooLarge(ValueError):
-    pass
+class SlicesTooLarge(LimitExceeded, ValueError):
+    """A slice has more patches than the encoder's static shape holds."""
 
 
 class StaticVisionEncoder(nn.Module):
@@ -94,7 +95,9 @@ def vision_inputs(pixel_values: list[torch.Tensor], tgt_sizes: torch.Tensor, max
         worst = tgt_sizes[counts.index(max(counts))].tolist()
         raise SlicesTooLarge(
             f"a slice of {worst[0]}x{worst[1]} patches ({max(counts)}) exceeds the encoder's static "
-            f"max_patches={max_patches}; images with an aspect ratio beyond about 1:32 produce such slices")
+            f"max_patches={max_patches}",
+            "export with a max_patches of at least that many (the slicer makes slices of up to ~1092 patches at "
+            "scale_resolution 448; only aspect ratios beyond about 1:32 make larger ones)")
     pv, mask, pos_ids = pad_slices(pixel_values, tgt_sizes, num_patches_per_side, max_patches=max_patches)
     sizes = [tuple(s) for s in tgt_sizes.tolist()]
     key_pos, value_pos, _ = resampler_position_inputs(sizes, max_patches, resampler.embed_dim, resampler.temporal)

@@ -43,3 +43,36 @@ def loaded_models(tiny_checkpoints):
             return cache[name]
 
     return Lazy()
+
+
+@pytest.fixture
+def edgevlm_logs():
+    """Records of the `edgevlm` logger (which `main()` may have set not to propagate to caplog)."""
+    import logging
+
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("edgevlm")
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def int4_kv_export(tiny_checkpoints, tmp_path_factory):
+    """An export with an ONNX vision artifact and an INT4-KV-cache decoder .pte (which ships its kernel
+    sources): every file kind `edgevlm run` loads or ships. Tests copy it before changing anything."""
+    import yaml
+
+    from edgevlm.export.driver import export_model
+    from edgevlm.export.recipes import load_recipe
+
+    root = tmp_path_factory.mktemp("int4_kv_export")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "int4-kv", "vision": [{"backend": "ort", "precision": "fp32"}],
+                                      "decoder": [{"backend": "executorch", "weights": "fp32", "kv_cache": "int4",
+                                                   "max_seq_len": 256}]}))
+    return export_model(tiny_checkpoints["minicpmv-2.6-tiny"], load_recipe(str(recipe)), root / "out")

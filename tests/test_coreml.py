@@ -263,10 +263,32 @@ def test_ios_m4_recipe_end_to_end(tiny_checkpoints, tmp_path):
     (artifact,) = read_manifest(out)["artifacts"]
     assert artifact["file"] == "minicpmv-2.6.vision.ane.fp16.mlpackage" and artifact["runtime"] == "coreml"
     assert artifact["details"]["compute_units"] == "CPU_AND_NE" and artifact["details"]["ane_check"] == "heuristic"
-    results = verify_artifacts(out)
+    results = [r for r in verify_artifacts(out) if r.artifact == artifact["file"]]
     assert [r.check for r in results] == ["checksum", "io contract", "numerics"]
     assert all(r.status == PASS for r in results), [(r.check, r.detail) for r in results]
     numerics = results[-1].metrics
     assert numerics["overall"]["cosine"] >= 0.999
     if platform.system() != "Darwin":  # the interpreter checks one slice per verification image
         assert numerics["slices"] == 6
+
+
+def test_bench_refuses_a_changed_file_inside_an_mlpackage(fp16_exports, int4_kv_export, tmp_path, capsys):
+    """A package artifact is hashed as a folder: one changed byte anywhere inside it is refused."""
+    import json
+    import shutil
+
+    from edgevlm.cli.main import main
+    from edgevlm.export.manifest import sha256_path
+
+    copy = shutil.copytree(int4_kv_export, tmp_path / "art")
+    package = shutil.copytree(fp16_exports["minicpmv-2.6-tiny"][1].path, copy / "v.mlpackage")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["artifacts"].append(dict(manifest["artifacts"][0], target="coreml", precision="fp16",
+                                      file="v.mlpackage", sha256=sha256_path(package)))
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    weights = max((p for p in package.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert main(["bench", "--artifacts", str(copy), "--runs", "1", "--warmup", "0"]) == 1
+    assert "v.mlpackage does not match its manifest" in capsys.readouterr().err

@@ -225,3 +225,17 @@ def test_bad_decoder_recipe_combinations_are_clear_errors(tmp_path):
     recipe = load_recipe("ort")
     assert [(d.backend, d.weights, d.kv_cache, d.group_size, d.max_seq_len) for d in recipe.decoder] == [
         ("ort", "int4", "int4", 32, 2048)]
+
+
+def test_run_refuses_a_changed_decoder_graph(fp32_artifacts, tmp_path, capsys):
+    import shutil
+
+    from edgevlm.cli.main import main
+
+    copy_dir = shutil.copytree(fp32_artifacts, tmp_path / "copy")
+    decoder = next(copy_dir.glob("*.decoder.*.onnx"))
+    data = bytearray(decoder.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    decoder.write_bytes(bytes(data))
+    assert main(["run", "--artifacts", str(copy_dir), "--prompt", "Describe.", "--max-new-tokens", "2"]) == 1
+    assert f"{decoder.name} does not match its manifest" in capsys.readouterr().err

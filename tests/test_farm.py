@@ -43,20 +43,28 @@ def _manifest(tmp_path, with_qdq=True):
             "prompt": {}, "special_tokens": {}}
 
 
-def test_missing_token_is_reported_with_the_fix(monkeypatch, tmp_path, capsys):
+def test_missing_token_is_reported_with_the_fix(monkeypatch, tmp_path, capsys, int4_kv_export):
     monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert "no Qualcomm AI Hub API token" in aihub.token_problem()
     with pytest.raises(BackendError, match="client.ini does not exist and QAI_HUB_API_TOKEN is not set") as err:
         aihub.client()
     assert "qai-hub configure --api_token" in err.value.fix
-    # through the CLI: a clear message and a non-zero exit, no traceback
+    # through the CLI, on a real export with a QNN entry: a clear message, exit 3 (the environment)
     import json
+    import shutil
 
-    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(tmp_path)))
-    code = main(["aihub", "--artifacts", str(tmp_path)])
+    from edgevlm.export.manifest import sha256_path
+
+    art = shutil.copytree(int4_kv_export, tmp_path / "art")
+    shutil.copyfile(art / "minicpmv-2.6.vision.ort.fp32.onnx", art / "v.qdq.onnx")
+    manifest = json.loads((art / "manifest.json").read_text())
+    manifest["artifacts"].append(dict(manifest["artifacts"][0], target="qnn", extra_files=[
+        {"file": "v.qdq.onnx", "sha256": sha256_path(art / "v.qdq.onnx")}]))
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    code = main(["aihub", "--artifacts", str(art)])
     out = capsys.readouterr()
-    assert code != 0 and "API token" in out.err + out.out and "Traceback" not in out.err
+    assert code == 3 and "API token" in out.err + out.out and "Traceback" not in out.err
 
 
 def test_token_sources(monkeypatch, tmp_path):

@@ -252,13 +252,16 @@ def test_update_cache_rejects_a_mismatched_cache():
 # --- build ----------------------------------------------------------------------------------------
 
 def test_build_reuses_the_cached_library(tmp_path, monkeypatch):
+    from edgevlm.export.manifest import sha256_path
+
     monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path))
     first = build_kernel_library()
     assert first.is_file() and first.is_relative_to(tmp_path / "kernels")
     built = first.stat().st_mtime_ns
     second = build_kernel_library()
     assert second == first and second.stat().st_mtime_ns == built
-    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp files left behind
+    assert not [p.name for p in first.parent.iterdir() if p.name.endswith(".tmp")]  # no temp files left behind
+    assert (first.parent / f"{first.name}.sha256").read_text().split()[0] == sha256_path(first)  # its record
 
 
 def test_missing_compiler_says_how_to_fix(tmp_path, monkeypatch):

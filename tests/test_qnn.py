@@ -8,6 +8,7 @@ slice per image here.
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -130,3 +131,70 @@ def test_bad_precision_and_options_are_clear_errors(loaded_models, tmp_path):
         QnnVisionBackend().export(VisionExportRequest(encoder, example, [], "w8a16", {"htp_archh": 73}), tmp_path)
     with pytest.raises(BackendError, match="needs calibration inputs"):
         QnnVisionBackend().export(VisionExportRequest(encoder, example, [], "w8a16"), tmp_path)
+
+
+def _compile(qdq, folder):
+    """Compile a copy of `qdq` placed in `folder`, as an export compiles the QDQ model it just wrote
+    into its own (randomly named) temporary folder."""
+    import shutil
+
+    from edgevlm.backends.qnn import DEFAULT_OPTIONS, compile_context
+
+    folder.mkdir()
+    source = Path(shutil.copyfile(qdq, folder / qdq.name))
+    return compile_context(source, folder / "m.onnx", DEFAULT_OPTIONS)
+
+
+def test_the_epcontext_model_is_byte_identical_across_compiles(htp_exports, tmp_path):
+    out = htp_exports["minicpmv-2.6-tiny"]
+    qdq = next(out.glob("*.qdq.onnx"))
+    first, _ = _compile(qdq, tmp_path / ".out.partial-a1")
+    second, _ = _compile(qdq, tmp_path / ".out.partial-b2")
+    assert first.read_bytes() == second.read_bytes()  # the partition name no longer depends on the folder
+    node = onnx.load(str(first)).graph.node[0]
+    partition = {a.name: a.s for a in node.attribute}["partition_name"].decode()
+    assert node.name == partition and partition.startswith("QNNExecutionProvider_QNNExecutionProvider_")
+
+
+COMPILE_IN_A_FRESH_PROCESS = """
+import shutil, sys
+from pathlib import Path
+from edgevlm.backends.qnn import DEFAULT_OPTIONS, compile_context
+folder = Path(sys.argv[2])
+folder.mkdir()
+source = Path(shutil.copyfile(sys.argv[1], folder / "m.qdq.onnx"))
+compile_context(source, folder / "m.onnx", DEFAULT_OPTIONS)
+"""
+
+
+def test_the_context_binary_differs_only_by_the_compiles_before_it_in_a_process(htp_exports, tmp_path):
+    """What backends/qnn.py says about the .bin: identical for the first compile of a process; a later
+    compile in the same process gets other QNN tensor ids (a process-wide counter), nothing else."""
+    import subprocess
+    import sys
+
+    qdq = next(htp_exports["minicpmv-2.6-tiny"].glob("*.qdq.onnx"))
+    for name in ("p1", "p2"):
+        subprocess.run([sys.executable, "-c", COMPILE_IN_A_FRESH_PROCESS, str(qdq), str(tmp_path / name)],
+                       check=True, capture_output=True)
+    fresh = [(tmp_path / name / "m.bin").read_bytes() for name in ("p1", "p2")]
+    assert fresh[0] == fresh[1]
+    _, later = _compile(qdq, tmp_path / "in-process")  # this process has compiled other graphs before
+    later = later.read_bytes()
+    assert len(later) == len(fresh[0])
+    differing = sum(a != b for a, b in zip(later, fresh[0]))
+    assert 0 < differing < len(later) // 100
+
+
+def test_bench_refuses_a_changed_context_binary(htp_exports, tmp_path, capsys):
+    import shutil
+
+    from edgevlm.cli.main import main
+
+    copy = shutil.copytree(htp_exports["minicpmv-2.6-tiny"], tmp_path / "art")
+    binary = next(copy.glob("*.bin"))
+    data = bytearray(binary.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    binary.write_bytes(bytes(data))
+    assert main(["bench", "--artifacts", str(copy), "--include-emulators"]) == 1
+    assert f"{binary.name} does not match its manifest" in capsys.readouterr().err

@@ -18,6 +18,8 @@ from edgevlm.checkpoint.layout import (INDEX_FILE, PREPROCESSOR_FILE, SINGLE_FIL
 from edgevlm.checkpoint.writer import DTYPES
 from edgevlm.config import MiniCPMVConfig
 from edgevlm.errors import CheckpointError, ConfigError
+from edgevlm.jsonfiles import read_json_object
+from edgevlm.safety import check_dtypes, check_weight_map, read_processor_config
 from edgevlm.tokenizer import Tokenizer, load_tokenizer
 
 MAX_LISTED = 12  # keys listed per problem before "... and N more"
@@ -48,9 +50,10 @@ def weight_files(model_dir: Path) -> dict[str, list[str]]:
     index = model_dir / INDEX_FILE
     if index.is_file():
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_json_object(index, "checkpoint index", CheckpointError)["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CheckpointError(f"{index} is malformed ({e!r})", "restore it from the checkpoint") from None
+        check_weight_map(model_dir, index, weight_map)  # a mapping of names to shards inside model_dir
         files: dict[str, list[str]] = {}
         for key, name in weight_map.items():
             files.setdefault(name, []).append(key)
@@ -122,6 +125,12 @@ class CheckpointReader:
                     view = handle.get_slice(key)
                     self.shapes[key], self.dtypes[key], self.shard_of[key] = tuple(view.get_shape()), view.get_dtype(), name
 
+    def check(self, config: MiniCPMVConfig) -> None:
+        """Every key present with the model's shape, and float weights stored as floats (I32 bits are
+        never loaded as F32); from the headers alone."""
+        check_keys(config, self.shapes, self.root)
+        check_dtypes(config, self.dtypes, self.shard_of, self.root)
+
     def read(self, keys, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         """Copies of `keys` (in `dtype`, or as stored), one shard handle open at a time."""
         by_shard: dict[str, list[str]] = {}
@@ -164,7 +173,7 @@ def load_model(model_dir: Path, dtype: str = "float32", parts: tuple[str, ...] =
         raise ValueError(f"unknown model parts {sorted(unknown)}; known: {ALL_PARTS}")
     torch_dtype = DTYPES[dtype]
     reader = CheckpointReader(model_dir)
-    check_keys(config, reader.shapes, model_dir)
+    reader.check(config)
     model = build_on_meta(config)
     prefixes = tuple(p for part in parts for p in PART_PREFIXES[part])
     for name in reader.files:
@@ -177,7 +186,7 @@ def load_model(model_dir: Path, dtype: str = "float32", parts: tuple[str, ...] =
     model.eval()
     tokenizer = load_tokenizer(model_dir, embedding_rows=config.llm.vocab_size)
     processor_path = model_dir / PREPROCESSOR_FILE
-    processor_config = json.loads(processor_path.read_text()) if processor_path.is_file() else {}
+    processor_config = read_processor_config(processor_path) if processor_path.is_file() else {}
     return LoadedModel(model_dir, config, model, tokenizer, processor_config, torch_dtype, parts=tuple(parts))
 
 

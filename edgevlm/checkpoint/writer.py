@@ -67,7 +67,7 @@ def write_checkpoint(config: MiniCPMVConfig, out_dir: Path, seed: int = 0, dtype
         size += nbytes
 
     out_dir = Path(out_dir)
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, kind="checkpoint") as tmp:
         weight_map, total = {}, 0
         with progress_bar(total=sum(_numel(s) for s, _ in params.values()), description="writing weights",
                           enabled=show_progress) as advance:

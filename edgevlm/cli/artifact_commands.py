@@ -19,13 +19,21 @@ def export_args(p: argparse.ArgumentParser) -> None:
 def export(args) -> int:
     import dataclasses
 
-    from edgevlm.export.driver import export_model
-    from edgevlm.export.recipes import load_recipe
+    from edgevlm.export.host import check_max_patches
+    from edgevlm.export.recipes import RANGES, load_recipe
+    from edgevlm.outputs import check_output
 
+    # Everything that can be refused is refused here, before the model loads (seconds to minutes).
     recipe = load_recipe(args.recipe)
-    if args.max_patches:
+    if args.max_patches is not None:
+        check_option_range("--max-patches", args.max_patches, RANGES["max_patches"])
         recipe = dataclasses.replace(recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches)
                                                           for v in recipe.vision))
+    check_output(args.out, args.overwrite)
+    if args.part in ("vision", "all"):
+        check_max_patches(args.model, recipe)
+    from edgevlm.export.driver import export_model
+
     out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite,
                        on_stage=print_stage)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -46,6 +54,20 @@ def print_stage(name: str, record) -> None:
     else:
         print(f"[edgevlm] {name}: {record.seconds:.1f} s, peak RSS {record.peak_rss_bytes / 2**30:.2f} GiB",
               file=sys.stderr, flush=True)
+
+
+def check_option_range(option: str, value: int, bounds: tuple[int, int]) -> None:
+    from edgevlm.errors import ConfigError
+
+    low, high = bounds
+    if not low <= value <= high:
+        raise ConfigError(f"{option} {value} is out of range", f"use a value from {low} to {high}")
+
+
+def no_verify_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", action="store_true",
+                   help="development only: load artifacts without checking their sha256 against the manifest "
+                        "(logged as a warning)")
 
 
 def verify_args(p: argparse.ArgumentParser) -> None:
@@ -82,6 +104,7 @@ def bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=10, help="timed runs per runtime (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--include-emulators", action="store_true", help="also time the QNN HTP emulator")
+    no_verify_arg(p)
 
 
 def bench(args) -> int:
@@ -89,7 +112,12 @@ def bench(args) -> int:
     from rich.table import Table
 
     from edgevlm.device_tests.host_bench import bench_vision
+    from edgevlm.export.integrity import check_files
+    from edgevlm.export.manifest import read_manifest
 
+    manifest = read_manifest(args.artifacts)  # before any artifact is loaded: every file it will time
+    check_files(args.artifacts, manifest, manifest["artifacts"], prefixes=("verification/",),
+                verify=not args.no_verify)
     report = bench_vision(args.artifacts, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
     table = Table(title=f"vision encoder, {report['input']['case']} slice {report['input']['tgt_size']} "
                         f"({report['input']['patches']} patches) on {report['device']['cpu']}")
@@ -132,7 +160,11 @@ def aihub(args) -> int:
     from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
     from edgevlm.export.manifest import read_manifest
 
+    from edgevlm.export.integrity import check_files
+
     manifest = read_manifest(args.artifacts)
+    artifact, _ = hub.qnn_source(manifest, args.artifacts)
+    check_files(args.artifacts, manifest, [artifact], prefixes=())  # upload only the exported bytes
     result = hub.submit(args.artifacts, manifest, args.device, wait=not args.no_wait)
     print(f"AI Hub jobs: {result['jobs']}")
     if result["profile"] is None:
@@ -157,6 +189,7 @@ def run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--reference", action="store_true",
                    help="also run the eager model (manifest's model.source) and report where the tokens diverge")
+    no_verify_arg(p)
 
 
 def run(args) -> int:
@@ -165,7 +198,7 @@ def run(args) -> int:
     from edgevlm.export.run import ArtifactRunner, first_divergence
     from edgevlm.preprocess import load_image
 
-    runner = ArtifactRunner(args.artifacts)
+    runner = ArtifactRunner(args.artifacts, verify=not args.no_verify)
     images = [load_image(p) for p in args.image]
     result = runner.generate(images, args.prompt, args.max_new_tokens,
                              on_token=lambda piece: print(piece, end="", flush=True))

@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--json-logs", action="store_true", help="structured JSON log lines on stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help="also print the traceback of an error (input and environment errors print one line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands.COMMANDS:
         command.register(sub)
@@ -27,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgevlm.errors import EdgeVLMError
+    from edgevlm.cli.exit_codes import run_handler
     from edgevlm.progress import setup_logging
 
     _quiet_third_party()
@@ -35,15 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.json_logs)
     from edgevlm.cli import commands
 
-    handler = getattr(args, "handler", commands.default_job)
-    try:
-        return handler(args) or 0
-    except EdgeVLMError as err:
-        print(f"edgevlm: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("edgevlm: interrupted; no partial output was kept", file=sys.stderr)
-        return 130
+    return run_handler(getattr(args, "handler", commands.default_job), args, debug=args.debug)
 
 
 def _quiet_third_party() -> None:

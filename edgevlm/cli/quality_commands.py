@@ -38,6 +38,17 @@ def quality(args) -> int:
     if args.samples < 1:
         raise ConfigError("--samples must be at least 1", "e.g. --samples 300 (the standard held-out set)")
     recipes = [load_recipe(r) for r in (args.recipe or sorted(known_recipes()))]
+    if args.max_patches is not None:  # refused before any model loads or export starts
+        import dataclasses
+
+        from edgevlm.cli.artifact_commands import check_option_range
+        from edgevlm.export.host import check_max_patches
+        from edgevlm.export.recipes import RANGES
+
+        check_option_range("--max-patches", args.max_patches, RANGES["max_patches"])
+        for recipe in recipes:
+            check_max_patches(args.model or defaults.oracle_model_dir(), dataclasses.replace(
+                recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches) for v in recipe.vision)))
     options = QualityOptions(samples=args.samples, ablation=not args.no_ablation, layer_sqnr=not args.no_layer_sqnr,
                              kv_error=not args.no_kv_error, reuse=args.reuse,
                              max_patches=args.max_patches, emulated_samples=args.emulated_samples or None)

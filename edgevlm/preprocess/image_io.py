@@ -51,11 +51,15 @@ _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4
 _limit_lock = threading.Lock()
 
 
-def load_image(source, *, max_pixels: int = MAX_PIXELS, max_decode_pixels: int = MAX_DECODE_PIXELS) -> Image.Image:
+def load_image(source, *, max_pixels: int = MAX_PIXELS, max_decode_pixels: int = MAX_DECODE_PIXELS,
+               max_source_pixels: int | None = None) -> Image.Image:
     """A path, bytes or PIL image -> an upright RGB PIL image of at most `max_pixels` pixels.
 
     PIL images are already decoded (or the caller owns their file), so they are converted and
-    oriented but never reduced, and their current frame is used.
+    oriented but never reduced, and their current frame is used. A file whose header declares
+    more than `max_source_pixels` (default: limits.MAX_IMAGE_PIXELS, $EDGEVLM_MAX_IMAGE_PIXELS)
+    is refused before any pixel is decoded: even a bounded-memory reduction costs CPU time in
+    proportion to the source (a 100000x100000 PNG: minutes).
     """
     if isinstance(source, Image.Image):
         try:
@@ -69,11 +73,14 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, max_decode_pixels: int =
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # memory is bounded below
                     image = Image.open(fp)
+                _check_budget(image, name, max_source_pixels)
                 return _decode(image, fp, name, max_pixels, max_decode_pixels)
             except Image.DecompressionBombError:
                 fp.seek(0)
                 with _pixel_limit(None):  # our own bounds replace Pillow's, for this file only
-                    return _decode(Image.open(fp), fp, name, max_pixels, max_decode_pixels)
+                    image = Image.open(fp)
+                    _check_budget(image, name, max_source_pixels)
+                    return _decode(image, fp, name, max_pixels, max_decode_pixels)
         except ImageLoadError:
             raise
         except UnidentifiedImageError:
@@ -84,6 +91,20 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, max_decode_pixels: int =
                                  "downscale the image or convert it to JPEG (decoded at reduced size)") from None
         except _DECODE_ERRORS as e:
             raise ImageLoadError(f"{name} cannot be decoded ({type(e).__name__}: {e})", _CORRUPT_FIX) from None
+
+
+def _check_budget(image: Image.Image, name: str, budget: int | None) -> None:
+    """Refuse, from the header's size alone, an image above the pixel budget."""
+    from edgevlm.limits import MAX_IMAGE_PIXELS
+
+    budget = MAX_IMAGE_PIXELS if budget is None else budget
+    width, height = image.size
+    if width * height > budget:
+        raise ImageLoadError(
+            f"{name} is {width}x{height} pixels ({width * height / 1e6:,.0f} megapixels), above the "
+            f"{budget / 1e6:,.0f}-megapixel budget for an input image; it was not decoded",
+            f"downscale it first (every image is reduced to {MAX_PIXELS / 1e6:.1f} megapixels anyway), or raise "
+            "the budget with EDGEVLM_MAX_IMAGE_PIXELS")
 
 
 def original_size(image: Image.Image) -> tuple[int, int]:
