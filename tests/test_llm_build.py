@@ -161,3 +161,40 @@ def test_one_source_serves_several_builds(loaded_models):
     assert torch.allclose(second.llm.get_input_embeddings()(ids), llm.get_input_embeddings()(ids))
     assert torch.equal(first.probe_logits[0], second.probe_logits[0])
     assert type(second.llm.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+
+
+def _lower(module, width, share=True):
+    import contextlib
+
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from edgevlm.export.decoder_pte import share_constants_in_lowering
+
+    seq = torch.export.Dim("seq", min=1, max=64)
+    exported = torch.export.export(module, (torch.zeros(1, 4, width),), dynamic_shapes=({1: seq},), strict=False)
+    with share_constants_in_lowering() if share else contextlib.nullcontext():
+        program = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()],
+                                              compile_config=EdgeCompileConfig(_check_ir_validity=False)).to_executorch()
+    graph = program.exported_program().graph_module
+    return [getattr(graph, n).processed_bytes for n, _ in graph.named_children() if n.startswith("lowered_module")]
+
+
+def test_plain_int4_linears_lower_to_torchaos_xnnpack_program():
+    """IntxLinear (plain buffers) gives XNNPACK byte for byte the program torchao's tensor subclass gives
+    it, so decode speed is the same by construction; sharing constants in the lowering changes nothing."""
+    from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+    from edgevlm.export.quantized_modules import IntxLinear, row_blocks
+
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(384, 256, generator=g), torch.randn(256, 384, generator=g)
+    reference = torch.nn.Sequential(torch.nn.Linear(256, 384, bias=False), torch.nn.SiLU(),
+                                    torch.nn.Linear(384, 256, bias=False))
+    reference[0].weight.data, reference[2].weight.data = w1.clone(), w2.clone()
+    quantize_(reference, Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int4, weight_granularity=PerGroup(32)))
+    ours = torch.nn.Sequential(IntxLinear.from_rows(row_blocks(w1), "8da4w", 32), torch.nn.SiLU(),
+                               IntxLinear.from_rows(row_blocks(w2), "8da4w", 32))
+    blobs = _lower(ours, 256)
+    assert len(blobs) == 1 and blobs == _lower(reference, 256) == _lower(ours, 256, share=False)
