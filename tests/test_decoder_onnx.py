@@ -4,6 +4,7 @@ I/O, generation from ONNX artifacts alone, and recipe validation."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import onnx
@@ -239,3 +240,46 @@ def test_run_refuses_a_changed_decoder_graph(fp32_artifacts, tmp_path, capsys):
     decoder.write_bytes(bytes(data))
     assert main(["run", "--artifacts", str(copy_dir), "--prompt", "Describe.", "--max-new-tokens", "2"]) == 1
     assert f"{decoder.name} does not match its manifest" in capsys.readouterr().err
+
+
+def test_built_int4_graph_equals_the_library_quantizer_and_its_qdq_form(loaded_models, tmp_path):
+    """The export quantizes before exporting (NBitsLinear -> com.microsoft MatMulNBits); the graph must
+    compute what onnxruntime's own MatMulNBitsQuantizer makes of the fp32 graph, and
+    `weight_format: qdq` (DequantizeLinear int4 + MatMul) the same again."""
+    from edgevlm.export.decoder_onnx import weight_plan
+    from edgevlm.export.llm_build import build_llm
+    from edgevlm.export.llm_source import ModuleLayers
+
+    llm = loaded_models["minicpmv-4.5-tiny"].model.llm.float().eval()
+    outputs = {}
+    for symmetric in (False, True):
+        base = DecoderOnnxSpec(max_seq_len=MAX_SEQ, weights="int4", group_size=32, symmetric=symmetric,
+                               accuracy_level=None, cache=KVCacheSpec("int4", 32, True))
+        fp32_path = export_decoder_onnx(llm, dataclasses.replace(base, weights="fp32"), tmp_path / "fp32.onnx")[0]
+        onnx.save(quantize_weights(fp32_path, base), str(tmp_path / "library.onnx"))
+        built = build_llm(ModuleLayers(llm), weight_plan(base)).llm
+        paths = {"library": tmp_path / "library.onnx"}
+        for fmt in ("matmulnbits", "qdq"):
+            paths[fmt] = export_decoder_onnx(built, dataclasses.replace(base, weight_format=fmt),
+                                             tmp_path / f"{fmt}-{symmetric}.onnx")[0]
+        census = op_census(paths["qdq"])
+        assert "MatMulNBits" not in census and census["DequantizeLinear"] == 7 * 2 + 1
+        types = {i.data_type for i in onnx.load(str(paths["qdq"])).graph.initializer}
+        assert (onnx.TensorProto.INT4 if symmetric else onnx.TensorProto.UINT4) in types
+        steps = _steps(llm.config.hidden_size, seed=4)
+        reference = ExportDecoder(llm, MAX_SEQ, base.cache).eval()
+        past = [t.numpy() for t in empty_cache(reference)]
+        outputs = {name: _run_onnx(session(path), steps, past) for name, path in paths.items()}
+        # ORT fuses DequantizeLinear + MatMul back into MatMulNBits with int8 activations (its
+        # accuracy level 4): unfused, the QDQ graph computes exactly what MatMulNBits does in fp32
+        outputs["qdq"] = _run_onnx(_unoptimized(paths["qdq"]), steps, past)
+        for a, b, c in zip(outputs["matmulnbits"], outputs["library"], outputs["qdq"]):
+            assert _rel(a, b) <= 1e-5 and _rel(c, b) <= 1e-5
+
+
+def _unoptimized(path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
