@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from edgevlm.backends.base import BackendError
+from edgevlm.third_party import quiet_loggers
 from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES
 
 OPSET = 18
@@ -19,10 +19,9 @@ OPSET = 18
 def export_onnx(encoder: torch.nn.Module, example: dict[str, np.ndarray], path: Path) -> Path:
     """Export with torch.export (dynamo) at the example's static shapes; one self-contained file."""
     args = tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES)
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         # The exporter prints progress lines to stdout; keep our own output clean.
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), quiet_loggers("torch.onnx"):
             program = torch.onnx.export(encoder, args, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                                         opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
     except Exception as e:

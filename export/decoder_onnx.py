@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,9 +153,10 @@ def _torch_export_onnx(module: nn.Module, args: tuple, names_in: list[str], name
     tensor by tensor from the module's own buffers). Returns the files written, the .onnx first."""
     from edgevlm.errors import EdgeVLMError
 
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    from edgevlm.third_party import quiet_loggers
+
     try:
-        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        with contextlib.redirect_stdout(io.StringIO()), torch.no_grad(), quiet_loggers("torch.onnx"):
             program = torch.onnx.export(module, args, input_names=names_in, output_names=names_out,
                                         dynamic_shapes=dynamic_shapes, opset_version=OPSET, dynamo=True,
                                         external_data=False, verbose=False)
@@ -192,12 +192,14 @@ def quantize_weights(path: Path, spec: DecoderOnnxSpec):
     fmt = QuantFormat.QOperator if spec.weight_format == "matmulnbits" else QuantFormat.QDQ
     config = DefaultWeightOnlyQuantConfig(block_size=spec.group_size, is_symmetric=spec.symmetric,
                                           accuracy_level=spec.accuracy_level, quant_format=fmt)
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
     model = onnx.load(str(path))
     # Only the linear layers: the Hadamard key rotation is a constant MatMul too, but it must stay exact.
     keep = [n.name for n in model.graph.node if n.op_type == "MatMul" and any("hadamard" in i for i in n.input)]
     quantizer = MatMulNBitsQuantizer(model, nodes_to_exclude=keep, algo_config=config)
-    quantizer.process()
+    from edgevlm.third_party import quiet_loggers
+
+    with quiet_loggers("onnxruntime.quantization"):  # per-node INFO/WARNING lines, for this call only
+        quantizer.process()
     return quantizer.model.model
 
 

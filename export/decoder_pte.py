@@ -242,4 +242,7 @@ def load_pte_method(path: Path, method: str):
     load_pte_kernels(path)
     from executorch.runtime import Runtime
 
-    return Runtime.get().load_program(str(path)).load_method(method)
+    from edgevlm.third_party import native_stderr
+
+    with native_stderr("executorch"):  # its C++ runtime probes the CPU and prints what it could not read
+        return Runtime.get().load_program(str(path)).load_method(method)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -18,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export MiniCPM-V models to phone NPUs. With no command, runs the default job on the "
                     "embedded default model.",
     )
-    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--version", action="version", version=f"edgevlm {edgevlm_version()}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="debug also shows other packages' warnings (hidden and counted otherwise)")
     parser.add_argument("--json-logs", action="store_true", help="structured JSON log lines on stderr")
     parser.add_argument("--debug", action="store_true",
                         help="also print the traceback of an error (input and environment errors print one line)")
@@ -28,26 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def edgevlm_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edgevlm")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
     from edgevlm.cli.exit_codes import run_handler
     from edgevlm.progress import setup_logging
+    from edgevlm.third_party import capture_third_party
 
-    _quiet_third_party()
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.json_logs)
     from edgevlm.cli import commands
 
-    return run_handler(getattr(args, "handler", commands.default_job), args, debug=args.debug)
-
-
-def _quiet_third_party() -> None:
-    # torchao (pulled in by transformers/executorch) logs failed optional CUDA kernels at import;
-    # they are irrelevant on CPU and would bury our own output.
-    for name in ("torchao", "torch.utils._pytree", "transformers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*register_constant.*")
+    with capture_third_party(show=args.log_level == "debug") as hidden:
+        code = run_handler(getattr(args, "handler", commands.default_job), args, debug=args.debug)
+    if hidden.summary():
+        print(hidden.summary(), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
