@@ -86,7 +86,7 @@ def _module_of(filename: str) -> str:
         index = parts.index("site-packages")
         if index + 1 < len(parts):
             return parts[index + 1]
-    return "python"
+    return "other"
 
 
 @contextlib.contextmanager

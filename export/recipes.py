@@ -248,7 +248,11 @@ def known_recipes() -> dict[str, Path]:
     return found
 
 
-def load_recipe(name_or_path: str) -> Recipe:
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """A built-in or user recipe by name, or a YAML path; `overrides` are `--set section.field=value`
+    strings (export/recipe_overrides.py), applied before the document is checked."""
+    from edgevlm.export.recipe_overrides import apply_overrides
+
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
@@ -259,7 +263,13 @@ def load_recipe(name_or_path: str) -> Recipe:
             raise ConfigError(f"unknown recipe {name_or_path!r}", f"known recipes: {', '.join(known)}; "
                               "or pass the path of a recipe YAML file")
         path = known[name_or_path]
-    return _parse(read_recipe_yaml(path), str(path))
+    document = read_recipe_yaml(path)
+    try:
+        return _parse(apply_overrides(document, overrides), str(path))
+    except ConfigError as e:
+        if not overrides or e.problem.startswith("--set"):
+            raise
+        raise ConfigError(f"{e.problem} (after --set {' '.join(overrides)})", e.fix) from None
 
 
 def read_recipe_yaml(path: Path):

@@ -36,11 +36,13 @@ class ArtifactGeneration:
     vision_artifact: str = ""
     timings: dict = field(default_factory=dict)  # vision_ms, prefill_ms, decode_ms, decode_steps
 
-    def speed_line(self) -> str:
-        """What a runner prints after a generation: where the time went and the rates."""
+    def speed_line(self, vision_label: str | None = None) -> str:
+        """What a runner prints after a generation: where the time went and the rates. vision_label
+        says how the vision time was measured when it is not device latency (an emulator)."""
         t = self.timings
         prefill_rate = self.prompt_tokens * 1000 / max(t["prefill_ms"], 1e-9)
-        line = f"vision {t['vision_ms']:.0f} ms, prefill {t['prefill_ms']:.0f} ms ({prefill_rate:.0f} tok/s)"
+        how = f" ({vision_label})" if vision_label else ""
+        line = f"vision {t['vision_ms']:.0f} ms{how}, prefill {t['prefill_ms']:.0f} ms ({prefill_rate:.0f} tok/s)"
         if t["decode_steps"]:
             decode_rate = t["decode_steps"] * 1000 / max(t["decode_ms"], 1e-9)
             line += f", decode {decode_rate:.1f} tok/s over {t['decode_steps']} steps"

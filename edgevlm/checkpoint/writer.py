@@ -24,6 +24,11 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 NORM_MARKERS = ("norm", "ln_q", "ln_kv", "ln_post")
 
 
+# config.json key marking a checkpoint whose weights are seeded random (`edgevlm checkpoint`); it is
+# carried into an export's manifest with the rest of the config.
+RANDOM_WEIGHTS_KEY = "edgevlm_random_weights"
+
+
 def init_tensor(key: str, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """Deterministic values for one parameter, by its name.
 
@@ -83,7 +88,9 @@ def write_checkpoint(config: MiniCPMVConfig, out_dir: Path, seed: int = 0, dtype
                 del tensors
         (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
                                                  indent=2, sort_keys=True) + "\n")
-        config.extra = {**config.extra, "torch_dtype": dtype}
+        config.extra = {k: v for k, v in config.extra.items() if k != RANDOM_WEIGHTS_KEY} | {"torch_dtype": dtype}
+        if state_dict is None:  # so every tool can say that what this model writes is meaningless
+            config.extra[RANDOM_WEIGHTS_KEY] = {"seed": seed}
         config.save(tmp / "config.json")
         write_tokenizer(tmp, config.llm.arch, config.llm.vocab_size, tokenizer_lines)
         _write_processor_files(tmp, config)

@@ -7,9 +7,32 @@ import json
 from pathlib import Path
 
 
+def artifacts_arg(p: argparse.ArgumentParser, what: str = "export folder (with manifest.json)") -> None:
+    """The artifact folder, named the same way by every command: `edgevlm CMD OUT` (`--artifacts OUT`
+    is kept as the older spelling)."""
+    p.add_argument("artifacts", type=Path, nargs="?", metavar="ARTIFACTS", help=what)
+    p.add_argument("--artifacts", dest="artifacts_option", type=Path, metavar="ARTIFACTS",
+                   help="the same folder, as an option")
+
+
+def artifacts_dir(args) -> Path:
+    """The folder given positionally or by --artifacts (exactly one)."""
+    from edgevlm.errors import ConfigError
+
+    given = [p for p in (args.artifacts, getattr(args, "artifacts_option", None)) if p is not None]
+    if len(given) != 1:
+        raise ConfigError(f"`edgevlm {args.command}` needs one export folder" if not given else
+                          f"two export folders given ({given[0]} and {given[1]})",
+                          f"e.g. `edgevlm {args.command} ./out` (the --out of `edgevlm export`)")
+    return given[0]
+
+
 def export_args(p: argparse.ArgumentParser) -> None:
+    from edgevlm.cli.recipe_commands import recipe_help, set_arg
+
     p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
-    p.add_argument("--recipe", required=True, help="recipe name (ios-m4, android-sd8g3, ort) or a recipe YAML path")
+    p.add_argument("--recipe", required=True, help=recipe_help())
+    set_arg(p)
     p.add_argument("--out", type=Path, required=True, help="artifact directory to create")
     p.add_argument("--part", default="all", choices=["vision", "decoder", "all"])
     p.add_argument("--max-patches", type=int, help="override the recipe's static patch count per slice")
@@ -24,7 +47,7 @@ def export(args) -> int:
     from edgevlm.outputs import check_output
 
     # Everything that can be refused is refused here, before the model loads (seconds to minutes).
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe, args.overrides)
     if args.max_patches is not None:
         check_option_range("--max-patches", args.max_patches, RANGES["max_patches"])
         recipe = dataclasses.replace(recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches)
@@ -36,12 +59,17 @@ def export(args) -> int:
 
     out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite,
                        on_stage=print_stage)
+    from edgevlm.cli.export_summary import next_steps, summary_lines
+
     manifest = json.loads((out / "manifest.json").read_text())
-    for artifact in manifest["artifacts"]:
-        print(f"{artifact['file']}  {artifact['bytes'] / 2**20:.1f} MiB  sha256 {artifact['sha256'][:12]}")
     resources = manifest["export"]["resources"]
-    print(f"wrote {out / 'manifest.json'} in {resources['seconds']:.0f} s, peak RSS "
-          f"{resources['peak_rss_bytes'] / 2**30:.2f} GiB")
+    print(f"exported {manifest['recipe']['name']} in {resources['seconds']:.0f} s "
+          f"(peak RSS {resources['peak_rss_bytes'] / 2**30:.2f} GiB):")
+    for line in summary_lines(out, manifest):
+        print("  " + line)
+    print("next:")
+    for step in next_steps(out, manifest):
+        print("  " + step)
     return 0
 
 
@@ -71,7 +99,7 @@ def no_verify_arg(p: argparse.ArgumentParser) -> None:
 
 
 def verify_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("artifacts", type=Path, help="directory with manifest.json")
+    artifacts_arg(p)
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--all-slices", action="store_true",
                    help="run every verification slice on emulated runtimes too (QNN HTP emulation: slow)")
@@ -80,26 +108,19 @@ def verify_args(p: argparse.ArgumentParser) -> None:
 def verify(args) -> int:
     from dataclasses import asdict
 
-    from rich.console import Console
-    from rich.table import Table
-
+    from edgevlm.cli.verify_table import print_verify_results
     from edgevlm.export.verify import FAIL, verify_artifacts
 
-    results = verify_artifacts(args.artifacts, all_slices=args.all_slices)
-    table = Table(title=f"verify {args.artifacts}")
-    for column in ("artifact", "check", "status", "detail"):
-        table.add_column(column)
-    colours = {"pass": "green", "fail": "red", "not run": "yellow"}
-    for r in results:
-        table.add_row(r.artifact, r.check, f"[{colours[r.status]}]{r.status}[/]", r.detail)
-    Console().print(table)
+    folder = artifacts_dir(args)
+    results = verify_artifacts(folder, all_slices=args.all_slices)
+    print_verify_results(results, f"verify {folder}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
 def bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json")
+    artifacts_arg(p)
     p.add_argument("--json", type=Path, help="write the results (JSON, bench schema v1) here")
     p.add_argument("--runs", type=int, default=10, help="timed runs per runtime (after warm-up)")
     p.add_argument("--warmup", type=int, default=3)
@@ -115,10 +136,11 @@ def bench(args) -> int:
     from edgevlm.export.integrity import check_files
     from edgevlm.export.manifest import read_manifest
 
-    manifest = read_manifest(args.artifacts)  # before any artifact is loaded: every file it will time
-    check_files(args.artifacts, manifest, manifest["artifacts"], prefixes=("verification/",),
+    folder = artifacts_dir(args)
+    manifest = read_manifest(folder)  # before any artifact is loaded: every file it will time
+    check_files(folder, manifest, manifest["artifacts"], prefixes=("verification/",),
                 verify=not args.no_verify)
-    report = bench_vision(args.artifacts, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
+    report = bench_vision(folder, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
     table = Table(title=f"vision encoder, {report['input']['case']} slice {report['input']['tgt_size']} "
                         f"({report['input']['patches']} patches) on {report['device']['cpu']}")
     for column in ("runtime", "static patches", "median ms", "p90 ms", "note"):
@@ -128,7 +150,7 @@ def bench(args) -> int:
         table.add_row(r["runtime"], str(r["max_patches"]), f"{m['median_ms']:.2f}" if m else "-",
                       f"{m['p90_ms']:.2f}" if m else "-", r.get("reason") or r.get("note", ""))
     Console().print(table)
-    decoders = _bench_decoders(args.artifacts)
+    decoders = _bench_decoders(folder)
     if args.json:
         args.json.write_text(json.dumps(report if decoders is None else [report, decoders], indent=2) + "\n")
     return 0
@@ -149,7 +171,7 @@ def _bench_decoders(artifacts: Path):
 
 
 def aihub_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifacts", type=Path, required=True, help="directory with an android-sd8g3 manifest.json")
+    artifacts_arg(p, "export folder of an android-sd8g3 recipe (with manifest.json)")
     p.add_argument("--device", default="Samsung Galaxy S24 (Family)", help="AI Hub device name")
     p.add_argument("--no-wait", action="store_true", help="submit the compile job and return its id")
     p.add_argument("--json", type=Path, help="write the profile as a bench-schema report here")
@@ -162,14 +184,15 @@ def aihub(args) -> int:
 
     from edgevlm.export.integrity import check_files
 
-    manifest = read_manifest(args.artifacts)
-    artifact, _ = hub.qnn_source(manifest, args.artifacts)
-    check_files(args.artifacts, manifest, [artifact], prefixes=())  # upload only the exported bytes
-    result = hub.submit(args.artifacts, manifest, args.device, wait=not args.no_wait)
+    folder = artifacts_dir(args)
+    manifest = read_manifest(folder)
+    artifact, _ = hub.qnn_source(manifest, folder)
+    check_files(folder, manifest, [artifact], prefixes=())  # upload only the exported bytes
+    result = hub.submit(folder, manifest, args.device, wait=not args.no_wait)
     print(f"AI Hub jobs: {result['jobs']}")
     if result["profile"] is None:
         return 0
-    artifact, _ = hub.qnn_source(manifest, args.artifacts)
+    artifact, _ = hub.qnn_source(manifest, folder)
     entry = hub.profile_result(result["profile"], artifact, args.device)
     report = {"schema": BENCH_SCHEMA_ID, "kind": "vision_encoder",
               "device": {"kind": "aihub", "name": args.device, "jobs": result["jobs"]},
@@ -183,50 +206,62 @@ def aihub(args) -> int:
 
 
 def run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifacts", type=Path, required=True, help="directory with manifest.json and a decoder .pte or .onnx")
+    artifacts_arg(p, "export folder with manifest.json and a decoder .pte or .onnx")
     p.add_argument("--image", type=Path, action="append", default=[], help="image file (repeat for several)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--reference", action="store_true",
                    help="also run the eager model (manifest's model.source) and report where the tokens diverge")
+    p.add_argument("--json", type=Path, help="also write tokens, text and timings as JSON here")
     no_verify_arg(p)
 
 
 def run(args) -> int:
     import sys
 
+    from edgevlm.cli.inputs import load_inputs, print_note, random_weights_note, vision_timing_label
     from edgevlm.export.run import ArtifactRunner, first_divergence
-    from edgevlm.preprocess import load_image
 
-    runner = ArtifactRunner(args.artifacts, verify=not args.no_verify)
-    images = [load_image(p) for p in args.image]
+    folder = artifacts_dir(args)
+    images = load_inputs(args.image, args.prompt)  # before the artifacts load
+    runner = ArtifactRunner(folder, verify=not args.no_verify)
     result = runner.generate(images, args.prompt, args.max_new_tokens,
                              on_token=lambda piece: print(piece, end="", flush=True))
     print()
     print(f"[{result.prompt_tokens} prompt tokens, {len(result.tokens)} generated, stopped by {result.stopped_by}; "
           f"vision {result.vision_artifact}, decoder {runner.decoder['file']}]", file=sys.stderr)
-    print(f"[{result.speed_line()}]", file=sys.stderr)
+    vision_label = vision_timing_label(runner.vision_backend) if runner.vision else None
+    print(f"[{result.speed_line(vision_label)}]", file=sys.stderr)
     if result.stopped_by == "max_seq_len":
         print(f"note: generation reached the end of the decoder's cache ({runner.max_seq_len} positions)",
               file=sys.stderr)
+    print_note(random_weights_note(runner.manifest["config"], runner.manifest["model"]["id"]))
+    if args.json:
+        args.json.write_text(json.dumps({"tokens": result.tokens, "text": result.text, "stopped_by": result.stopped_by,
+                                         "prompt_tokens": result.prompt_tokens, "timings": result.timings,
+                                         "vision_timing": vision_label or "host runtime"}, indent=2) + "\n")
     if args.reference:
-        from edgevlm.checkpoint.loader import load_model
-        from edgevlm.generate import generate
-        from edgevlm.preprocess import preprocess
-
-        loaded = load_model(Path(runner.manifest["model"]["source"]))
-        inputs = preprocess(images, args.prompt, loaded.tokenizer, loaded.config, loaded.processor_config)
-        reference = generate(loaded, inputs, max_new_tokens=args.max_new_tokens)
-        at = first_divergence(reference.tokens, result.tokens)
-        if at is None:
-            print(f"reference: identical ({len(result.tokens)} tokens)")
-        else:
-            gap = (reference.step_logits[at] - result.step_logits[at]).abs().max().item() \
-                if at < min(len(reference.step_logits), len(result.step_logits)) else float("nan")
-            print(f"reference: diverges at generated token {at} (reference {reference.tokens[at:at + 1]}, "
-                  f"artifacts {result.tokens[at:at + 1]}; max logit gap there {gap:.4g}); "
-                  f"reference text {reference.text!r}")
+        _compare_with_reference(runner, images, args, result, first_divergence)
     return 0
+
+
+def _compare_with_reference(runner, images, args, result, first_divergence) -> None:
+    from edgevlm.checkpoint.loader import load_model
+    from edgevlm.generate import generate
+    from edgevlm.preprocess import preprocess
+
+    loaded = load_model(Path(runner.manifest["model"]["source"]))
+    inputs = preprocess(images, args.prompt, loaded.tokenizer, loaded.config, loaded.processor_config)
+    reference = generate(loaded, inputs, max_new_tokens=args.max_new_tokens)
+    at = first_divergence(reference.tokens, result.tokens)
+    if at is None:
+        print(f"reference: identical ({len(result.tokens)} tokens)")
+    else:
+        gap = (reference.step_logits[at] - result.step_logits[at]).abs().max().item() \
+            if at < min(len(reference.step_logits), len(result.step_logits)) else float("nan")
+        print(f"reference: diverges at generated token {at} (reference {reference.tokens[at:at + 1]}, "
+              f"artifacts {result.tokens[at:at + 1]}; max logit gap there {gap:.4g}); "
+              f"reference text {reference.text!r}")
 
 
 def bench_export_args(p: argparse.ArgumentParser) -> None:

@@ -63,17 +63,23 @@ def _checkpoint(args) -> int:
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", type=Path, help="checkpoint directory")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--json", type=Path, nargs="?", const=Path("-"), metavar="PATH",
+                   help="also write the summary as JSON here (`--json` alone: print JSON instead of the table)")
+    p.add_argument("--check", action="store_true",
+                   help="also check every weight's name and shape against the model config.json describes "
+                        "(builds the model on the meta device: seconds)")
 
 
 def _inspect(args) -> int:
     from edgevlm.summary import inspect_checkpoint
 
-    info = inspect_checkpoint(args.model)
-    if args.json:
+    info = inspect_checkpoint(args.model, check=args.check)
+    if args.json == Path("-"):
         print(json.dumps(info, indent=2))
-    else:
-        print_summary(info)
+        return 0
+    print_summary(info)
+    if args.json:
+        args.json.write_text(json.dumps(info, indent=2) + "\n")
     return 0
 
 
@@ -110,17 +116,19 @@ def _generate_args(p: argparse.ArgumentParser) -> None:
 
 def _generate(args) -> int:
     from edgevlm.checkpoint.loader import load_model
+    from edgevlm.cli.inputs import load_inputs, print_note, random_weights_note
     from edgevlm.generate import generate
-    from edgevlm.preprocess import load_image, preprocess
+    from edgevlm.preprocess import preprocess
 
+    images = load_inputs(args.image, args.prompt)  # before the model loads
     loaded = load_model(args.model, dtype=args.dtype)
-    images = [load_image(p) for p in args.image]
     inputs = preprocess(images, args.prompt, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
     trace = generate(loaded, inputs, max_new_tokens=args.max_new_tokens,
                      on_token=lambda piece: print(piece, end="", flush=True))
     print()
     print(f"[{len(inputs.input_ids)} prompt tokens, {len(inputs.pixel_values)} slices, "
           f"{len(trace.tokens)} new tokens, stopped by {trace.stopped_by}]", file=sys.stderr)
+    print_note(random_weights_note(loaded.config.extra, str(args.model)))
     if args.json:
         args.json.write_text(json.dumps({"tokens": trace.tokens, "text": trace.text,
                                          "stopped_by": trace.stopped_by}, indent=2) + "\n")
@@ -159,12 +167,15 @@ from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Co
 from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 from edgevlm.cli import quality_commands as _quality  # noqa: E402
+from edgevlm.cli import recipe_commands as _recipes  # noqa: E402
 
 COMMANDS = [
     Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
             _checkpoint_args, _checkpoint),
-    Command("inspect", "summarise a checkpoint directory (headers only, no weights loaded)", _inspect_args, _inspect),
+    Command("inspect", "summarise a checkpoint directory from its file headers (no weights loaded; --check validates every name and shape)", _inspect_args, _inspect),
     Command("generate", "reference greedy generation with the eager model", _generate_args, _generate),
+    Command("recipes", "list the export recipes (built-in and $EDGEVLM_RECIPES) with their targets",
+            _recipes.recipes_args, _recipes.recipes),
     Command("export", "export artifacts + manifest.json for a recipe (atomic: all or nothing)",
             _artifacts.export_args, _artifacts.export),
     Command("bench-export", "export under a memory cap (default 16 GB), then verify and run: wall time and peak "

@@ -20,8 +20,12 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def bench_decoder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
-    p.add_argument("--work", type=Path, help="where exports are written and reused (default: MODEL.bench-decoder)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="checkpoint directory")
+    source.add_argument("--preset", help="write (once, into --work) and benchmark this preset's seeded checkpoint "
+                                         "(`edgevlm checkpoint --list`)")
+    p.add_argument("--work", type=Path, help="where exports are written and reused (default: MODEL.bench-decoder; "
+                                             "with --preset: runs/bench-decoder)")
     p.add_argument("--prompts", type=_ints, default=(128, 1024), help="prefill prompt lengths")
     p.add_argument("--contexts", type=_ints, default=(128, 1024, 4096), help="decode contexts")
     p.add_argument("--seq-len", type=int, help="cache length of the exports (default: longest prompt/context)")
@@ -53,8 +57,14 @@ def bench_decoder(args) -> int:
                      decode_runs=args.decode_runs, prefill_runs=args.prefill_runs, rounds=max(1, args.rounds),
                      prefill_warmup=args.prefill_warmup, optimum=not args.no_optimum,
                      eager=not args.no_eager)
-    work = args.work or args.model.with_name(args.model.name + ".bench-decoder")
-    report = run(args.model, work, plan)
+    if args.preset:
+        from edgevlm.device_tests.export_bench import ensure_checkpoint
+
+        work = args.work or Path("runs/bench-decoder")
+        model = ensure_checkpoint(args.preset, work)
+    else:
+        model, work = args.model, args.work or args.model.with_name(args.model.name + ".bench-decoder")
+    report = run(model, work, plan)
     print_decoder_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -62,17 +72,19 @@ def bench_decoder(args) -> int:
 
 
 def kv_compare_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--model", type=Path, help="checkpoint directory (default: the default model, as `edgevlm` "
+                                              "with no command uses)")
     p.add_argument("--prompt", action="append", help="prompt (repeatable; default: three built-in questions)")
     p.add_argument("--json", type=Path, help="write the comparison as JSON here")
 
 
 def kv_compare(args) -> int:
+    from edgevlm import defaults
     from edgevlm.checkpoint.loader import load_model
     from edgevlm.device_tests.decoder_table import print_kv_report
     from edgevlm.device_tests.kv_compare import PROMPTS, compare_caches
 
-    report = compare_caches(load_model(args.model), tuple(args.prompt or PROMPTS))
+    report = compare_caches(load_model(args.model or defaults.ensure_default_model()), tuple(args.prompt or PROMPTS))
     print_kv_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -80,7 +92,9 @@ def kv_compare(args) -> int:
 
 
 def profile_decoder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifact", type=Path, required=True, help="decoder .pte (ours or a text-runner one)")
+    p.add_argument("artifact", type=Path, nargs="?", metavar="ARTIFACT",
+                   help="decoder .pte (ours or a text-runner one), or an export folder with one")
+    p.add_argument("--artifact", dest="artifact_option", type=Path, help="the same, as an option")
     p.add_argument("--context", type=int, default=128, help="decode at this context (position context-1)")
     p.add_argument("--steps", type=int, default=20, help="profiled decode steps (after 3 warm-up steps)")
     p.add_argument("--json", type=Path, help="write the profile as JSON here")
@@ -91,12 +105,33 @@ def profile_decoder(args) -> int:
     from edgevlm.device_tests.decoder_table import print_profile
     from edgevlm.errors import ConfigError
 
-    if not args.artifact.is_file():
-        raise ConfigError(f"no .pte at {args.artifact}", "pass a decoder .pte, e.g. from `edgevlm export`")
     if args.context < 1 or args.steps < 1:
         raise ConfigError("--context and --steps must be positive", "e.g. --context 128 --steps 20")
-    report = profile_decode(args.artifact, args.context, args.steps)
+    report = profile_decode(_pte_of(args.artifact or args.artifact_option), args.context, args.steps)
     print_profile(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _pte_of(path: Path | None) -> Path:
+    """A decoder .pte given directly, or the one in an export folder's manifest."""
+    from edgevlm.errors import ConfigError
+
+    if path is None:
+        raise ConfigError("`edgevlm profile-decoder` needs a decoder .pte or an export folder",
+                          "e.g. `edgevlm profile-decoder ./out` (the --out of `edgevlm export --recipe ios-m4`)")
+    if path.is_dir():
+        from edgevlm.export.integrity import check_files
+        from edgevlm.export.manifest import read_manifest
+
+        manifest = read_manifest(path)
+        ptes = [a for a in manifest["artifacts"] if a["file"].endswith(".pte")]
+        if len(ptes) != 1:
+            raise ConfigError(f"{path} has {len(ptes)} decoder .pte files "
+                              f"({', '.join(a['file'] for a in ptes) or 'none'})", "pass the .pte itself")
+        check_files(path, manifest, ptes, prefixes=())  # like run and bench: the bytes the manifest names
+        return path / ptes[0]["file"]
+    if not path.is_file():
+        raise ConfigError(f"no .pte at {path}", "pass a decoder .pte or an export folder, e.g. from `edgevlm export`")
+    return path

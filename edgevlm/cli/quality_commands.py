@@ -13,8 +13,11 @@ def quality_args(p: argparse.ArgumentParser) -> None:
 
     d = QualityOptions()
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the shipped edgevlm-tiny oracle)")
+    from edgevlm.cli.recipe_commands import recipe_help, set_arg
+
     p.add_argument("--recipe", action="append", default=[],
-                   help="recipe name or YAML path (repeat; default: every built-in recipe)")
+                   help=recipe_help() + " (repeat; default: every one)")
+    set_arg(p)
     p.add_argument("--out", type=Path, required=True,
                    help="report directory: quality.json, quality.md and one export per recipe")
     p.add_argument("--samples", type=int, default=d.samples, help="held-out samples (the standard set is 300)")
@@ -37,7 +40,7 @@ def quality(args) -> int:
 
     if args.samples < 1:
         raise ConfigError("--samples must be at least 1", "e.g. --samples 300 (the standard held-out set)")
-    recipes = [load_recipe(r) for r in (args.recipe or sorted(known_recipes()))]
+    recipes = [load_recipe(r, args.overrides) for r in (args.recipe or sorted(known_recipes()))]
     if args.max_patches is not None:  # refused before any model loads or export starts
         import dataclasses
 
