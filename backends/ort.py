@@ -140,7 +140,9 @@ class OrtVisionBackend:
     def describe_io(self, artifact: Path, details: dict) -> dict:
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # like `run`: this session's optimizer notices are not the user's problem
+        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
 
         def spec(values):
             return {v.name: (list(v.shape), ORT_DTYPES.get(v.type, v.type)) for v in values}

@@ -34,7 +34,8 @@ def heldout(count: int = HELDOUT_SIZE) -> list[Sample]:
 def evaluate(samples: Sequence[Sample], generate_fn: GenerateFn, score_fn: ScoreFn | None = None,
              keep_answers: bool = False, description: str = "held-out VQA") -> dict:
     """Accuracy overall and per question kind; perplexity when score_fn is given."""
-    with progress_bar(len(samples), description) as advance:
+    # a bar on a terminal; in a log, a count line every 30 s (scoring a recipe takes minutes)
+    with progress_bar(len(samples), description, report_every_s=30) as advance:
         return _evaluate(samples, generate_fn, score_fn, keep_answers, advance)
 
 

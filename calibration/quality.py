@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -48,6 +49,8 @@ class QualityOptions:
     # Emulated runtimes (the x86 QNN HTP emulator: ~0.6 s a slice at w8a16, ~4.6 s at w4a16) score the
     # first N held-out samples; the QNN artifact's own QDQ model also scores every sample on the CPU EP.
     emulated_samples: int | None = 60
+    # on_stage(name, record | None): each long step's start and end (resources.StageRecorder; the CLI prints them)
+    on_stage: Callable | None = None
 
 
 def preprocessing_of(loaded) -> dict:
@@ -130,7 +133,7 @@ def export_recipe(model_dir: Path, recipe, root: Path, options: QualityOptions) 
     if options.max_patches:
         recipe = dataclasses.replace(recipe, vision=tuple(dataclasses.replace(v, max_patches=options.max_patches)
                                                           for v in recipe.vision))
-    export_model(model_dir, recipe, root, part="all", overwrite=True)
+    export_model(model_dir, recipe, root, part="all", overwrite=True, on_stage=options.on_stage)
 
 
 class References:
@@ -272,10 +275,14 @@ def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOp
 
     model_dir, out = Path(model_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    from edgevlm.resources import StageRecorder
+
+    stages = StageRecorder(options.on_stage)
     loaded = load_model(model_dir)
     samples = heldout(options.samples)
     references = References(loaded, samples)
-    reference = references()
+    with stages.stage(f"quality: eager reference on {len(samples)} samples"):
+        reference = references()
     report = {"schema": "edgevlm.quality/1", "model": {"dir": str(model_dir), "version": loaded.config.version},
               "heldout": {"split": "heldout", "samples": len(samples)},
               "vision_max_patches": options.max_patches or "as in each recipe",
@@ -283,18 +290,22 @@ def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOp
               "toolchain": toolchain_versions()}
     for recipe in recipes:
         root = out / recipe.name
-        export_recipe(model_dir, recipe, root, options)
-        rows, layers = recipe_rows(loaded, root, samples, references, options)
+        with stages.stage(f"quality: export {recipe.name}"):
+            export_recipe(model_dir, recipe, root, options)
+        with stages.stage(f"quality: score {recipe.name}"):
+            rows, layers = recipe_rows(loaded, root, samples, references, options)
         report["recipes"].append({"name": recipe.name, "artifacts_dir": str(root)})
         report["rows"] += rows
         report["layer_sqnr"] += layers
         write_recipe_report(root, report, rows)
     if options.ablation:
-        report["decoder_ablation"] = decoder_ablation(loaded, samples, reference, options.ablation_group_size)
+        with stages.stage("quality: decoder ablation"):
+            report["decoder_ablation"] = decoder_ablation(loaded, samples, reference, options.ablation_group_size)
     if options.kv_error:
         from edgevlm.device_tests.kv_compare import compare_caches
 
-        report["kv_error"] = compare_caches(loaded)
+        with stages.stage("quality: KV-cache error"):
+            report["kv_error"] = compare_caches(loaded)
     report["status"] = "fail" if any(r.get("status") == "fail" for r in report["rows"]) else "pass"
     return report
 

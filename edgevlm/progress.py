@@ -39,6 +39,16 @@ def progress_bar(total: int, description: str, enabled: bool = True, report_ever
         yield lambda n=1: bar.advance(task, n)
 
 
+def print_stage(name: str, record) -> None:
+    """A StageRecorder callback for the CLI: `[edgevlm] NAME ...` when a long step starts, its wall
+    time and peak RSS when it ends, on stderr (stdout keeps the results)."""
+    if record is None:
+        print(f"[edgevlm] {name} ...", file=sys.stderr, flush=True)
+    else:
+        print(f"[edgevlm] {name}: {record.seconds:.1f} s, peak RSS {record.peak_rss_bytes / 2**30:.2f} GiB",
+              file=sys.stderr, flush=True)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any `extra=` fields."""
 

@@ -31,13 +31,18 @@ class CheckResult:
     metrics: dict = field(default_factory=dict)
 
 
-def verify_artifacts(artifacts_dir: Path, all_slices: bool = False) -> list[CheckResult]:
-    """all_slices: run every verification slice even on slow (emulated) runtimes."""
+def verify_artifacts(artifacts_dir: Path, all_slices: bool = False, on_stage=None) -> list[CheckResult]:
+    """all_slices: run every verification slice even on slow (emulated) runtimes. on_stage(name,
+    record | None): called as each artifact's checks start and end (resources.StageRecorder)."""
+    from edgevlm.resources import StageRecorder
+
     artifacts_dir = Path(artifacts_dir)
     manifest = read_manifest(artifacts_dir)
     results = support_file_checks(artifacts_dir, manifest)  # tokenizer, verification set: checked first
+    stages = StageRecorder(on_stage)
     for artifact in manifest["artifacts"]:
-        results.extend(verify_one(artifacts_dir, manifest, artifact, all_slices))
+        with stages.stage(f"verify {artifact['file']}"):
+            results.extend(verify_one(artifacts_dir, manifest, artifact, all_slices))
     if (artifacts_dir / QUALITY_REPORT).is_file():
         results.extend(verify_task_accuracy(artifacts_dir, manifest))
     return results

@@ -56,6 +56,7 @@ def export(args) -> int:
     if args.part in ("vision", "all"):
         check_max_patches(args.model, recipe)
     from edgevlm.export.driver import export_model
+    from edgevlm.progress import print_stage
 
     out = export_model(args.model, recipe, args.out, part=args.part, overwrite=args.overwrite,
                        on_stage=print_stage)
@@ -71,17 +72,6 @@ def export(args) -> int:
     for step in next_steps(out, manifest):
         print("  " + step)
     return 0
-
-
-def print_stage(name: str, record) -> None:
-    """Stage lines on stderr while a long export runs (stdout keeps the summary)."""
-    import sys
-
-    if record is None:
-        print(f"[edgevlm] {name} ...", file=sys.stderr, flush=True)
-    else:
-        print(f"[edgevlm] {name}: {record.seconds:.1f} s, peak RSS {record.peak_rss_bytes / 2**30:.2f} GiB",
-              file=sys.stderr, flush=True)
 
 
 def check_option_range(option: str, value: int, bounds: tuple[int, int]) -> None:
@@ -112,7 +102,9 @@ def verify(args) -> int:
     from edgevlm.export.verify import FAIL, verify_artifacts
 
     folder = artifacts_dir(args)
-    results = verify_artifacts(folder, all_slices=args.all_slices)
+    from edgevlm.progress import print_stage
+
+    results = verify_artifacts(folder, all_slices=args.all_slices, on_stage=print_stage)
     print_verify_results(results, f"verify {folder}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")

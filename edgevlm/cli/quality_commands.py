@@ -36,6 +36,7 @@ def quality(args) -> int:
     from edgevlm.calibration.quality import QualityOptions, quality_report
     from edgevlm.errors import ConfigError
     from edgevlm.export.recipes import known_recipes, load_recipe
+    from edgevlm.progress import print_stage
     from edgevlm.reports.quality import to_markdown, validate
 
     if args.samples < 1:
@@ -54,7 +55,8 @@ def quality(args) -> int:
                 recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches) for v in recipe.vision)))
     options = QualityOptions(samples=args.samples, ablation=not args.no_ablation, layer_sqnr=not args.no_layer_sqnr,
                              kv_error=not args.no_kv_error, reuse=args.reuse,
-                             max_patches=args.max_patches, emulated_samples=args.emulated_samples or None)
+                             max_patches=args.max_patches, emulated_samples=args.emulated_samples or None,
+                             on_stage=print_stage)
     report = quality_report(args.model or defaults.oracle_model_dir(), recipes, args.out, options)
     validate(report)
     (args.out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
