@@ -2,7 +2,7 @@
 one-step decode latency for fp32 vs INT4 (MatMulNBits, and opset-21 DequantizeLinear int4 + MatMul)
 weights and fp32 vs INT4 KV caches, on one random-weight LLM shape.
 
-    python -m edgevlm.device_tests.decoder_onnx_bench --preset minicpmv-2.6-llm0.5b --layers 4 --json out.json
+    edgevlm bench-decoder-onnx --preset minicpmv-2.6-llm0.5b --layers 4 --json out.json
 
 Prints a table and writes JSON (`schema: edgevlm.decoder-onnx-bench/1`). Numbers, not a test.
 """
@@ -85,6 +85,15 @@ def optimized_census(path: Path, tmp: Path) -> dict[str, int]:
 
 
 def main(argv=None) -> dict:
+    """`python -m edgevlm.device_tests.decoder_onnx_bench`: the same options as `edgevlm bench-decoder-onnx`."""
+    from edgevlm.cli.tool_commands import decoder_onnx_bench_args
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    decoder_onnx_bench_args(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args) -> dict:
     import onnx
 
     from edgevlm.export.decoder_onnx import (DecoderOnnxSpec, cache_tensor_specs, export_decoder_onnx,
@@ -92,16 +101,6 @@ def main(argv=None) -> dict:
     from edgevlm.export.kv_cache import KVCacheSpec
     from edgevlm.export.manifest import size_bytes
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="minicpmv-2.6-llm0.5b")
-    ap.add_argument("--layers", type=int, default=None, help="keep only this many decoder layers (export time)")
-    ap.add_argument("--max-seq-len", type=int, default=512)
-    ap.add_argument("--context", type=int, default=256, help="prefill length; decode steps start there")
-    ap.add_argument("--steps", type=int, default=16)
-    ap.add_argument("--group-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
     llm, cfg = build_llm(args.preset, args.layers)
     head_dim = cfg.resolved_head_dim
     rows = []

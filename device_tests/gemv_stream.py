@@ -1,6 +1,6 @@
 """How fast XNNPACK's INT4 GEMVs read weights on this host, apart from everything else a decode step does.
 
-    python -m edgevlm.device_tests.gemv_stream --preset minicpmv-2.6-llm0.5b [--rounds 5] [--json out.json]
+    edgevlm gemv-stream --preset minicpmv-2.6-llm0.5b [--rounds 5] [--json out.json]
 
 Three .pte programs of the preset's LLM shapes, 8da4w g32 weights as the decoder exports them:
 - `layers`: every layer's q/k/v/o/gate/up/down projections chained (a decode step's GEMMs, no
@@ -114,13 +114,15 @@ def time_programs(programs: dict[str, dict], rounds: int, calls: int) -> list[di
 
 
 def main(argv=None) -> dict:
+    """`python -m edgevlm.device_tests.gemv_stream`: the same options as `edgevlm gemv-stream`."""
+    from edgevlm.cli.tool_commands import gemv_stream_args
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="minicpmv-2.6-llm0.5b")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--calls", type=int, default=30)
-    ap.add_argument("--group-size", type=int, default=32)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args(argv)
+    gemv_stream_args(ap)
+    return run(ap.parse_args(argv))
+
+
+def run(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         programs = build_programs(args.preset, Path(tmp), args.group_size)
         rounds = time_programs(programs, args.rounds, args.calls)

@@ -72,21 +72,22 @@ def capture_third_party(show: bool = False):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, category, filename, *rest: hidden.add(
-                _module_of(filename), f"{category.__name__}: {message}")
+                _module_of(filename) or category.__name__, f"{category.__name__}: {message}")
             yield hidden
     finally:
         logging.Logger.callHandlers = original
         _active = previous
 
 
-def _module_of(filename: str) -> str:
-    """The package a warning came from, from its file path (site-packages/<package>/...)."""
+def _module_of(filename: str) -> str | None:
+    """The package a warning came from, from its file path (site-packages/<package>/...); None for
+    the standard library or edgevlm's own files (a deprecation in a package edgevlm calls)."""
     parts = filename.replace("\\", "/").split("/")
     if "site-packages" in parts:
         index = parts.index("site-packages")
         if index + 1 < len(parts):
             return parts[index + 1]
-    return "other"
+    return None
 
 
 @contextlib.contextmanager

@@ -139,13 +139,15 @@ def test_verify_table_keeps_full_artifact_names_at_80_columns():
     assert lines[-1] == "3 pass, 3 fail"
 
 
-def test_verify_through_the_cli_names_every_artifact_whole(int4_kv_export, capsys, monkeypatch):
+def test_verify_cli_names_every_artifact_whole_with_a_stage_line_each(int4_kv_export, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["verify", str(int4_kv_export)]) == 0
     out, err = capsys.readouterr()
     manifest = json.loads((int4_kv_export / "manifest.json").read_text())
     for artifact in manifest["artifacts"]:
         assert artifact["file"] in out.splitlines()
+        # a stage line per artifact on stderr while it is checked
+        assert re.search(rf"\[edgevlm\] verify {re.escape(artifact['file'])}: [\d.]+ s, peak RSS", err)
     assert "fail" not in out and re.search(r"^\d+ pass$", out, re.M)
 
 
@@ -335,3 +337,23 @@ def test_bench_decoder_preset_writes_the_checkpoint_and_benchmarks_it(tmp_path, 
     assert main(argv) == 0 and main(argv) == 0
     checkpoint = tmp_path / "checkpoints" / "minicpmv-2.6-tiny"
     assert benchmarked == [checkpoint, checkpoint] and (checkpoint / "config.json").is_file()
+
+
+def test_a_warning_from_outside_site_packages_is_counted_by_its_category(capfd):
+    from edgevlm.third_party import capture_third_party
+
+    with capture_third_party() as hidden:
+        warnings.warn_explicit("_check_is_size will be removed", FutureWarning, str(REPO / "export" / "x.py"), 1)
+    assert "(FutureWarning 1)" in hidden.summary() and "_check_is_size" not in capfd.readouterr().err
+
+
+# ---- device_tests tools as commands ------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["gemv-stream", "bench-decoder-onnx"])
+def test_device_test_tools_are_edgevlm_commands(command, capsys):
+    # an unknown preset reaches the tool itself and is refused there, before anything is built
+    assert main([command, "--preset", "no-such-preset"]) == 2
+    assert "no-such-preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--preset" in capsys.readouterr().out

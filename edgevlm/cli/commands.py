@@ -168,6 +168,7 @@ from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 from edgevlm.cli import quality_commands as _quality  # noqa: E402
 from edgevlm.cli import recipe_commands as _recipes  # noqa: E402
+from edgevlm.cli import tool_commands as _tools  # noqa: E402
 
 COMMANDS = [
     Command("checkpoint", "write a seeded random checkpoint of a preset in the official layout",
@@ -190,6 +191,12 @@ COMMANDS = [
             "delegate time, ExecuTorch kernels, call counts", _decoder.profile_decoder_args, _decoder.profile_decoder),
     Command("kv-compare", "KV-cache formats (ours and ExecuTorch's) on real activations: attention error, bytes/token",
             _decoder.kv_compare_args, _decoder.kv_compare),
+    Command("gemv-stream", "how fast XNNPACK's INT4 GEMVs read weights here (a decode step's layer GEMMs, the "
+            "lm_head, one cache-resident GEMM) beside the host's read bandwidth", _tools.gemv_stream_args,
+            _tools.gemv_stream),
+    Command("bench-decoder-onnx", "ONNX decoder variants (fp32 / INT4 MatMulNBits / QDQ weights x fp32 / INT4 "
+            "cache) on ONNX Runtime's CPU EP: sizes, prefill and decode times", _tools.decoder_onnx_bench_args,
+            _tools.decoder_onnx_bench),
     Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte or .onnx)",
             _artifacts.run_args, _artifacts.run),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
