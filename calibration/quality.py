@@ -20,37 +20,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from edgevlm.calibration.oracle_eval import evaluate, heldout, pipeline_fns
+from edgevlm.calibration.options import QualityOptions  # noqa: F401  (re-exported; torch-free for the CLI)
 
 log = logging.getLogger("edgevlm.quality")
 ABLATION_MAX_SEQ_LEN = 512  # the oracle's prompts are ~100-300 tokens
 LAYER_SQNR_SLICES = 8
-
-
-@dataclass(frozen=True)
-class QualityOptions:
-    samples: int = 300  # held-out samples (the standard set is the first 300)
-    ablation: bool = True  # the eager decoder ablation (weights x cache)
-    ablation_group_size: int = 32
-    layer_sqnr: bool = True
-    kv_error: bool = True
-    reuse: bool = False  # reuse an existing export in OUT/<recipe> instead of exporting again
-    # Static patch count of the vision artifacts (None: the recipe's). The oracle's slices hold at
-    # most 72 patches; padding them to a phone recipe's 1120 costs the HTP emulator ~4 s a slice.
-    # Padded rows are masked, but they take part in calibration ranges: say so when it differs.
-    max_patches: int | None = None
-    # Emulated runtimes (the x86 QNN HTP emulator: ~0.6 s a slice at w8a16, ~4.6 s at w4a16) score the
-    # first N held-out samples; the QNN artifact's own QDQ model also scores every sample on the CPU EP.
-    emulated_samples: int | None = 60
-    # on_stage(name, record | None): each long step's start and end (resources.StageRecorder; the CLI prints them)
-    on_stage: Callable | None = None
 
 
 def preprocessing_of(loaded) -> dict:

@@ -17,33 +17,17 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from edgevlm.calibration import vqa
 from edgevlm.calibration.oracle_eval import answer_ids, evaluate_checkpoint
+from edgevlm.calibration.options import TrainConfig  # noqa: F401  (re-exported; torch-free for the CLI)
 
 log = logging.getLogger("edgevlm.train_oracle")
 PRESET = "edgevlm-tiny"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 1500  # the length of the schedule
-    batch_size: int = 8
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    eval_samples: int = 300
-    log_every: int = 10
-    max_minutes: float | None = None  # a wall-clock cap; the step it stopped at is recorded
-    stop_after: int | None = None  # end after this many steps, schedule unchanged (replays a capped run)
-    workers: int = 0  # data-loader processes rendering and preprocessing samples ahead of the model
 
 
 def build_tokenizer():

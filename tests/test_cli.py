@@ -37,6 +37,14 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"edgevlm {version('edgevlm')}"
 
 
+def test_the_parser_is_built_without_importing_torch():
+    """`edgevlm --help` and every subcommand's --help: no torch, transformers or coremltools import."""
+    probe = ("import sys; from edgevlm.cli.main import build_parser; build_parser(); "
+             "print(sorted(m for m in ('torch', 'transformers', 'coremltools', 'onnxruntime') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_recipes_lists_every_shipped_recipe_and_export_help_names_them(tmp_path, capsys):
     shipped = sorted(p.stem for p in (REPO / "export" / "recipes").glob("*.yaml"))
     assert main(["recipes", "--json", str(tmp_path / "recipes.json")]) == 0

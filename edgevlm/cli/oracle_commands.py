@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def train_oracle_args(p: argparse.ArgumentParser) -> None:
-    from edgevlm.calibration.train_oracle import TrainConfig
+    from edgevlm.calibration.options import TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (replaced if present)")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def quality_args(p: argparse.ArgumentParser) -> None:
-    from edgevlm.calibration.quality import QualityOptions
+    from edgevlm.calibration.options import QualityOptions
 
     d = QualityOptions()
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the shipped edgevlm-tiny oracle)")

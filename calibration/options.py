@@ -1,0 +1,44 @@
+"""The option dataclasses of `edgevlm train-oracle` and `edgevlm quality`, apart from the code that
+runs them: the CLI reads their defaults while it builds its parser, and that must not import torch
+(`edgevlm --help` would take seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500  # the length of the schedule
+    batch_size: int = 8
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_samples: int = 300
+    log_every: int = 10
+    max_minutes: float | None = None  # a wall-clock cap; the step it stopped at is recorded
+    stop_after: int | None = None  # end after this many steps, schedule unchanged (replays a capped run)
+    workers: int = 0  # data-loader processes rendering and preprocessing samples ahead of the model
+
+
+@dataclass(frozen=True)
+class QualityOptions:
+    samples: int = 300  # held-out samples (the standard set is the first 300)
+    ablation: bool = True  # the eager decoder ablation (weights x cache)
+    ablation_group_size: int = 32
+    layer_sqnr: bool = True
+    kv_error: bool = True
+    reuse: bool = False  # reuse an existing export in OUT/<recipe> instead of exporting again
+    # Static patch count of the vision artifacts (None: the recipe's). The oracle's slices hold at
+    # most 72 patches; padding them to a phone recipe's 1120 costs the HTP emulator ~4 s a slice.
+    # Padded rows are masked, but they take part in calibration ranges: say so when it differs.
+    max_patches: int | None = None
+    # Emulated runtimes (the x86 QNN HTP emulator: ~0.6 s a slice at w8a16, ~4.6 s at w4a16) score the
+    # first N held-out samples; the QNN artifact's own QDQ model also scores every sample on the CPU EP.
+    emulated_samples: int | None = 60
+    # on_stage(name, record | None): each long step's start and end (resources.StageRecorder; the CLI prints them)
+    on_stage: Callable | None = None
