@@ -33,8 +33,11 @@ def ensure_checkpoint(preset_name: str, work: Path, layers: int | None = None) -
     config = preset.build_config()
     if layers:
         config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, num_hidden_layers=layers))
+    from edgevlm.checkpoint.writer import RANDOM_WEIGHTS_KEY
+
     path = work / "checkpoints" / (preset_name + (f"-{layers}l" if layers else ""))
-    if not (path / "config.json").is_file() or json.loads((path / "config.json").read_text()) != config.to_dict():
+    written = config.to_dict() | {RANDOM_WEIGHTS_KEY: {"seed": 0}}  # what write_checkpoint records
+    if not (path / "config.json").is_file() or json.loads((path / "config.json").read_text()) != written:
         write_checkpoint(config, path, seed=0, dtype=preset.dtype, overwrite=True)
     return path
 

@@ -335,16 +335,19 @@ def test_profile_decoder_takes_an_export_folder(int4_kv_export, tmp_path):
         _pte_of(tmp_path / "x.pte")
 
 
-def test_bench_decoder_preset_writes_the_checkpoint_and_benchmarks_it(tmp_path, monkeypatch):
+def test_bench_decoder_preset_writes_the_checkpoint_once_and_benchmarks_it(tmp_path, monkeypatch):
     from edgevlm.device_tests import decoder_bench, decoder_table
 
     benchmarked = []
     monkeypatch.setattr(decoder_bench, "bench_decoder", lambda model, work, plan: benchmarked.append(model) or {})
     monkeypatch.setattr(decoder_table, "print_decoder_report", lambda report: None)
     argv = ["bench-decoder", "--preset", "minicpmv-2.6-tiny", "--work", str(tmp_path), "--no-optimum"]
-    assert main(argv) == 0 and main(argv) == 0
+    assert main(argv) == 0
     checkpoint = tmp_path / "checkpoints" / "minicpmv-2.6-tiny"
-    assert benchmarked == [checkpoint, checkpoint] and (checkpoint / "config.json").is_file()
+    written = (checkpoint / "config.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert benchmarked == [checkpoint, checkpoint]
+    assert (checkpoint / "config.json").stat().st_mtime_ns == written  # reused, not written again
 
 
 def test_a_warning_from_outside_site_packages_is_counted_by_its_category(capfd):
