@@ -25,9 +25,8 @@ def random_weights_note(config_fields: dict, model: str) -> str | None:
     if not marker:
         return None
     seed = marker.get("seed") if isinstance(marker, dict) else None
-    return (f"note: {model} has random weights (`edgevlm checkpoint`, seed {seed}), so the text above is "
-            "meaningless; the pipeline and timings are what it shows. A trained model: `edgevlm` with no "
-            "command uses edgevlm-tiny, or export an official checkpoint")
+    return (f"note: {model} has random weights (`edgevlm checkpoint`, seed {seed}): the text is meaningless, "
+            "the pipeline and timings are real; `edgevlm` alone runs the trained edgevlm-tiny")
 
 
 def print_note(note: str | None) -> None:
