@@ -31,11 +31,11 @@ QUANTIZED_CACHE_REASON = (
     "onnxruntime-genai {version} binds exactly one key and one value tensor per layer (the past_key_names / "
     "past_value_names templates), allocated by the runtime as [batch, kv_heads, seq, head_dim] in the "
     "dtype of the first past input; its only quantized form (the kvCacheQuantizationBits provider "
-    "option) packs each row into uint32 words with one runtime-defined scale per row, read by that EP's "
-    "GroupQueryAttention kernel. edgevlm's {fmt} cache is three tensors per key and per value "
-    "(uint8 codes{packing} + fp16 scale + fp16 zero point per {group}-element group, Hadamard-rotated "
-    "keys): GenAI would leave the scale and zero inputs unbound and allocate the codes with the wrong "
-    "width and dtype, so no genai_config.json is written for it.")
+    "option) is still that one tensor, each row's codes packed into uint32 words plus one extra word, an "
+    "encoding of the execution provider's GroupQueryAttention kernel. edgevlm's {fmt} cache is three "
+    "tensors per key and per value (uint8 codes{packing} + fp16 scale + fp16 zero point per "
+    "{group}-element group{rotation}): GenAI would leave the scale and zero inputs unbound and allocate "
+    "the codes with the wrong width and dtype, so no genai_config.json is written for it.")
 
 
 def unsupported_reason(cache) -> str | None:
@@ -43,8 +43,9 @@ def unsupported_reason(cache) -> str | None:
     if not cache.quantized:
         return None
     packing = " [.., Dh/2], two 4-bit codes per byte" if cache.bits == 4 else " [.., Dh]"
+    rotation = ", Hadamard-rotated keys" if cache.rotate_keys else ""
     return QUANTIZED_CACHE_REASON.format(version=GENAI_VERSION, fmt=cache.format.upper(), packing=packing,
-                                         group=cache.group_size)
+                                         group=cache.group_size, rotation=rotation)
 
 
 def build_genai_graph(decoder_path: Path, embed_path: Path, out_path: Path) -> list[Path]:
