@@ -34,6 +34,9 @@ class VisionExportRequest:
     precision: str  # fp32 | fp16 | int8 | w8a16 | w4a16
     options: dict = field(default_factory=dict)
     stem: str = "vision"  # file name stem, from the naming grammar
+    # model and preprocessing facts a backend may write into its artifact (Core ML metadata):
+    # model_id, model_version, patch_size, norm_mean, ... (export/driver.py model_facts)
+    model_facts: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 torch.export -> coremltools.convert (mlprogram, fp16 compute, static shapes, float32 inputs and
 output so the I/O contract is the one every backend shares; the program casts to fp16 inside)
 -> optional weight compression (coremltools.optimize.coreml: int8 per-channel linear, or 4/6-bit
-k-means palettization) -> a package normalised to be byte-identical run to run.
+k-means palettization) -> description, I/O descriptions and user_defined_metadata (coreml_metadata.py)
+-> a package normalised to be byte-identical run to run.
 
 Byte stability. What differs between two conversions of the same model, and what is done:
   - Manifest.json item identifiers are random UUIDs: replaced by uuid5 of the item's author/path.
@@ -42,6 +43,7 @@ import numpy as np
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
 from edgevlm.backends.coreml_ane import ane_findings, op_census, summarize
 from edgevlm.backends.coreml_interp import MLProgramInterpreter, load_spec, main_block, package_files
+from edgevlm.backends.coreml_metadata import describe_model
 from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES
 
 PRECISIONS = ("fp16",)
@@ -215,6 +217,7 @@ class CoreMLVisionBackend:
         options = check_options(request)
         model = convert(request, options)
         model, compression_config = compress(model, options["compression"])
+        package_metadata = describe_model(model, request, options)
         path = save_package(model, Path(out_dir) / f"{request.stem}.mlpackage")
         spec = load_spec(path)
         fn, _ = main_block(spec)
@@ -227,7 +230,7 @@ class CoreMLVisionBackend:
                    "compute_precision": "float16", "io_dtype": "float32 (cast to fp16 inside the program)",
                    "spec_version": spec.specificationVersion, "opset": fn.opset,
                    "op_census": op_census(spec), "ane_findings": findings, "ane_check": "heuristic",
-                   "byte_stable": True}
+                   "byte_stable": True, "package_metadata": package_metadata}
         return [WrittenArtifact(path, runtime="coreml", details=details)]
 
     @property

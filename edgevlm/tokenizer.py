@@ -96,6 +96,10 @@ class Tokenizer:
         return _token_text(self.config.get("eos_token"))
 
     @property
+    def pad_token(self) -> str | None:
+        return _token_text(self.config.get("pad_token"))
+
+    @property
     def unk_token(self) -> str:
         return _token_text(self.config.get("unk_token")) or "<unk>"
 

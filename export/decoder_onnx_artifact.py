@@ -48,6 +48,8 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
     embed_path = out / f"{stem}.embed.ort-cpu.{target.embedding}.onnx"
     decoder_files = export_decoder_onnx(built.llm, spec, decoder_path)
     embed_files = export_embedding_onnx(built.llm, embed_path, spec.max_seq_len)
+    genai = genai_block(loaded, spec, out, decoder_path, embed_path)
+    genai_files = [out / name for name in genai.get("files", [])]
     d = cfg.llm.hidden_size
     inputs, outputs = io_specs(spec.cache, cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads, spec.max_seq_len,
                                cfg.llm.resolved_head_dim, d, cfg.llm.vocab_size)
@@ -60,7 +62,7 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
         "name": "text_decoder", "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
         "runtime": "onnxruntime-cpu", "precision": target.precision, "sha256": sha256_path(decoder_path),
         "bytes": size_bytes(decoder_path),
-        "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files],
+        "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files + genai_files],
         "methods": ["token_embedding", "text_decoder"],
         "graphs": {"token_embedding": {"file": embed_path.name} | embed_io,
                    "text_decoder": {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
@@ -81,4 +83,20 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
                             "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
         "quality_gate": decoder_gate(target, parity).to_dict(),
         "parity": parity,
+        "genai": genai,
     }
+
+
+def genai_block(loaded, spec: DecoderOnnxSpec, out: Path, decoder_path: Path, embed_path: Path) -> dict:
+    """ONNX Runtime GenAI's files for a float cache (export/genai.py); for a quantized cache, the reason
+    there are none (also logged)."""
+    from edgevlm.export.genai import CONFIG_FILE, unsupported_reason, write_genai_files
+    from edgevlm.progress import log
+
+    reason = unsupported_reason(spec.cache)
+    if reason:
+        log.info("no genai_config.json for a %s KV cache: %s", spec.cache.format, reason)
+        return {"written": False, "reason": reason}
+    if (out / CONFIG_FILE).exists():  # GenAI reads one config per folder: the first float-cache target's
+        return {"written": False, "reason": f"{CONFIG_FILE} in this folder describes an earlier decoder target"}
+    return write_genai_files(loaded, spec, out, decoder_path, embed_path, loaded.path)

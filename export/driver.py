@@ -133,7 +133,8 @@ def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarg
     if target.precision not in ("fp32", "fp16"):
         calibration = calibration_inputs(loaded, recipe, target)
     stem = artifact_stem(loaded, "vision", target)
-    request = VisionExportRequest(encoder, example.arrays, calibration, target.precision, dict(target.options), stem)
+    request = VisionExportRequest(encoder, example.arrays, calibration, target.precision, dict(target.options), stem,
+                                  model_facts=model_facts(loaded))
     with torch.no_grad():
         written = backend.export(request, out)
     main = written[0]
@@ -150,6 +151,22 @@ def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarg
         "quality_gate": gate_for(target.precision, target.options.get("compression", "none")).to_dict(),
         "details": {"attention_mask_value": mask_value} | main.details,
     }
+
+
+def model_facts(loaded: LoadedModel) -> dict:
+    """What a vision artifact may say about its model and preprocessing (Core ML package metadata);
+    the same values as the manifest's model and preprocessing blocks."""
+    cfg = loaded.config
+    pre = preprocessing_block(cfg, loaded.processor_config)
+    return {"model_id": model_id(loaded), "model_version": cfg.version, "llm_family": cfg.llm.arch,
+            "patch_size": pre["patch_size"], "num_patches_per_side": pre["num_patches_per_side"],
+            "norm_mean": pre["norm_mean"], "norm_std": pre["norm_std"], "slice_config": pre["slice_config"],
+            "slice_mode": pre["slice_mode"], "resampler_pos": pre["resampler_pos"],
+            "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>"}
+
+
+def model_id(loaded: LoadedModel) -> str:
+    return loaded.config.extra.get("_name_or_path") or loaded.path.name
 
 
 def pte_vision(loaded: LoadedModel):
@@ -206,7 +223,7 @@ def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
     special = ["<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>", tok.unk_token]
     return {
         "schema_version": 1,
-        "model": {"id": cfg.extra.get("_name_or_path") or loaded.path.name, "version": cfg.version,
+        "model": {"id": model_id(loaded), "version": cfg.version,
                   "llm_family": cfg.llm.arch, "source": str(loaded.path),
                   "config_sha256": sha256_path(loaded.path / "config.json")},
         "recipe": {"name": recipe.name, "description": recipe.description,

@@ -55,6 +55,10 @@ ARTIFACT = {
         "graphs": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["file"], "properties": {"file": _FILE, "inputs": _IO, "outputs": _IO}}},
         "parity": {"type": "object", "required": ["reference"], "properties": {"reference": _FILE}},
+        # ONNX Runtime GenAI's files (export/genai.py), or why a quantized cache has none
+        "genai": {"type": "object", "required": ["written"], "properties": {
+            "written": {"type": "boolean"}, "reason": {"type": "string"}, "config": _FILE, "graph": _FILE,
+            "files": {"type": "array", "items": _FILE, "maxItems": 64}}},
     },
     "allOf": [
         {"if": {"properties": {"part": {"const": "vision"}}},
@@ -136,6 +140,8 @@ def named_files(manifest: dict):
             yield f"artifacts[{i}].graphs.{name}.file", graph["file"]
         if "parity" in artifact:
             yield f"artifacts[{i}].parity.reference", artifact["parity"]["reference"]
+        for j, name in enumerate(artifact.get("genai", {}).get("files", [])):
+            yield f"artifacts[{i}].genai.files[{j}]", name
     for j, entry in enumerate(manifest.get("files", [])):
         yield f"files[{j}].file", entry["file"]
     verification = manifest.get("verification")

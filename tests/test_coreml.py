@@ -16,6 +16,7 @@ pytest.importorskip("coremltools")
 from edgevlm.backends.base import BackendError, VisionExportRequest  # noqa: E402
 from edgevlm.backends.coreml import INTERPRETER, CoreMLVisionBackend  # noqa: E402
 from edgevlm.backends.coreml_interp import InterpreterError, MLProgramInterpreter, load_spec  # noqa: E402
+from edgevlm.export.driver import model_facts  # noqa: E402
 from edgevlm.export.gates import compare  # noqa: E402
 from edgevlm.export.manifest import sha256_path, size_bytes  # noqa: E402
 from edgevlm.export.vision import INPUT_NAMES, StaticVisionEncoder, vision_inputs  # noqa: E402
@@ -30,7 +31,7 @@ def make_request(loaded, stem: str = "vision", precision: str = "fp16", **option
     gen = torch.Generator().manual_seed(0)
     pixels = [torch.randn(3, 14, GRID[0] * GRID[1] * 14, generator=gen)]
     example = vision_inputs(pixels, torch.tensor([GRID]), MAX_PATCHES, loaded.model.resampler, 70, batch=1).arrays
-    return VisionExportRequest(encoder, example, [], precision, options, stem)
+    return VisionExportRequest(encoder, example, [], precision, options, stem, model_facts=model_facts(loaded))
 
 
 def eager(request: VisionExportRequest) -> np.ndarray:
@@ -100,6 +101,32 @@ def test_reexport_is_byte_identical(fp16_exports, backend, loaded_models, tmp_pa
     metadata = load_spec(again.path).description.metadata.userDefined
     assert "com.github.apple.coremltools.conversion_date" not in metadata
     assert metadata["com.github.apple.coremltools.version"] == "9.0"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_package_metadata_reads_back_with_coremltools(name, fp16_exports, loaded_models):
+    import coremltools as ct
+
+    from edgevlm.backends.coreml_metadata import INPUT_DESCRIPTIONS, OUTPUT_DESCRIPTION
+
+    _, written, _ = fp16_exports[name]
+    cfg = loaded_models[name].config
+    model = ct.models.MLModel(str(written.path), skip_model_load=True)  # the saved, normalised package
+    meta = model.user_defined_metadata
+    assert {k: meta[f"edgevlm.{k}"] for k in ("query_num", "embedding_size", "max_patches", "batch", "model_version",
+                                               "patch_size", "precision")} == {
+        "query_num": str(cfg.query_num), "embedding_size": str(cfg.llm.hidden_size), "max_patches": str(MAX_PATCHES),
+        "batch": "1", "model_version": cfg.version, "patch_size": "14", "precision": "fp16"}
+    assert json.loads(meta["edgevlm.norm_mean"]) == [0.5, 0.5, 0.5]
+    assert json.loads(meta["edgevlm.slice_config"])["scale_resolution"] == cfg.slice_config.scale_resolution
+    assert meta["edgevlm.model_id"] == loaded_models[name].path.name
+    assert meta["edgevlm.edgevlm_version"] == model.author.removeprefix("edgevlm ") != "unknown"
+    assert meta["com.github.apple.coremltools.version"] == "9.0"  # coremltools' own keys stay
+    assert model.version == cfg.version
+    assert f"{cfg.query_num} embeddings of width {cfg.llm.hidden_size}" in model.short_description
+    assert {n: model.input_description[n] for n in INPUT_NAMES} == INPUT_DESCRIPTIONS
+    assert model.output_description["vision_embeds"] == OUTPUT_DESCRIPTION
+    assert written.details["package_metadata"]["query_num"] == str(cfg.query_num)
 
 
 @pytest.mark.parametrize("name, compression, target, constexpr, min_sqnr", [
