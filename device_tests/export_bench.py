@@ -81,10 +81,13 @@ def bench_export(model: Path, recipe: str, out: Path, part: str = "all", cap_gb:
     if run and any(a["part"] == "decoder" for a in manifest["artifacts"]):
         from edgevlm import defaults
 
-        image = out.parent / "bench-export-demo.png"
-        defaults.demo_image().save(image)
-        step = _step("run", _cli("run", "--artifacts", str(out), "--image", str(image), "--prompt",
-                                 "What is in the picture?", "--max-new-tokens", "16"), cap, timeout)
+        prompt = ["--prompt", "Describe a sunny day.", "--max-new-tokens", "16"]
+        if any(a["part"] == "vision" for a in manifest["artifacts"]):
+            image = out.parent / "bench-export-demo.png"
+            defaults.demo_image().save(image)
+            prompt = ["--image", str(image), "--prompt", "What is in the picture?", *prompt[2:]]
+        # a --part decoder export has no vision artifact: run it on text alone
+        step = _step("run", _cli("run", "--artifacts", str(out), *prompt), cap, timeout)
         steps.append(step)
         report["run"] = {"text": step["stdout_tail"].strip()[-500:],
                          "speed": next((line for line in step["stderr_tail"].splitlines()[::-1]

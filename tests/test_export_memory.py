@@ -92,3 +92,22 @@ def test_a_recipe_that_cannot_work_is_refused_before_any_weight_is_read(tmp_path
         with pytest.raises(ConfigError, match=message):
             export_model(model, load_recipe(str(path)), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_export_runs_a_decoder_only_export_on_text(tiny_checkpoints, tmp_path):
+    """`bench-export --part decoder`: export, verify and run each in the capped cgroup; the run
+    step has no vision artifact to feed an image to, so it generates from text alone."""
+    from edgevlm.device_tests.export_bench import bench_export
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "r", "description": "text decoder", "decoder": [
+        {"backend": "executorch", "weights": "8da4w", "weight_calibration": "rtn", "embedding": "int8",
+         "kv_cache": "int4", "max_seq_len": 256}]}))
+    report = bench_export(tiny_checkpoints["minicpmv-4.0-tiny"], str(recipe), tmp_path / "out", part="decoder",
+                          cap_gb=3)
+    assert [(s["step"], s["returncode"]) for s in report["steps"]] == [("export", 0), ("verify", 0), ("run", 0)]
+    assert all(s["peak_bytes"] <= 3 * GIB for s in report["steps"])
+    assert report["verify"]["statuses"] == ["pass"] and report["verify"]["numerics"]
+    assert report["run"]["speed"].startswith("[vision 0 ms") and "decode" in report["run"]["speed"]
+    stages = [s["name"] for s in report["export"]["resources"]["stages"]]
+    assert "verification set" not in stages and any(s.startswith("decoder export") for s in stages)
