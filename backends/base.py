@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -48,17 +48,33 @@ class WrittenArtifact:
     details: dict = field(default_factory=dict)  # backend specifics recorded in the manifest
 
 
+@runtime_checkable
 class VisionBackend(Protocol):
+    """What every vision backend provides; callers use these members directly (no probing), and
+    tests/test_backends_protocol.py checks every registered backend has them all."""
+
     name: str
     # True when `run` simulates the device runtime (HTP emulator, Core ML interpreter): its results
-    # are numerics, its timings are not device latency. Backends without the attribute are real.
+    # are numerics, its timings are not device latency.
     emulated: bool
+    # The additive attention bias for padded patches the encoder is exported with: a quantized
+    # runtime needs a small one (its scores share a 16-bit range with it), float ones take MASK_NEG.
+    mask_value: float
+    # How many slices per verification image `verify` runs by default (None: all): slow emulators
+    # check one per image unless asked for all (--all-slices).
+    verify_slices_per_case: int | None
+
+    def target_token(self, options: dict) -> str:
+        """The <target> field of the artifact naming grammar (DESIGN.md) for these recipe options."""
 
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         """Write the artifact(s) into out_dir (a temporary directory the caller publishes)."""
 
     def runtime_available(self) -> str | None:
         """Why this machine cannot execute the artifact, or None if it can."""
+
+    def describe_io(self, artifact: Path, details: dict) -> dict:
+        """{"inputs"|"outputs": {name: (shape, dtype)}} as the artifact itself declares them."""
 
     def run(self, artifact: Path, inputs: dict[str, np.ndarray], details: dict) -> np.ndarray:
         """Execute the artifact on this machine's runtime; returns vision_embeds."""

@@ -44,7 +44,7 @@ from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArti
 from edgevlm.backends.coreml_ane import ane_findings, op_census, summarize
 from edgevlm.backends.coreml_interp import MLProgramInterpreter, load_spec, main_block, package_files
 from edgevlm.backends.coreml_metadata import describe_model
-from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES
+from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES
 
 PRECISIONS = ("fp16",)
 COMPUTE_UNITS = ("CPU_AND_NE", "ALL", "CPU_AND_GPU", "CPU_ONLY")
@@ -202,6 +202,7 @@ def save_package(model, dst: Path) -> Path:
 
 class CoreMLVisionBackend:
     name = "coreml"
+    mask_value = MASK_NEG
 
     def __init__(self, use_coreml: bool | None = None):
         # None: Core ML where it can run (macOS), the interpreter elsewhere. False forces the interpreter.
@@ -211,6 +212,9 @@ class CoreMLVisionBackend:
         self._loaded = {}
 
     # ---- export -------------------------------------------------------------------------------
+    def target_token(self, options: dict) -> str:
+        return "ane"
+
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         from edgevlm.progress import log
 

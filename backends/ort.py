@@ -14,6 +14,7 @@ import numpy as np
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
 from edgevlm.backends.onnx_export import export_onnx, external_data_files, remove_onnx
 from edgevlm.backends.ort_calibration import bounded_calibration
+from edgevlm.export.vision import MASK_NEG
 
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "XnnpackExecutionProvider", "CoreMLExecutionProvider",
                        "QNNExecutionProvider", "NnapiExecutionProvider")
@@ -68,9 +69,15 @@ def activation_matmuls(path: Path) -> list[str]:
 
 class OrtVisionBackend:
     name = "ort"
+    emulated = False  # ONNX Runtime's CPU EP is a real runtime here and on device
+    mask_value = MASK_NEG
+    verify_slices_per_case = None
 
     def __init__(self):
         self._sessions = {}
+
+    def target_token(self, options: dict) -> str:
+        return "ort"
 
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         ep = request.options.get("execution_provider", "CPUExecutionProvider")

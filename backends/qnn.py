@@ -40,6 +40,15 @@ from edgevlm.export.vision import QUANTIZED_MASK_NEG
 
 EP_NAME = "QNNExecutionProvider"
 DEFAULT_OPTIONS = {"htp_arch": 75, "soc_model": 57}  # SM8650 = Snapdragon 8 Gen 3
+# QNN's soc_model ids (the HTP backend's SoC table) -> the chip's part number and marketing name.
+SOC_MODELS = {36: ("sm8450", "Snapdragon 8 Gen 1"), 43: ("sm8550", "Snapdragon 8 Gen 2"),
+              57: ("sm8650", "Snapdragon 8 Gen 3"), 69: ("sm8750", "Snapdragon 8 Elite")}
+
+
+def soc_part(soc_model: int) -> str:
+    """`sm8650` for a known soc_model id, `soc<id>` for one edgevlm has no name for."""
+    return SOC_MODELS[soc_model][0] if soc_model in SOC_MODELS else f"soc{soc_model}"
+
 # precision -> weight quant type name; activations are always 16-bit
 PRECISIONS = {"w8a16": "QUInt8", "w4a16": "QInt4"}
 KNOWN_OPTIONS = {"htp_arch", "soc_model", "htp_performance_mode", "vtcm_mb", "calibrate_method", "quantization"}
@@ -83,6 +92,10 @@ class QnnVisionBackend:
         self._sessions = {}
 
     # ---- export -------------------------------------------------------------------------------
+    def target_token(self, options: dict) -> str:
+        options = DEFAULT_OPTIONS | options
+        return f"htp-{soc_part(options['soc_model'])}-v{options['htp_arch']}"
+
     def export(self, request: VisionExportRequest, out_dir: Path) -> list[WrittenArtifact]:
         options = self._options(request)
         if not request.calibration:
@@ -103,7 +116,8 @@ class QnnVisionBackend:
         details = {"execution_provider": EP_NAME, "backend_type": "htp",
                    "provider_options": {k: options[k] for k in sorted(options)
                                         if k not in ("calibrate_method", "quantization")},
-                   "soc": "SM8650 (Snapdragon 8 Gen 3)" if options["soc_model"] == 57 else None,
+                   "soc": (f"{SOC_MODELS[options['soc_model']][0].upper()} ({SOC_MODELS[options['soc_model']][1]})"
+                           if options["soc_model"] in SOC_MODELS else None),
                    "quantization": quantization, "source_sha256": sha256_path(qdq),
                    "context_binary": binary.name, "byte_stable": False,
                    "executorch_qnn_pte": executorch_qnn_status()}

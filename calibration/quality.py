@@ -153,7 +153,7 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
             rows.append(base | {"status": "not run", "reason": reason})
             continue
         vision_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, art, backend, config=loaded.config))
-        emulated = getattr(backend, "emulated", False)
+        emulated = backend.emulated
         count = min(len(samples), options.emulated_samples or len(samples)) if emulated else len(samples)
         runnable_vision.append((art, vision_fn, count))
         base["runtime"] = art.get("runtime", art["target"]) + (" (emulated)" if emulated else "")
@@ -199,7 +199,7 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
 def vision_layer_sqnr(loaded, root: Path, pre: dict, art: dict, backend) -> dict:
     from edgevlm.calibration.layer_sqnr import layer_sqnr, onnx_view
     from edgevlm.export.host import manifest_slices
-    from edgevlm.export.vision import MASK_NEG, ResamplerSpec, vision_inputs
+    from edgevlm.export.vision import ResamplerSpec, vision_inputs
 
     path = onnx_view(root, art)
     if path is None:
@@ -211,7 +211,7 @@ def vision_layer_sqnr(loaded, root: Path, pre: dict, art: dict, backend) -> dict
         slices, sizes = manifest_slices(sample.image(), pre)
         batches.append(vision_inputs(slices[:1], sizes[:1], art["max_patches"], spec, pre["num_patches_per_side"],
                                      batch=art["batch"]))
-    result = layer_sqnr(loaded, path, art, batches, getattr(backend, "mask_value", MASK_NEG))
+    result = layer_sqnr(loaded, path, art, batches, backend.mask_value)
     return result | {"onnx": path.name}
 
 

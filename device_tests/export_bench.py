@@ -57,13 +57,16 @@ def _step(name: str, cmd: list[str], cap: int, timeout: float | None) -> dict:
 
 
 def bench_export(model: Path, recipe: str, out: Path, part: str = "all", cap_gb: float = 16.0,
-                 verify: bool = True, run: bool = True, timeout: float | None = None) -> dict:
+                 verify: bool = True, run: bool = True, timeout: float | None = None,
+                 overrides: tuple[str, ...] = ()) -> dict:
+    """overrides: `--set section.field=value` strings, passed on to `edgevlm export`."""
     cap = int(cap_gb * GIB)
     started = time.time()
+    sets = [arg for text in overrides for arg in ("--set", text)]
     steps = [_step("export", _cli("export", "--model", str(model), "--recipe", recipe, "--out", str(out),
-                                  "--part", part, "--overwrite"), cap, timeout)]
-    report = {"schema": SCHEMA, "model": str(model), "recipe": recipe, "part": part, "cap_bytes": cap,
-              "started": started, "steps": steps}
+                                  "--part", part, "--overwrite", *sets), cap, timeout)]
+    report = {"schema": SCHEMA, "model": str(model), "recipe": recipe, "overrides": list(overrides), "part": part,
+              "cap_bytes": cap, "started": started, "steps": steps}
     if not steps[0]["ok"]:
         return report
     manifest = json.loads((out / "manifest.json").read_text())

@@ -90,7 +90,7 @@ def _bench_artifact(root: Path, artifact: dict, inputs: dict, warmup: int, runs:
              "sha256": artifact["sha256"], "max_patches": artifact["max_patches"], "batch": artifact["batch"]}
     backend = get_vision_backend(artifact["target"])
     reason = backend.runtime_available()
-    emulated = getattr(backend, "emulated", False)
+    emulated = backend.emulated
     if reason is None and emulated and not include_emulators:
         reason = "emulated on this host (a simulation, not device latency); pass --include-emulators to time it"
     if reason is not None:

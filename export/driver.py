@@ -28,9 +28,9 @@ from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.integrity import support_files
 from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
-from edgevlm.export.recipes import Recipe, VisionTarget, resolve_for_model
-from edgevlm.export.vision import INPUT_NAMES, MASK_NEG, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
-from edgevlm.progress import log
+from edgevlm.export.recipes import DEFAULT_MAX_PATCHES, Recipe, VisionTarget, resolve_for_model
+from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
+from edgevlm.progress import log, progress_bar
 from edgevlm.resources import ScratchFiles, StageRecorder, release_memory, tune_allocator
 
 PARTS = ("vision", "decoder", "all")
@@ -44,8 +44,8 @@ def image_slices(image, loaded: LoadedModel):
 
 def artifact_stem(loaded: LoadedModel, part: str, target: VisionTarget) -> str:
     """The naming grammar of DESIGN.md: <model>-<version>.<part>.<target>.<precision>."""
-    names = {"coreml": "ane", "qnn": f"htp-sm8650-v{target.options.get('htp_arch', 75)}", "ort": "ort"}
-    return f"minicpmv-{loaded.config.version}.{part}.{names[target.backend]}.{target.precision}"
+    token = get_vision_backend(target.backend).target_token(target.options)
+    return f"minicpmv-{loaded.config.version}.{part}.{token}.{target.precision}"
 
 
 def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "all", overwrite: bool = False,
@@ -89,7 +89,9 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
                 spec = recipe.calibration
                 with stages.stage("decoder calibration set", images=spec.images):
                     embeddings = decoder_calibration(loaded, recipe, source)
-            vision = pte_vision(loaded) if with_vision else None
+            # the .pte's vision_encoder takes the recipe's vision slices, or the default size without one
+            max_patches = recipe.vision[0].max_patches if recipe.vision else DEFAULT_MAX_PATCHES
+            vision = pte_vision(loaded, max_patches) if with_vision else None
             if not with_vision:
                 loaded.model.to("meta")  # the vision tower's part is done: free it before the LLM
                 release_memory()
@@ -123,7 +125,7 @@ def decoder_calibration(loaded: LoadedModel, recipe: Recipe, source) -> list[tor
 def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarget, out: Path) -> dict:
     backend = get_vision_backend(target.backend)
     # Quantizing backends ask for a padding bias that fits their activation ranges (export/vision.py).
-    mask_value = getattr(backend, "mask_value", MASK_NEG)
+    mask_value = backend.mask_value
     encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler, mask_value).eval()
     cfg = loaded.config
     example_slices, example_sizes = image_slices(verification_images()[0][1], loaded)
@@ -169,11 +171,11 @@ def model_id(loaded: LoadedModel) -> str:
     return loaded.config.extra.get("_name_or_path") or loaded.path.name
 
 
-def pte_vision(loaded: LoadedModel):
+def pte_vision(loaded: LoadedModel, max_patches: int):
     """(fp32 static encoder, example inputs) for a multimodal .pte that carries the vision encoder."""
     encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
     slices, sizes = image_slices(verification_images()[0][1], loaded)
-    example = vision_inputs(slices[:1], sizes[:1], 1120, loaded.model.resampler,
+    example = vision_inputs(slices[:1], sizes[:1], max_patches, loaded.model.resampler,
                             loaded.config.vision_config.num_patches_per_side, batch=1)
     return encoder, example.arrays
 
@@ -206,14 +208,20 @@ def write_verification_set(loaded: LoadedModel, folder: Path) -> dict:
     attention alone is 10 x 16 x 1024^2 floats)."""
     folder.mkdir(parents=True)
     cases, refs = [], {}
-    for name, image in verification_images():
-        image.save(folder / f"{name}.png")
-        slices, sizes = image_slices(image, loaded)
-        with torch.no_grad():
-            refs[name] = np.concatenate([loaded.model.encode_images(slices[i:i + 1], sizes[i:i + 1]).float().numpy()
-                                         for i in range(len(slices))])
-        cases.append({"name": name, "image": f"{VERIFICATION_DIR}/{name}.png", "slices": len(slices),
-                      "tgt_sizes": sizes.tolist()})
+    sliced = [(name, image, *image_slices(image, loaded)) for name, image in verification_images()]
+    # minutes at full size (5 min for 4.0's SigLIP): a bar on a terminal, a count line in CI logs
+    with progress_bar(sum(len(s) for _, _, s, _ in sliced), "verification set (eager vision)",
+                      report_every_s=30) as advance:
+        for name, image, slices, sizes in sliced:
+            image.save(folder / f"{name}.png")
+            rows = []
+            for i in range(len(slices)):
+                with torch.no_grad():
+                    rows.append(loaded.model.encode_images(slices[i:i + 1], sizes[i:i + 1]).float().numpy())
+                advance()
+            refs[name] = np.concatenate(rows)
+            cases.append({"name": name, "image": f"{VERIFICATION_DIR}/{name}.png", "slices": len(slices),
+                          "tgt_sizes": sizes.tolist()})
     np.savez(folder / "vision_reference.npz", **refs)
     return {"reference": f"{VERIFICATION_DIR}/vision_reference.npz", "cases": cases}
 

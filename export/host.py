@@ -49,6 +49,7 @@ def check_max_patches(model_dir, recipe) -> None:
     from edgevlm.calibration.synthetic import verification_images
     from edgevlm.checkpoint.layout import PREPROCESSOR_FILE
     from edgevlm.errors import ConfigError
+    from edgevlm.export.recipes import DEFAULT_MAX_PATCHES
     from edgevlm.safety import read_processor_config
 
     model_dir = Path(model_dir)
@@ -71,4 +72,5 @@ def check_max_patches(model_dir, recipe) -> None:
         raise ConfigError(f"max_patches {small} is too small for this model: its preprocessing (scale_resolution "
                           f"{sc['scale_resolution']}, patch_size {sc['patch_size']}) cuts the export's {what} "
                           f"images into slices of up to {need} patches",
-                          f"use --max-patches {need} or more (the default 1120 fits aspect ratios up to ~1:32)")
+                          f"use --max-patches {need} or more (the default {DEFAULT_MAX_PATCHES} fits aspect ratios up "
+                          "to ~1:32)")

@@ -28,11 +28,16 @@ EMBEDDING_FORMATS = ("fp32", "bf16", "int8")  # export/quantized_modules.py
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
 
+# Patches per static vision slice: MiniCPM-V's 448-px slices are at most 1024 patches at 1:1, and
+# 1120 also fits the elongated slices of aspect ratios up to ~1:32 (export/host.py checks a model's).
+DEFAULT_MAX_PATCHES = 1120
+
+
 @dataclass(frozen=True)
 class VisionTarget:
     backend: str
     precision: str
-    max_patches: int = 1120
+    max_patches: int = DEFAULT_MAX_PATCHES
     batch: int = 1
     options: dict = field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from edgevlm.errors import EdgeVLMError
 from edgevlm.export.gates import Gate, compare
 from edgevlm.export.manifest import read_manifest, sha256_path
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
+from edgevlm.progress import progress_bar
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not run"
 
@@ -119,7 +120,7 @@ def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = Fa
     if reason is not None:
         checks.append(CheckResult(name, "numerics", NOT_RUN, reason))
         return checks
-    limit = None if all_slices else getattr(backend, "verify_slices_per_case", None)
+    limit = None if all_slices else backend.verify_slices_per_case
     try:
         checks.append(_numerics(root, manifest, artifact, backend, path, limit))
     except EdgeVLMError:
@@ -142,10 +143,7 @@ def _checksum(name: str, path: Path, expected: str) -> CheckResult:
 
 def _contract(name: str, backend, path: Path, artifact: dict) -> CheckResult:
     """Inputs/outputs the artifact declares, compared with the manifest (backends that can read them)."""
-    describe = getattr(backend, "describe_io", None)
-    if describe is None:
-        return CheckResult(name, "io contract", NOT_RUN, f"backend {artifact['target']} cannot read its I/O here")
-    declared = describe(path, artifact.get("details", {}))
+    declared = backend.describe_io(path, artifact.get("details", {}))
     expected = {"inputs": artifact["inputs"], "outputs": artifact["outputs"]}
     problems = [f"{kind} {e['name']}: artifact {d} vs manifest {(e['shape'], e['dtype'])}"
                 for kind in ("inputs", "outputs") for e in expected[kind]
@@ -163,26 +161,31 @@ def _numerics(root: Path, manifest: dict, artifact: dict, backend, path: Path,
     pre = manifest["preprocessing"]
     spec = ResamplerSpec.from_preprocessing(pre)
     per_case, refs, outs = {}, [], []
-    for case in manifest["verification"]["cases"]:
-        slices, sizes = manifest_slices(load_image(root / case["image"]), pre)
-        got = []
-        for i in range(min(len(slices), slices_per_case or len(slices))):
-            if int(sizes[i].prod()) > artifact["max_patches"]:
-                continue  # beyond this artifact's static shape; reported below
-            batch = vision_inputs(slices[i:i + 1], sizes[i:i + 1], artifact["max_patches"], spec,
-                                  pre["num_patches_per_side"], batch=artifact["batch"])
-            got.append(backend.run(path, batch.arrays, artifact.get("details", {}))[:1])
-        ref = references[case["name"]][: len(got)]
-        if got and (ref.shape[0] != len(got) or ref.shape[1:] != got[0].shape[1:]):
-            return CheckResult(artifact["file"], "numerics", FAIL,
-                               f"{case['name']}: {len(got)} slice output(s) of shape {list(got[0].shape[1:])} vs "
-                               f"the stored reference {list(ref.shape)}: the manifest's preprocessing does not "
-                               "match the export")
-        if got:
-            out = np.concatenate(got)
-            per_case[case["name"]] = compare(ref, out)
-            refs.append(ref)
-            outs.append(out)
+    cases = [(case, *manifest_slices(load_image(root / case["image"]), pre))
+             for case in manifest["verification"]["cases"]]
+    total = sum(min(len(slices), slices_per_case or len(slices)) for _, slices, _ in cases)
+    # emulators take seconds a slice: a bar on a terminal, a count line in CI logs
+    with progress_bar(total, f"verify {artifact['file']}", report_every_s=30) as advance:
+        for case, slices, sizes in cases:
+            got = []
+            for i in range(min(len(slices), slices_per_case or len(slices))):
+                advance()
+                if int(sizes[i].prod()) > artifact["max_patches"]:
+                    continue  # beyond this artifact's static shape; reported below
+                batch = vision_inputs(slices[i:i + 1], sizes[i:i + 1], artifact["max_patches"], spec,
+                                      pre["num_patches_per_side"], batch=artifact["batch"])
+                got.append(backend.run(path, batch.arrays, artifact.get("details", {}))[:1])
+            ref = references[case["name"]][: len(got)]
+            if got and (ref.shape[0] != len(got) or ref.shape[1:] != got[0].shape[1:]):
+                return CheckResult(artifact["file"], "numerics", FAIL,
+                                   f"{case['name']}: {len(got)} slice output(s) of shape {list(got[0].shape[1:])} "
+                                   f"vs the stored reference {list(ref.shape)}: the manifest's preprocessing does "
+                                   "not match the export")
+            if got:
+                out = np.concatenate(got)
+                per_case[case["name"]] = compare(ref, out)
+                refs.append(ref)
+                outs.append(out)
     if not refs:
         return CheckResult(artifact["file"], "numerics", FAIL, "no verification slice fits max_patches")
     overall = compare(np.concatenate(refs), np.concatenate(outs))

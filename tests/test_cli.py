@@ -101,6 +101,14 @@ def test_bad_set_overrides_are_refused_before_the_model_loads(override, message,
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_export_takes_set_overrides_and_refuses_a_bad_one_before_writing_a_checkpoint(tmp_path, capsys):
+    code = main(["bench-export", "--preset", "minicpmv-2.6-tiny", "--recipe", "ort", "--work", str(tmp_path / "w"),
+                 "--set", "decoder.kv_cache=int3"])
+    assert code == 2
+    assert "unknown decoder kv_cache 'int3' (after --set" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 # ---- inputs before models ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["run", "no-such-export"], ["generate", "--model", "no-such-model"]])

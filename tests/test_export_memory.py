@@ -104,8 +104,11 @@ def test_bench_export_runs_a_decoder_only_export_on_text(tiny_checkpoints, tmp_p
         {"backend": "executorch", "weights": "8da4w", "weight_calibration": "rtn", "embedding": "int8",
          "kv_cache": "int4", "max_seq_len": 256}]}))
     report = bench_export(tiny_checkpoints["minicpmv-4.0-tiny"], str(recipe), tmp_path / "out", part="decoder",
-                          cap_gb=3)
+                          cap_gb=3, overrides=("decoder.max_seq_len=128",))
     assert [(s["step"], s["returncode"]) for s in report["steps"]] == [("export", 0), ("verify", 0), ("run", 0)]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [a["kv_cache"]["max_seq_len"] for a in manifest["artifacts"]] == [128]  # the --set reached the export
+    assert report["overrides"] == ["decoder.max_seq_len=128"]
     assert all(s["peak_bytes"] <= 3 * GIB for s in report["steps"])
     assert report["verify"]["statuses"] == ["pass"] and report["verify"]["numerics"]
     assert report["run"]["speed"].startswith("[vision 0 ms") and "decode" in report["run"]["speed"]

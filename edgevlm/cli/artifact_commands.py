@@ -257,11 +257,14 @@ def _compare_with_reference(runner, images, args, result, first_divergence) -> N
 
 
 def bench_export_args(p: argparse.ArgumentParser) -> None:
+    from edgevlm.cli.recipe_commands import set_arg
+
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="checkpoint directory")
     source.add_argument("--preset", help="write (once, into --work) and export this preset's seeded checkpoint")
     p.add_argument("--layers", type=int, help="with --preset: keep the first N decoder layers (a real-width proxy)")
     p.add_argument("--recipe", required=True)
+    set_arg(p)
     p.add_argument("--part", default="all", choices=["vision", "decoder", "all"])
     p.add_argument("--cap-gb", type=float, default=16.0, help="memory cap of every step (default: a 16 GB CI runner)")
     p.add_argument("--work", type=Path, default=Path("runs/bench-export"), help="checkpoints and exports go here")
@@ -275,11 +278,13 @@ def bench_export(args) -> int:
     from rich.console import Console
 
     from edgevlm.device_tests.export_bench import bench_export as run_bench, ensure_checkpoint, table
+    from edgevlm.export.recipes import load_recipe
 
+    load_recipe(args.recipe, args.overrides)  # a bad recipe or --set fails now, not after a checkpoint is written
     model = args.model or ensure_checkpoint(args.preset, args.work, args.layers)
     out = args.work / "exports" / f"{model.name}.{Path(args.recipe).stem}.{args.part}"
     report = run_bench(model, args.recipe, out, args.part, args.cap_gb, verify=not args.no_verify,
-                       run=not args.no_run, timeout=args.timeout)
+                       run=not args.no_run, timeout=args.timeout, overrides=tuple(args.overrides))
     Console().print(table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ VISION_RUNTIME_LABELS = {"coreml": "Core ML interpreter on this host", "qnn": "Q
 
 def vision_timing_label(backend) -> str | None:
     """How a vision time was measured when it is not device latency (an emulator, an interpreter)."""
-    if not getattr(backend, "emulated", False):
+    if not backend.emulated:
         return None
-    name = VISION_RUNTIME_LABELS.get(getattr(backend, "name", ""), "an emulated runtime")
+    name = VISION_RUNTIME_LABELS.get(backend.name, "an emulated runtime")
     return f"{name}: emulated, not device latency"
