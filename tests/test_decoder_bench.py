@@ -46,6 +46,7 @@ def test_custom_attention_reads_only_the_context(loaded_models):
     torch.testing.assert_close(before, after)
 
 
+@pytest.mark.slow
 def test_decoder_bench_result_validates_and_pte_matches_eager(loaded_models, tiny_checkpoints, tmp_path):
     from edgevlm.device_tests.decoder_bench import BenchPlan, bench_decoder
     from edgevlm.device_tests.schema import validate_bench

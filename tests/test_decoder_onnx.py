@@ -242,6 +242,7 @@ def test_run_refuses_a_changed_decoder_graph(fp32_artifacts, tmp_path, capsys):
     assert f"{decoder.name} does not match its manifest" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_built_int4_graph_equals_the_library_quantizer_and_its_qdq_form(loaded_models, tmp_path):
     """The export quantizes before exporting (NBitsLinear -> com.microsoft MatMulNBits); the graph must
     compute what onnxruntime's own MatMulNBitsQuantizer makes of the fp32 graph, and

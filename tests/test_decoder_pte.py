@@ -52,6 +52,7 @@ def test_multimodal_pte_methods_match_eager(loaded_models, tmp_path):
     assert metadata["get_eos_ids"] == sorted(loaded.tokenizer.stop_token_ids())
 
 
+@pytest.mark.slow
 def test_standalone_8da4w_pte_runs_the_text_runner_convention(loaded_models, tmp_path):
     loaded = loaded_models["minicpmv-4.5-tiny"]
     spec = DecoderPteSpec(max_seq_len=64, weights="8da4w", group_size=32, cache=KVCacheSpec("int4", 32))

@@ -94,6 +94,7 @@ def test_a_recipe_that_cannot_work_is_refused_before_any_weight_is_read(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_bench_export_runs_a_decoder_only_export_on_text(tiny_checkpoints, tmp_path):
     """`bench-export --part decoder`: export, verify and run each in the capped cgroup; the run
     step has no vision artifact to feed an image to, so it generates from text alone."""

@@ -86,10 +86,14 @@ def test_reference_ignores_positions_past_the_new_tokens():
 
 
 def test_register_op_is_idempotent():
+    q, cache = make_case(1, 2, 4, 2, 64, 32, 30)
     register_op()
-    register_op()
-    assert torch.ops.edgevlm.int4_sdpa.default is not None
-    assert torch.ops.edgevlm.int4_sdpa.out is not None
+    first = torch.ops.edgevlm.int4_sdpa(q, *cache, 10, 0.125)
+    register_op()  # a second registration neither raises nor replaces the kernels
+    out = torch.empty_like(first)
+    torch.ops.edgevlm.int4_sdpa.out(q, *cache, 10, 0.125, out=out)
+    torch.testing.assert_close(torch.ops.edgevlm.int4_sdpa.default(q, *cache, 10, 0.125), first, atol=0, rtol=0)
+    torch.testing.assert_close(out, first, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("mutate,message", [

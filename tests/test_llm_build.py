@@ -61,6 +61,7 @@ def _qwen05b_shaped(layers: int = 2, vocab: int = 4096):
     return llm
 
 
+@pytest.mark.slow
 def test_layerwise_awq_equals_the_oracle_at_05b_width():
     llm = _qwen05b_shaped()
     g = torch.Generator().manual_seed(1)
