@@ -38,7 +38,7 @@ class BenchPlan:
     decode_runs: int = 8
     decode_warmup: int = 2
     rounds: int = 2  # round-robin repeats of every runtime; each keeps its fastest round
-    optimum: bool = True
+    optimum: bool = False  # opt-in: the peer needs its own venv (device_tests/optimum_export.py)
     eager: bool = True
     caches: tuple[str, ...] = ("fp32", "int4")  # our .pte cache formats to compare
     seq_len: int | None = None  # cache length of the exports (default: the longest prompt or context)
@@ -156,7 +156,7 @@ def _job(plan: BenchPlan, llm_cfg, runner: str, **extra) -> dict:
 
 
 def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
-                  optimum_venv: Path = optimum_export.DEFAULT_VENV) -> dict:
+                  optimum_venv: Path | None = None) -> dict:
     from edgevlm.checkpoint.loader import load_model
 
     model_dir, work = Path(model_dir), Path(work)
@@ -189,7 +189,8 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
     if plan.optimum:
         entry = {"runtime": f"optimum-executorch:{plan.weights}-g{plan.group_size}+kv-fp32 (custom sdpa, custom kv)",
                  "artifact": None, "sha256": None, "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}}
-        built = optimum_export.export(loaded, work, plan.max_seq_len, plan.weights, plan.group_size, optimum_venv)
+        built = optimum_export.export(loaded, work, plan.max_seq_len, plan.weights, plan.group_size,
+                                       optimum_venv or optimum_export.default_venv())
         if built.get("reason"):
             entries.append((entry | {"status": "not run", "reason": built["reason"]}, None, 0, 0, None))
         else:

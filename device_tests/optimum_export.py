@@ -1,7 +1,7 @@
 """The peer in the decoder benchmark: an optimum-executorch XNNPACK export of the same text backbone.
 
 optimum-executorch pins a transformers release of its own, so it lives in its own virtual
-environment (default ~/.cache/edgevlm/optimum-venv). That venv sees this one's site-packages
+environment ($EDGEVLM_HOME/optimum-venv), made only when asked for (`bench-decoder --with-optimum`). That venv sees this one's site-packages
 through a .pth file placed last on its path: torch 2.13.0 (CPU) and executorch 1.5.1 are reused,
 nothing pulls a CUDA torch, and the venv's own transformers takes precedence. Our checkpoint's
 LLM is written as a local Hugging Face Qwen2/Llama/Qwen3 directory and exported with `optimum-cli
@@ -16,11 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-DEFAULT_VENV = Path.home() / ".cache" / "edgevlm" / "optimum-venv"
+
+def default_venv() -> Path:
+    from edgevlm.defaults import home
+
+    return home() / "optimum-venv"
+
 PINS = ("optimum-executorch==1.1.0", "torch==2.13.0", "executorch==1.5.1")
 
 
-def ensure_venv(venv: Path = DEFAULT_VENV) -> str | None:
+def ensure_venv(venv: Path) -> str | None:
     """Create the venv and install optimum-executorch; None on success, else the exact pip error."""
     cli = venv / "bin" / "optimum-cli"
     if cli.exists():
@@ -45,7 +50,7 @@ def write_hf_llm(loaded, out: Path) -> Path:
     return out
 
 
-def export(loaded, work: Path, max_seq_len: int, weights: str, group_size: int, venv: Path = DEFAULT_VENV) -> dict:
+def export(loaded, work: Path, max_seq_len: int, weights: str, group_size: int, venv: Path) -> dict:
     """{'path': .pte, 'versions': {...}} or {'reason': why it could not be built}."""
     reason = ensure_venv(venv)
     if reason:

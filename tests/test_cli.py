@@ -347,14 +347,15 @@ def test_bench_decoder_preset_writes_the_checkpoint_once_and_benchmarks_it(tmp_p
     from edgevlm.device_tests import decoder_bench, decoder_table
 
     benchmarked = []
-    monkeypatch.setattr(decoder_bench, "bench_decoder", lambda model, work, plan: benchmarked.append(model) or {})
+    monkeypatch.setattr(decoder_bench, "bench_decoder",
+                        lambda model, work, plan: benchmarked.append((model, plan.optimum)) or {})
     monkeypatch.setattr(decoder_table, "print_decoder_report", lambda report: None)
-    argv = ["bench-decoder", "--preset", "minicpmv-2.6-tiny", "--work", str(tmp_path), "--no-optimum"]
+    argv = ["bench-decoder", "--preset", "minicpmv-2.6-tiny", "--work", str(tmp_path)]  # optimum: opt-in
     assert main(argv) == 0
     checkpoint = tmp_path / "checkpoints" / "minicpmv-2.6-tiny"
     written = (checkpoint / "config.json").stat().st_mtime_ns
-    assert main(argv) == 0
-    assert benchmarked == [checkpoint, checkpoint]
+    assert main(argv + ["--with-optimum"]) == 0
+    assert benchmarked == [(checkpoint, False), (checkpoint, True)]  # the optimum-executorch peer is opt-in
     assert (checkpoint / "config.json").stat().st_mtime_ns == written  # reused, not written again
 
 

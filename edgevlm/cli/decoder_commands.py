@@ -37,7 +37,9 @@ def bench_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=2,
                    help="time every runtime this many times, round-robin; each keeps its fastest round")
     p.add_argument("--prefill-warmup", type=int, default=1)
-    p.add_argument("--no-optimum", action="store_true", help="skip the optimum-executorch peer")
+    p.add_argument("--with-optimum", action="store_true",
+                   help="also time an optimum-executorch export of the same LLM (opt-in: installs optimum-executorch "
+                        "once into its own venv under $EDGEVLM_HOME, from PyPI)")
     p.add_argument("--no-eager", action="store_true", help="skip eager PyTorch")
     p.add_argument("--json", type=Path, help="write the results (bench schema v1, kind decoder) here")
 
@@ -55,7 +57,7 @@ def bench_decoder(args) -> int:
     plan = BenchPlan(caches=caches, prompts=args.prompts, contexts=args.contexts, attention=args.attention,
                      seq_len=args.seq_len,
                      decode_runs=args.decode_runs, prefill_runs=args.prefill_runs, rounds=max(1, args.rounds),
-                     prefill_warmup=args.prefill_warmup, optimum=not args.no_optimum,
+                     prefill_warmup=args.prefill_warmup, optimum=args.with_optimum,
                      eager=not args.no_eager)
     if args.preset:
         from edgevlm.device_tests.export_bench import ensure_checkpoint
