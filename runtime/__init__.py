@@ -1,0 +1,1 @@
+"""edgevlm's native runtime (C++17): sources, CMake project and the Python helper that builds it."""
