@@ -2,9 +2,12 @@
 each manifest names, as JSON. Run it before and after a restructure of the export code: the two
 outputs must be equal (artifacts byte-identical), except where a change is meant to alter them.
 
-    python tests/reexport_hashes.py OUT_DIR > hashes.json
+    python tests/reexport_hashes.py export OUT_DIR HASHES.json   # 16 exports, ~17 min on 2 cores
+    python tests/reexport_hashes.py compare BEFORE.json AFTER.json [RENAMES.json]
 
-Not a pytest module (16 full exports take ~25 min on 2 cores): its results go in a note.
+`compare` lists every file whose bytes changed, appeared or went away; RENAMES maps old names to
+new ones for files renamed on purpose. Not a pytest module (the exports take too long for the
+suite): its results go in a note.
 """
 
 from __future__ import annotations
@@ -47,5 +50,29 @@ def main(root: Path) -> dict:
     return results
 
 
+def read_hashes(path: str) -> dict:
+    text = Path(path).read_text()
+    return json.loads(text[text.index("{"):])  # older runs printed native runtimes' stdout first
+
+
+def compare(before: dict, after: dict, renames: dict | None = None) -> list[str]:
+    renames = renames or {}
+    problems = []
+    for case in sorted(set(before) | set(after)):
+        old = {renames.get(name, name): digest for name, digest in before.get(case, {}).items()}
+        new = after.get(case, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                state = "missing after" if name not in new else "new" if name not in old else "bytes differ"
+                problems.append(f"{case}: {name}: {state}")
+    return problems
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1])), indent=1, sort_keys=True))
+    if sys.argv[1] == "export":
+        Path(sys.argv[3]).write_text(json.dumps(main(Path(sys.argv[2])), indent=1, sort_keys=True) + "\n")
+    else:
+        renames = json.loads(Path(sys.argv[4]).read_text()) if len(sys.argv) > 4 else None
+        found = compare(read_hashes(sys.argv[2]), read_hashes(sys.argv[3]), renames)
+        print("\n".join(found) or "identical: every file of every export")
+        sys.exit(1 if found else 0)
