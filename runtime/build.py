@@ -22,9 +22,18 @@ PURPOSE = "native runtime build"
 TARGETS = ("host",)  # aarch64-linux joins with the cross toolchain
 
 
+KERNEL_DIR = SOURCE_DIR.parent / "export" / "kernels"  # edgevlm's ExecuTorch kernels, built in too
+
+
 def source_files() -> list[Path]:
-    return sorted(p for pattern in ("CMakeLists.txt", "include/**/*.h", "src/*.cpp", "tools/*.cpp")
-                  for p in SOURCE_DIR.glob(pattern))
+    return sorted([p for pattern in ("CMakeLists.txt", "include/**/*.h", "src/*.cpp", "tools/*.cpp")
+                   for p in SOURCE_DIR.glob(pattern)] + list(KERNEL_DIR.glob("*")))
+
+
+def executorch_root() -> Path:
+    import executorch.version  # `executorch` is a namespace package: its version module locates it
+
+    return Path(executorch.version.__file__).parent
 
 
 def _which(name: str) -> str | None:
@@ -41,17 +50,28 @@ def _tool(name: str, package: str) -> str:
     return path
 
 
+def _cpu_flags() -> str:
+    try:
+        return next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
+
+
 def build_key(target: str, compiler: str) -> str:
     digest = hashlib.sha256(target.encode() + b"\0")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    digest.update(version.encode() + b"\0")
+    from executorch.version import __version__ as et_version
+
+    digest.update(version.encode() + b"\0" + et_version.encode() + b"\0")
+    digest.update(_cpu_flags().encode() + b"\0")  # the kernels build with -march=native
     for path in source_files():
-        digest.update(path.relative_to(SOURCE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def build_runtime(target: str = "host", home: Path | None = None) -> Path:
-    """The folder holding the built executables (edgevlm-preprocess-dump, ...) for `target`."""
+    """The folder holding the built executables (edgevlm-runner, edgevlm-preprocess-dump) for `target`."""
     from edgevlm.defaults import home as edgevlm_home
     from edgevlm.export.kernel_cache import build_lock
     from edgevlm.safety import private_directory
@@ -70,7 +90,8 @@ def build_runtime(target: str = "host", home: Path | None = None) -> Path:
             build = folder / "build"
             shutil.rmtree(build, ignore_errors=True)  # a killed build's leftovers
             for step in ([cmake, "-S", str(SOURCE_DIR), "-B", str(build), *generator,
-                          f"-DCMAKE_CXX_COMPILER={compiler}", "-DCMAKE_BUILD_TYPE=Release"],
+                          f"-DCMAKE_CXX_COMPILER={compiler}", "-DCMAKE_BUILD_TYPE=Release",
+                          f"-DEXECUTORCH_ROOT={executorch_root()}"],
                          [cmake, "--build", str(build), "--parallel", "2"]):
                 proc = subprocess.run(step, capture_output=True, text=True)
                 if proc.returncode:

@@ -1,0 +1,100 @@
+"""The native runner's decoder (runtime/src/decoder.cpp over ExecuTorch's prebuilt runtime, with
+edgevlm's INT4 kernels compiled in) against the Python .pte session `edgevlm run` uses: the same
+greedy tokens from the same prompt ids, for the INT4 custom-kernel cache and static caches."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from edgevlm.export.decoder_session import open_decoder
+from edgevlm.export.driver import export_model
+from edgevlm.export.recipes import load_recipe
+
+PROMPT = [5, 17, 33, 2, 99, 150, 7, 8, 41, 3]
+DECODERS = {  # name -> recipe decoder entry
+    "8da4w-int4-custom": {"backend": "executorch", "weights": "8da4w", "kv_cache": "int4", "max_seq_len": 64},
+    "fp32-fp32-static": {"backend": "executorch", "weights": "fp32", "kv_cache": "fp32", "attention": "static",
+                         "max_seq_len": 64},
+    "8da4w-int8-static": {"backend": "executorch", "weights": "8da4w", "kv_cache": "int8", "attention": "static",
+                          "max_seq_len": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    from edgevlm.runtime.build import build_runtime
+
+    return build_runtime(home=tmp_path_factory.mktemp("edgevlm-home")) / "edgevlm-runner"
+
+
+def export_decoder(checkpoint, tmp_path, entry: dict):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "native", "decoder": [entry]}))
+    out = export_model(checkpoint, load_recipe(str(recipe)), tmp_path / "out", part="decoder")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return out, next(a for a in manifest["artifacts"] if a["part"] == "decoder")
+
+
+def python_greedy(root, artifact, prompt, steps):
+    session = open_decoder(root, artifact)
+    stop = set()  # compare whole runs: the random tiny model may emit a stop id anywhere
+    tokens = []
+    with session.running():
+        logits, position = session.step(session.embed(prompt), 0), len(prompt)
+        for _ in range(steps):
+            tokens.append(int(logits.argmax()))
+            if tokens[-1] in stop:
+                break
+            logits, position = session.step(session.embed([tokens[-1]]), position), position + 1
+    return tokens
+
+
+def run_native(runner, *args):
+    return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_native_runner_generates_the_tokens_of_the_python_session(runner, tiny_checkpoints, tmp_path, name):
+    root, artifact = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path, DECODERS[name])
+    want = python_greedy(root, artifact, PROMPT, 24)
+    proc = run_native(runner, "--pte", root / artifact["file"], "--tokens", ",".join(map(str, PROMPT)),
+                      "--max-new-tokens", 24, "--json", tmp_path / "stats.json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    stop_ids = set(artifact.get("runner_metadata", {}).get("get_eos_ids", []))
+    got = stats["tokens"]
+    # the native loop stops at a stop id like `edgevlm run`; Python above ran on past it
+    cut = next((i + 1 for i, t in enumerate(want) if t in stop_ids), len(want))
+    assert got == want[:cut], (got, want)
+    assert stats["stopped_by"] == ("stop_token" if cut < len(want) or want[-1] in stop_ids else "max_new_tokens")
+    assert json.loads(proc.stdout) == got
+    assert stats["prompt_tokens"] == len(PROMPT) and stats["decode_steps"] == len(got) - (stats["stopped_by"] == "stop_token")
+
+
+def test_a_program_with_llama_custom_ops_is_refused_with_the_recipe_field_to_change(runner, tiny_checkpoints,
+                                                                                    tmp_path):
+    entry = {"backend": "executorch", "weights": "fp32", "kv_cache": "fp32", "attention": "custom", "max_seq_len": 64}
+    root, artifact = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path, entry)
+    proc = run_native(runner, "--pte", root / artifact["file"], "--tokens", "1,2,3")
+    assert proc.returncode == 1
+    assert "attention: static" in proc.stderr and "llama::" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_prompt_past_the_cache_and_bad_ids_are_clear_errors(runner, tiny_checkpoints, tmp_path):
+    root, artifact = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path, DECODERS["8da4w-int4-custom"])
+    pte = root / artifact["file"]
+    long = run_native(runner, "--pte", pte, "--tokens", ",".join(["5"] * 64))
+    assert long.returncode == 1 and "the prompt is 64 tokens and the decoder's cache holds 64" in long.stderr
+    vocab = run_native(runner, "--pte", pte, "--tokens", "1,99999999")
+    assert vocab.returncode == 1 and "token id 99999999 is outside the vocabulary" in vocab.stderr
+    missing = run_native(runner, "--pte", tmp_path / "nope.pte", "--tokens", "1")
+    assert missing.returncode == 1 and "cannot load" in missing.stderr and "nope.pte" in missing.stderr
+    junk = tmp_path / "junk.pte"
+    junk.write_bytes(b"not a program" * 10)
+    assert run_native(runner, "--pte", junk, "--tokens", "1").returncode == 1
+    assert run_native(runner, "--tokens", "1").returncode == 2  # usage
+    assert run_native(runner, "--pte", pte, "--tokens", "1,x").returncode == 2
