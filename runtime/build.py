@@ -1,8 +1,10 @@
-"""Build the native runtime (runtime/CMakeLists.txt) with CMake, once per source tree.
+"""Build the native runtime (runtime/CMakeLists.txt) with CMake, once per source tree and target.
 
 The build folder is <EDGEVLM_HOME>/runtime/<key>/, private to this user (its binaries are run);
-the key hashes every source file, the target and the compiler, so an edited source or another
-compiler builds anew. Builders of one key are serialised by a lock.
+the key hashes every source file (edgevlm's kernels included), the target, the compiler, the
+ExecuTorch release and the host CPU's flags (host kernels build -march=native), so any change
+builds anew. Builders of one key are serialised by a lock. A cross build is packed into one folder
+with the target's glibc loader and libraries (runtime/bundle.py).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from pathlib import Path
 
 from edgevlm.backends.base import MissingTool
 from edgevlm.errors import EdgeVLMError
+from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, installed_executorch
 
 SOURCE_DIR = Path(__file__).resolve().parent
-PURPOSE = "native runtime build"
-TARGETS = ("host",)  # aarch64-linux joins with the cross toolchain
-
-
 KERNEL_DIR = SOURCE_DIR.parent / "export" / "kernels"  # edgevlm's ExecuTorch kernels, built in too
+PURPOSE = "native runtime build"
+EXECUTABLES = ("edgevlm-runner", "edgevlm-preprocess-dump")
 
 
 def source_files() -> list[Path]:
@@ -30,19 +31,13 @@ def source_files() -> list[Path]:
                    for p in SOURCE_DIR.glob(pattern)] + list(KERNEL_DIR.glob("*")))
 
 
-def executorch_root() -> Path:
-    import executorch.version  # `executorch` is a namespace package: its version module locates it
-
-    return Path(executorch.version.__file__).parent
-
-
-def _which(name: str) -> str | None:
+def which(name: str) -> str | None:
     # this interpreter's bin first: `pip install 'edgevlm[runtime]'` puts cmake and ninja there
     return shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 
-def _tool(name: str, package: str) -> str:
-    path = _which(name)
+def require_tool(name: str, package: str) -> str:
+    path = which(name)
     if path is None:
         raise MissingTool(f"building the native runtime needs `{name}`, which is not on PATH",
                           f"install it (pip install 'edgevlm[runtime]' brings cmake and ninja; Debian/Ubuntu: "
@@ -58,45 +53,56 @@ def _cpu_flags() -> str:
         return ""
 
 
-def build_key(target: str, compiler: str) -> str:
-    digest = hashlib.sha256(target.encode() + b"\0")
+def build_key(target: BuildTarget, compiler: str) -> str:
+    digest = hashlib.sha256(target.name.encode() + b"\0" + target.kernel_arch.encode() + b"\0")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    from executorch.version import __version__ as et_version
-
-    digest.update(version.encode() + b"\0" + et_version.encode() + b"\0")
-    digest.update(_cpu_flags().encode() + b"\0")  # the kernels build with -march=native
+    digest.update(version.encode() + b"\0" + installed_executorch()[1].encode() + b"\0")
+    if target.kernel_arch == "native":
+        digest.update(_cpu_flags().encode() + b"\0")
     for path in source_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
+def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Path, executorch: Path) -> list[str]:
+    command = [cmake, "-S", str(SOURCE_DIR), "-B", str(build), f"-DCMAKE_CXX_COMPILER={compiler}",
+               "-DCMAKE_BUILD_TYPE=Release", f"-DEXECUTORCH_ROOT={executorch}",
+               f"-DEDGEVLM_KERNEL_ARCH={target.kernel_arch}"]
+    ninja = which("ninja")
+    if ninja:
+        command += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
+    if target.cross:
+        command += ["-DCMAKE_SYSTEM_NAME=Linux", f"-DCMAKE_SYSTEM_PROCESSOR={target.processor}"]
+    return command
+
+
 def build_runtime(target: str = "host", home: Path | None = None) -> Path:
-    """The folder holding the built executables (edgevlm-runner, edgevlm-preprocess-dump) for `target`."""
+    """The folder holding the built executables (edgevlm-runner, edgevlm-preprocess-dump); for a
+    cross target, the packed bundle folder (see runtime/bundle.py for how to run it)."""
     from edgevlm.defaults import home as edgevlm_home
     from edgevlm.export.kernel_cache import build_lock
+    from edgevlm.runtime.bundle import pack
     from edgevlm.safety import private_directory
 
-    if target not in TARGETS:
-        raise EdgeVLMError(f"unknown runtime build target {target!r}", f"use one of {', '.join(TARGETS)}")
-    cmake = _tool("cmake", "cmake")
-    compiler = _tool("g++", "g++")
-    ninja = _which("ninja")
-    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
+    spec = get_target(target)
+    cmake = require_tool("cmake", "cmake")
+    compiler = require_tool(spec.compiler, spec.apt_package)
     root = private_directory((home or edgevlm_home()) / "runtime", PURPOSE)
-    folder = private_directory(root / build_key(target, compiler), PURPOSE)
+    folder = private_directory(root / build_key(spec, compiler), PURPOSE)
     done = folder / "build.ok"
     with build_lock(folder):
         if not done.exists():
             build = folder / "build"
             shutil.rmtree(build, ignore_errors=True)  # a killed build's leftovers
-            for step in ([cmake, "-S", str(SOURCE_DIR), "-B", str(build), *generator,
-                          f"-DCMAKE_CXX_COMPILER={compiler}", "-DCMAKE_BUILD_TYPE=Release",
-                          f"-DEXECUTORCH_ROOT={executorch_root()}"],
+            executorch = executorch_for(spec, root)
+            for step in (_configure_command(cmake, spec, compiler, build, executorch),
                          [cmake, "--build", str(build), "--parallel", "2"]):
                 proc = subprocess.run(step, capture_output=True, text=True)
                 if proc.returncode:
-                    raise EdgeVLMError(f"native runtime build failed ({' '.join(step[:2])} ...):\n"
+                    raise EdgeVLMError(f"native runtime build ({spec.name}) failed at `{' '.join(step[:3])} ...`:\n"
                                        f"{(proc.stdout + proc.stderr)[-3000:]}",
                                        "fix the compiler error above; the sources are in " + str(SOURCE_DIR))
+            if spec.cross:
+                pack(spec, build, executorch / "lib", folder / "bundle", EXECUTABLES)
             done.write_text("ok\n")
-    return folder / "build"
+    return folder / ("bundle" if spec.cross else "build")

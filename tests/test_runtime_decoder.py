@@ -1,10 +1,12 @@
 """The native runner's decoder (runtime/src/decoder.cpp over ExecuTorch's prebuilt runtime, with
 edgevlm's INT4 kernels compiled in) against the Python .pte session `edgevlm run` uses: the same
-greedy tokens from the same prompt ids, for the INT4 custom-kernel cache and static caches."""
+greedy tokens from the same prompt ids, for the INT4 custom-kernel cache and static caches, built
+for this host and cross-built for aarch64 Linux (run under qemu-aarch64 from its packed folder)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -24,11 +26,44 @@ DECODERS = {  # name -> recipe decoder entry
 }
 
 
+CROSS_TOOLS = ("aarch64-linux-gnu-g++", "qemu-aarch64")  # .ci/run installs them (scripts/system-deps.sh)
+
+
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory):
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("edgevlm-home")
+
+
+@pytest.fixture(scope="module")
+def runner(home):
     from edgevlm.runtime.build import build_runtime
 
-    return build_runtime(home=tmp_path_factory.mktemp("edgevlm-home")) / "edgevlm-runner"
+    return build_runtime(home=home) / "edgevlm-runner"
+
+
+@pytest.fixture(scope="module")
+def runners(home, runner):
+    """target -> argv prefix that runs edgevlm-runner built for it."""
+    from edgevlm.runtime.build import build_runtime
+    from edgevlm.runtime.bundle import command
+
+    out = {"host": [str(runner)]}
+    if all(shutil.which(tool) for tool in CROSS_TOOLS):
+        out["aarch64-linux"] = command(build_runtime("aarch64-linux", home=home), "edgevlm-runner", "qemu-aarch64")
+    return out
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_checkpoints, tmp_path_factory):
+    """decoder name -> (export folder, manifest entry), exported once for both targets."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path_factory.mktemp(name),
+                                         DECODERS[name])
+        return cache[name]
+    return get
 
 
 def export_decoder(checkpoint, tmp_path, entry: dict):
@@ -57,22 +92,27 @@ def run_native(runner, *args):
     return subprocess.run([str(runner), *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("target", ["host", "aarch64-linux"])
 @pytest.mark.parametrize("name", list(DECODERS))
-def test_native_runner_generates_the_tokens_of_the_python_session(runner, tiny_checkpoints, tmp_path, name):
-    root, artifact = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path, DECODERS[name])
+def test_native_runner_generates_the_tokens_of_the_python_session(runners, exports, tmp_path, name, target):
+    if target not in runners:
+        pytest.skip(f"cross tools missing ({', '.join(CROSS_TOOLS)}): run scripts/system-deps.sh")
+    root, artifact = exports(name)
     want = python_greedy(root, artifact, PROMPT, 24)
-    proc = run_native(runner, "--pte", root / artifact["file"], "--tokens", ",".join(map(str, PROMPT)),
-                      "--max-new-tokens", 24, "--json", tmp_path / "stats.json")
-    assert proc.returncode == 0, proc.stderr
-    stats = json.loads((tmp_path / "stats.json").read_text())
+    proc = subprocess.run([*runners[target], "--pte", str(root / artifact["file"]), "--tokens",
+                           ",".join(map(str, PROMPT)), "--max-new-tokens", "24", "--json", str(tmp_path / "s.json")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = json.loads((tmp_path / "s.json").read_text())
     stop_ids = set(artifact.get("runner_metadata", {}).get("get_eos_ids", []))
     got = stats["tokens"]
     # the native loop stops at a stop id like `edgevlm run`; Python above ran on past it
     cut = next((i + 1 for i, t in enumerate(want) if t in stop_ids), len(want))
     assert got == want[:cut], (got, want)
-    assert stats["stopped_by"] == ("stop_token" if cut < len(want) or want[-1] in stop_ids else "max_new_tokens")
+    assert stats["stopped_by"] == ("stop_token" if got[-1] in stop_ids else "max_new_tokens")
     assert json.loads(proc.stdout) == got
-    assert stats["prompt_tokens"] == len(PROMPT) and stats["decode_steps"] == len(got) - (stats["stopped_by"] == "stop_token")
+    assert stats["prompt_tokens"] == len(PROMPT)
+    assert stats["decode_steps"] == len(got) - (stats["stopped_by"] == "stop_token")
 
 
 def test_a_program_with_llama_custom_ops_is_refused_with_the_recipe_field_to_change(runner, tiny_checkpoints,
@@ -84,8 +124,8 @@ def test_a_program_with_llama_custom_ops_is_refused_with_the_recipe_field_to_cha
     assert "attention: static" in proc.stderr and "llama::" in proc.stderr, proc.stderr[-2000:]
 
 
-def test_prompt_past_the_cache_and_bad_ids_are_clear_errors(runner, tiny_checkpoints, tmp_path):
-    root, artifact = export_decoder(tiny_checkpoints["minicpmv-2.6-tiny"], tmp_path, DECODERS["8da4w-int4-custom"])
+def test_prompt_past_the_cache_and_bad_ids_are_clear_errors(runner, exports, tmp_path):
+    root, artifact = exports("8da4w-int4-custom")
     pte = root / artifact["file"]
     long = run_native(runner, "--pte", pte, "--tokens", ",".join(["5"] * 64))
     assert long.returncode == 1 and "the prompt is 64 tokens and the decoder's cache holds 64" in long.stderr

@@ -134,3 +134,31 @@ def test_bad_input_is_refused_with_a_message_not_a_crash(tool, tmp_path, args, m
     argv = [str(a).format(img=tmp_path / "img.rgb", out=tmp_path / "out") for a in args]
     proc = subprocess.run([str(tool), *argv], capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_aarch64_build_preprocesses_bit_for_bit_like_python(tmp_path_factory, tmp_path):
+    """The cross build (run under qemu-aarch64 from its packed folder) computes the same resizes,
+    patch rows and position ids: the arithmetic is plain IEEE, with no fused multiply-adds."""
+    import shutil
+
+    if not all(shutil.which(t) for t in ("aarch64-linux-gnu-g++", "qemu-aarch64")):
+        pytest.skip("cross tools missing (aarch64-linux-gnu-g++, qemu-aarch64): run scripts/system-deps.sh")
+    from edgevlm.runtime.build import build_runtime
+    from edgevlm.runtime.bundle import command
+
+    bundle = build_runtime("aarch64-linux", home=tmp_path_factory.mktemp("edgevlm-home"))
+    argv = command(bundle, "edgevlm-preprocess-dump", "qemu-aarch64")
+    config = CONFIGS["2.6"]
+    for i, (w, h) in enumerate([(17, 23), (1344, 1344), (3000, 200), (1, 4000), (999, 1001)]):
+        pixels = photo_like(w, h, seed=i)
+        pixels.tofile(tmp_path / "img.rgb")
+        proc = subprocess.run([*argv, "slices", str(tmp_path / "img.rgb"), str(w), str(h), "9", "448", "14", "1", "70",
+                               *map(str, config["mean"]), *map(str, config["std"]), str(tmp_path / "out")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        rows, sizes_t, _ = image_slices(Image.fromarray(pixels, "RGB"), 9, 448, 14, True, config["mean"], config["std"])
+        values = np.fromfile(tmp_path / "out.f32", dtype=np.float32)
+        want = np.concatenate([r.numpy().ravel() for r in rows])
+        assert np.array_equal(values.view(np.uint32), want.view(np.uint32)), (w, h)
+        ids = np.fromfile(tmp_path / "out.i64", dtype=np.int64)
+        assert np.array_equal(ids, torch.cat([navit_position_ids(int(a), int(b), 70) for a, b in sizes_t.tolist()]))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the tests use beyond pip (Debian/Ubuntu): a C++17 compiler for edgevlm's kernels
+# and the native runtime, binutils' readelf, and the aarch64 cross compiler + qemu-user that build
+# and run the runtime for aarch64 Linux (tests/test_runtime_*.py skip those checks, saying why,
+# where they cannot be installed). Needs root or sudo; does nothing for packages already there.
+set -euo pipefail
+packages=(g++ binutils g++-aarch64-linux-gnu qemu-user)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+if ! command -v apt-get >/dev/null; then
+  echo "system-deps: no apt-get here; install ${missing[*]} with this system's package manager" >&2
+  exit 0
+fi
+sudo_cmd=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then sudo_cmd="sudo"; else
+    echo "system-deps: not root and no sudo; skipping ${missing[*]} (the tests that need them skip)" >&2
+    exit 0
+  fi
+fi
+$sudo_cmd apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q "${missing[@]}" >/dev/null
