@@ -165,6 +165,20 @@ def test_banded_png_decode_equals_whole_decode_then_reduce(monkeypatch):
         assert image.info["edgevlm.original_size"] == ((203, 301), image.size)
 
 
+def test_banded_png_decode_reads_files_and_refuses_truncated_ones(tmp_path):
+    """libvips decodes the bands: from a path as from bytes, and a cut file is an error, not grey rows."""
+    pixels = np.random.default_rng(1).integers(0, 256, size=(400, 300, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    path.write_bytes(_png(Image.fromarray(pixels)))
+    from_path = load_image(path, max_pixels=100 * 70)
+    np.testing.assert_array_equal(np.asarray(from_path), np.asarray(load_image(path.read_bytes(), max_pixels=100 * 70)))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    for source in (cut, cut.read_bytes()):
+        with pytest.raises(ImageLoadError, match="truncated or corrupt"):
+            load_image(source, max_pixels=100 * 70)
+
+
 def test_video_frames_group_into_temporal_placeholders(loaded_models):
     from edgevlm.preprocess import group_frames, preprocess_video, temporal_ids_from_timestamps
 
