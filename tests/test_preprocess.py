@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,16 @@ def test_video_errors_name_the_fix(loaded_models):
     old = loaded_models["minicpmv-2.6-tiny"]
     with pytest.raises(PromptError, match="3D resampler"):
         preprocess_video([frame], "q", old.tokenizer, old.config, timestamps=[0.0])
+
+
+def test_chat_templates_render_with_transformers_helpers():
+    """Templates render through transformers: `tojson` and `raise_exception` work, and a refusal is a TokenizerError."""
+    from edgevlm.errors import TokenizerError
+    from edgevlm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(Path(__file__).parents[1] / "edgevlm" / "assets" / "edgevlm-tiny")
+    tok.chat_template = ("{% if messages[0]['role'] != 'user' %}{{ raise_exception('the user speaks first') }}"
+                         "{% endif %}{{ messages[0]['content'] | tojson }}")
+    assert tok.apply_chat_template([{"role": "user", "content": "a\n\"b\""}]) == '"a\\n\\"b\\""'
+    with pytest.raises(TokenizerError, match="cannot render this conversation: the user speaks first"):
+        tok.apply_chat_template([{"role": "assistant", "content": "x"}])
