@@ -25,9 +25,8 @@ from torch import nn
 
 from edgevlm.errors import LimitExceeded
 from edgevlm.model.minicpmv import pad_slices
-from edgevlm.model.navit_siglip import NavitSiglip
 from edgevlm.model.resampler import resampler_position_inputs
-from edgevlm.model.siglip import traced_copy
+from edgevlm.model.siglip import SiglipVisionTransformer, traced_copy
 
 INPUT_NAMES = ("pixel_values", "patch_mask", "position_ids", "resampler_pos")
 OUTPUT_NAMES = ("vision_embeds",)
@@ -46,7 +45,7 @@ class StaticVisionEncoder(nn.Module):
     def __init__(self, vpm: nn.Module, resampler: nn.Module, mask_value: float = MASK_NEG):
         super().__init__()
         # The hand-written tower torch.export traces, on the eager tower's parameters (model/siglip.py)
-        self.vpm = traced_copy(vpm, vpm.vision_config) if isinstance(vpm, NavitSiglip) else vpm
+        self.vpm = vpm if isinstance(vpm, SiglipVisionTransformer) else traced_copy(vpm, vpm.vision_config)
         self.resampler = resampler
         self.mask_value = float(mask_value)
 

@@ -12,7 +12,6 @@ from torch import nn
 from edgevlm.config import MiniCPMVConfig
 from edgevlm.model.llm import build_llm
 from edgevlm.model.resampler import Resampler
-from edgevlm.model.navit_siglip import NavitSiglip
 from edgevlm.model.siglip import navit_position_ids
 
 
@@ -42,6 +41,8 @@ class MiniCPMV(nn.Module):
     def __init__(self, config: MiniCPMVConfig):
         super().__init__()
         self.config = config
+        from edgevlm.model.navit_siglip import NavitSiglip  # imports transformers: only when a model is built
+
         self.vpm = NavitSiglip(config.vision_config, num_layers=config.num_vision_layers_used)
         self.resampler = Resampler(
             num_queries=config.query_num, embed_dim=config.llm.hidden_size, num_heads=config.resampler_heads,

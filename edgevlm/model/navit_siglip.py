@@ -10,11 +10,10 @@ for grid sides 25, 49, 50, 55, ... (each slice's positions would move by one buc
 from __future__ import annotations
 
 import torch
-
-from edgevlm.config import VisionConfig
-
 from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionConfig
 from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionTransformer
+
+from edgevlm.config import VisionConfig
 
 
 def _idefics2_config(config: VisionConfig, num_layers: int | None) -> Idefics2VisionConfig:
