@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from edgevlm.backends.base import BackendError, MissingTool, require
+from edgevlm.stats import timing_summary
 
 DEFAULT_DEVICE = "Samsung Galaxy S24 (Family)"  # Snapdragon 8 Gen 3
 TOKEN_ENV = "QAI_HUB_API_TOKEN"
@@ -90,19 +91,17 @@ def profile_result(profile: dict, artifact: dict, device_name: str) -> dict:
     """AI Hub's profile dict -> one bench-schema result entry (times in ms, memory in bytes)."""
     summary = profile["execution_summary"]
     times_us = summary.get("all_inference_times") or [summary["estimated_inference_time"]]
-    times_ms = sorted(t / 1000 for t in times_us)
+    times_ms = [t / 1000 for t in times_us]
     layers = profile.get("execution_detail", [])
     units = {}
     for layer in layers:
         units[layer["compute_unit"]] = units.get(layer["compute_unit"], 0) + 1
-    p90 = times_ms[min(len(times_ms) - 1, int(round(0.9 * (len(times_ms) - 1))))]
     return {
         "runtime": f"aihub-qnn:{artifact['precision']}", "artifact": artifact["file"], "sha256": artifact["sha256"],
         "max_patches": artifact["max_patches"], "batch": artifact["batch"], "status": "ok",
-        "metrics": {"runs": len(times_ms), "warmup": 0, "median_ms": times_ms[len(times_ms) // 2], "p90_ms": p90,
-                    "min_ms": times_ms[0], "mean_ms": sum(times_ms) / len(times_ms),
-                    "peak_memory_bytes": summary.get("estimated_inference_peak_memory"),
-                    "first_load_ms": (summary.get("first_load_time") or 0) / 1000 or None,
-                    "layers_by_compute_unit": units},
+        "metrics": timing_summary(times_ms, warmup=0) | {
+            "peak_memory_bytes": summary.get("estimated_inference_peak_memory"),
+            "first_load_ms": (summary.get("first_load_time") or 0) / 1000 or None,
+            "layers_by_compute_unit": units},
         "note": f"Qualcomm AI Hub, {device_name}",
     }

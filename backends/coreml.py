@@ -54,7 +54,6 @@ DEFAULT_OPTIONS = {"compute_units": "CPU_AND_NE", "minimum_deployment_target": "
 VOLATILE_METADATA = ("com.github.apple.coremltools.conversion_date",)
 EXTRA_ROOT_FILES = ("executorch_debug_handle_mapping.json",)
 MANIFEST_NAMESPACE = uuid.UUID("6f1d7a52-3c1e-5d0b-9a57-6564676576c6")  # fixed: item ids derive from it
-ARRAY_DTYPES = {65568: "float32", 65552: "float16", 65600: "float64", 131104: "int32", 131080: "int8"}
 INTERPRETER = "mil-interpreter-fp16"
 
 
@@ -64,6 +63,16 @@ class _NoRuntimeProxyWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("Failed to load _ML")
+
+
+def _array_dtype_name(code: int) -> str:
+    """Core ML ArrayFeatureType data type (65568) -> numpy dtype name ("float32"), via coremltools' enum."""
+    from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
+
+    try:  # enum names are FLOAT32, FLOAT16, DOUBLE, INT32, INT8: numpy spells each the same, lower-cased
+        return np.dtype(ArrayFeatureType.ArrayDataType.Name(code).lower()).name
+    except (ValueError, TypeError):
+        return str(code)
 
 
 def _coremltools():
@@ -262,7 +271,7 @@ class CoreMLVisionBackend:
 
         def spec(features):
             return {f.name: ([int(d) for d in f.type.multiArrayType.shape],
-                             ARRAY_DTYPES.get(f.type.multiArrayType.dataType, str(f.type.multiArrayType.dataType)))
+                             _array_dtype_name(f.type.multiArrayType.dataType))
                     for f in features}
 
         return {"inputs": spec(description.input), "outputs": spec(description.output)}

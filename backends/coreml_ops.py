@@ -20,11 +20,9 @@ class InterpreterError(BackendError):
 
 def unpack_bits(raw: np.ndarray, nbits: int, count: int, signed: bool) -> np.ndarray:
     """Values packed least-significant bit first, as coremltools writes sub-byte tensors."""
-    bits = np.unpackbits(raw.astype(np.uint8), bitorder="little")[: count * nbits].reshape(count, nbits)
-    values = (bits.astype(np.int32) << np.arange(nbits)).sum(axis=1)
-    if signed:
-        values = np.where(values >= 1 << (nbits - 1), values - (1 << nbits), values)
-    return values.astype(np.int8 if signed else np.uint8)
+    from coremltools.optimize._utils import restore_elements_from_packed_bits
+
+    return restore_elements_from_packed_bits(np.asarray(raw, np.uint8).reshape(-1), nbits, count, signed)
 
 
 # ---- ops: numpy in float32 (fp16 operands widen); `_execute` rounds results to the declared dtype ----
@@ -235,38 +233,33 @@ OPS = {
 
 
 # ---- constexpr ops: compressed weights, decompressed once when the program loads ----------------
+# coremltools' own `decompress` of each op (the code its value inference runs); the interpreter
+# rounds each result to the declared dtype as for any op.
 
 
 def _affine_dequantize(a):
     """iOS16+: scale * (quantized_data - zero_point), scale/zero_point scalars or vectors along `axis`."""
-    q, axis = a["quantized_data"].astype(np.float32), int(a["axis"])
+    from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import constexpr_affine_dequantize
 
-    def along(v):
-        v = np.asarray(v, np.float32)
-        return v.reshape([-1 if i == axis % q.ndim else 1 for i in range(q.ndim)]) if v.ndim == 1 else v
-
-    return (q - along(a["zero_point"])) * along(a["scale"])
+    return constexpr_affine_dequantize.decompress(a["quantized_data"], np.asarray(a["zero_point"]),
+                                                  np.asarray(a["scale"]), int(a["axis"]))
 
 
 def _blockwise_shift_scale(a):
     """iOS18: scale * (data - offset), one scale/offset per block; block = data.shape / scale.shape."""
-    data = a["data"].astype(np.float32)
+    from coremltools.converters.mil.mil.ops.defs.iOS18.compression import constexpr_blockwise_shift_scale
 
-    def blocks(v):
-        v = np.asarray(v, np.float32)
-        for axis in range(data.ndim):
-            v = np.repeat(v, data.shape[axis] // v.shape[axis], axis=axis)
-        return v
-
-    return (data - (blocks(a["offset"]) if a.get("offset") is not None else 0.0)) * blocks(a["scale"])
+    return constexpr_blockwise_shift_scale.decompress(a["data"], np.asarray(a["scale"]), a.get("offset"))
 
 
 def _lut_to_dense(a):
     if "shape" in a:  # iOS16 form: one flat LUT, indices bit-packed into uint8 bytes
-        lut, shape = np.asarray(a["lut"]), tuple(_ints(a["shape"]))
-        idx = unpack_bits(np.asarray(a["indices"]), int(np.log2(lut.size)), int(np.prod(shape)), False)
-        return lut[idx].reshape(shape)
-    idx, lut = np.asarray(a["indices"]).astype(np.int64), np.asarray(a["lut"])  # iOS18: per-block LUTs
+        from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import constexpr_lut_to_dense
+
+        return constexpr_lut_to_dense.decompress(np.asarray(a["lut"]), np.asarray(a["indices"]), _ints(a["shape"]))
+    # iOS18: per-block LUTs. Not coremltools' lut_to_dense: it repeats the LUT once per weight element
+    # (64 entries x 2 bytes per fp16 weight at 6 bits: ~630 MB for one SigLIP MLP matrix).
+    idx, lut = np.asarray(a["indices"]).astype(np.int64), np.asarray(a["lut"])
     if lut.shape[-1] != 1:
         raise InterpreterError("vector palettization (cluster_dim > 1) is not supported by the interpreter")
     blocks, table = lut.shape[: idx.ndim], lut.reshape(-1, lut.shape[-2])

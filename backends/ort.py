@@ -12,16 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
+from edgevlm.backends.onnx_dtypes import ort_dtype_name
 from edgevlm.backends.onnx_export import export_onnx, external_data_files, remove_onnx
 from edgevlm.backends.ort_calibration import bounded_calibration
 from edgevlm.export.vision import MASK_NEG
 
 EXECUTION_PROVIDERS = ("CPUExecutionProvider", "XnnpackExecutionProvider", "CoreMLExecutionProvider",
                        "QNNExecutionProvider", "NnapiExecutionProvider")
-
-
-ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
-              "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
 
 # Reduce activation ranges one calibration batch at a time instead of holding every intermediate
@@ -152,7 +149,7 @@ class OrtVisionBackend:
         session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
 
         def spec(values):
-            return {v.name: (list(v.shape), ORT_DTYPES.get(v.type, v.type)) for v in values}
+            return {v.name: (list(v.shape), ort_dtype_name(v.type)) for v in values}
 
         return {"inputs": spec(session.get_inputs()), "outputs": spec(session.get_outputs())}
 

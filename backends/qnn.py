@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevlm.backends.base import BackendError, VisionExportRequest, WrittenArtifact, require
+from edgevlm.backends.onnx_dtypes import onnx_dtype_name
 from edgevlm.backends.onnx_export import export_onnx
 from edgevlm.export.vision import QUANTIZED_MASK_NEG
 
@@ -52,7 +53,6 @@ def soc_part(soc_model: int) -> str:
 # precision -> weight quant type name; activations are always 16-bit
 PRECISIONS = {"w8a16": "QUInt8", "w4a16": "QInt4"}
 KNOWN_OPTIONS = {"htp_arch", "soc_model", "htp_performance_mode", "vtcm_mb", "calibrate_method", "quantization"}
-ONNX_DTYPES = {1: "float32", 10: "float16", 6: "int32", 7: "int64", 2: "uint8", 3: "int8"}
 
 
 def _ort_qnn():
@@ -157,7 +157,7 @@ class QnnVisionBackend:
 
         def spec(values):
             return {v.name: ([d.dim_value for d in v.type.tensor_type.shape.dim],
-                             ONNX_DTYPES.get(v.type.tensor_type.elem_type, str(v.type.tensor_type.elem_type)))
+                             onnx_dtype_name(v.type.tensor_type.elem_type))
                     for v in values}
 
         return {"inputs": spec(graph.input), "outputs": spec(graph.output)}

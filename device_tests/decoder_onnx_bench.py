@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from edgevlm.stats import median
 
 SCHEMA = "edgevlm.decoder-onnx-bench/1"
 # (label, weights, weight_format, accuracy_level, kv format)
@@ -66,7 +67,7 @@ def time_variants(sessions: list, hidden: int, context: int, steps: int) -> list
             start = time.perf_counter()
             session.step(prompt[i:i + 1], context + i)
             times.append(time.perf_counter() - start)
-    return [{"prefill_ms": p * 1e3, "decode_ms_median": statistics.median(t[1:]) * 1e3, "decode_ms_min": min(t) * 1e3}
+    return [{"prefill_ms": p * 1e3, "decode_ms_median": median(t[1:]) * 1e3, "decode_ms_min": min(t) * 1e3}
             for p, t in zip(prefill, decode)]
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from edgevlm.stats import median
 
 SCHEMA = "edgevlm.gemv-stream/1"
 
@@ -107,8 +108,8 @@ def time_programs(programs: dict[str, dict], rounds: int, calls: int) -> list[di
                     start = time.perf_counter()
                     method.execute([x])
                     times.append(time.perf_counter() - start)
-                median = statistics.median(times)
-                row[name] = {"median_ms": median * 1000, "weight_gb_s": programs[name]["weight_bytes"] / median / 1e9}
+                mid = median(times)
+                row[name] = {"median_ms": mid * 1000, "weight_gb_s": programs[name]["weight_bytes"] / mid / 1e9}
         results.append(row)
     return results
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
 from edgevlm.export.host import manifest_slices
 from edgevlm.export.manifest import read_manifest, toolchain_versions
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
+from edgevlm.stats import timing_summary
 
 
 def time_calls(fn, warmup: int, runs: int) -> dict:
@@ -32,10 +32,7 @@ def time_calls(fn, warmup: int, runs: int) -> dict:
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return {"runs": runs, "warmup": warmup, "median_ms": statistics.median(samples),
-            "p90_ms": samples[min(len(samples) - 1, int(round(0.9 * (len(samples) - 1))))],
-            "min_ms": samples[0], "mean_ms": statistics.fmean(samples)}
+    return timing_summary(samples, warmup)
 
 
 def host_device() -> dict:

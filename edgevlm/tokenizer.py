@@ -8,6 +8,7 @@ Official MiniCPM-V checkpoints ship a fast-tokenizer `tokenizer.json` plus `toke
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,15 +118,27 @@ class Tokenizer:
         return {i for i in (self.backend.token_to_id(n) for n in names) if i is not None}
 
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, **kwargs) -> str:
+        """The checkpoint's chat template rendered by transformers (its sandbox, `raise_exception`,
+        `tojson`, `strftime_now`: what the official processor renders with)."""
         if not self.chat_template:
             raise TokenizerError(f"tokenizer_config.json at {self.source} has no chat_template",
                                  "use the tokenizer_config.json that came with the checkpoint")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from jinja2 import TemplateError
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(self.chat_template).render(
-            messages=messages, add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_token or "", eos_token=self.eos_token or "", **kwargs)
+        try:
+            return self._transformers.apply_chat_template(messages, chat_template=self.chat_template, tokenize=False,
+                                                          add_generation_prompt=add_generation_prompt, **kwargs)
+        except TemplateError as e:  # raise_exception() in the template, or a template bug
+            raise TokenizerError(f"the chat template of {self.source} cannot render this conversation: {e}",
+                                 "check the conversation's roles and order against the checkpoint's template") from None
+
+    @functools.cached_property
+    def _transformers(self):
+        """A transformers fast tokenizer over the same `tokenizers` backend (built once: it copies it)."""
+        from transformers import PreTrainedTokenizerFast
+
+        specials = {k: v for k in ("bos_token", "eos_token", "pad_token") if (v := getattr(self, k))}
+        return PreTrainedTokenizerFast(tokenizer_object=self.backend, **specials)
 
 
 def _token_text(value) -> str | None:

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevlm.backends.onnx_dtypes import ort_dtype_name
 from edgevlm.export.gates import Gate, compare
 from edgevlm.export.verify import FAIL, NOT_RUN, PASS, CheckResult, _checksum
-
-ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
-              "tensor(uint8)": "uint8", "tensor(int32)": "int32"}
 
 
 def verify_decoder(root: Path, artifact: dict) -> list[CheckResult]:
@@ -45,8 +43,8 @@ def _dims(shape) -> list:
 
 
 def _contract(graph: dict, sess) -> CheckResult:
-    declared = {"inputs": {i.name: (_dims(i.shape), ORT_DTYPES.get(i.type, i.type)) for i in sess.get_inputs()},
-                "outputs": {o.name: (_dims(o.shape), ORT_DTYPES.get(o.type, o.type)) for o in sess.get_outputs()}}
+    declared = {"inputs": {i.name: (_dims(i.shape), ort_dtype_name(i.type)) for i in sess.get_inputs()},
+                "outputs": {o.name: (_dims(o.shape), ort_dtype_name(o.type)) for o in sess.get_outputs()}}
     problems = [f"{kind} {e['name']}: graph {declared[kind].get(e['name'])} vs manifest {(e['shape'], e['dtype'])}"
                 for kind in ("inputs", "outputs") for e in graph[kind]
                 if declared[kind].get(e["name"]) != (e["shape"], e["dtype"])]

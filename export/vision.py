@@ -26,6 +26,7 @@ from torch import nn
 from edgevlm.errors import LimitExceeded
 from edgevlm.model.minicpmv import pad_slices
 from edgevlm.model.resampler import resampler_position_inputs
+from edgevlm.model.siglip import SiglipVisionTransformer, traced_copy
 
 INPUT_NAMES = ("pixel_values", "patch_mask", "position_ids", "resampler_pos")
 OUTPUT_NAMES = ("vision_embeds",)
@@ -43,7 +44,8 @@ class SlicesTooLarge(LimitExceeded, ValueError):
 class StaticVisionEncoder(nn.Module):
     def __init__(self, vpm: nn.Module, resampler: nn.Module, mask_value: float = MASK_NEG):
         super().__init__()
-        self.vpm = vpm
+        # The hand-written tower torch.export traces, on the eager tower's parameters (model/siglip.py)
+        self.vpm = vpm if isinstance(vpm, SiglipVisionTransformer) else traced_copy(vpm, vpm.vision_config)
         self.resampler = resampler
         self.mask_value = float(mask_value)
 

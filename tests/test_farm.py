@@ -94,7 +94,7 @@ def test_profile_becomes_a_bench_result():
     artifact = _manifest_artifact()
     entry = aihub.profile_result(PROFILE, artifact, aihub.DEFAULT_DEVICE)
     metrics = entry["metrics"]
-    assert metrics["runs"] == 10 and metrics["median_ms"] == pytest.approx(5.325)
+    assert metrics["runs"] == 10 and metrics["median_ms"] == pytest.approx(5.323)  # (5.321 + 5.325) / 2
     assert metrics["min_ms"] == pytest.approx(5.290) and metrics["p90_ms"] == pytest.approx(5.400)
     assert metrics["peak_memory_bytes"] == 48_234_496 and metrics["first_load_ms"] == pytest.approx(812.345)
     assert metrics["layers_by_compute_unit"] == {"NPU": 3}
@@ -107,3 +107,15 @@ def test_profile_becomes_a_bench_result():
 
 def _manifest_artifact():
     return {"file": "v.onnx", "precision": "w8a16", "sha256": "ab" * 32, "max_patches": 1120, "batch": 1}
+
+
+def test_one_median_and_spread():
+    """edgevlm.stats is the one definition: true median (mean of the middle two), nearest-rank p90
+    (a measured sample), min; host_bench and AI Hub report through it."""
+    from edgevlm.stats import median, percentile, timing_summary
+
+    assert median([4, 1, 3, 2]) == 2.5 and median([3, 1, 2]) == 2
+    samples = [float(x) for x in range(1, 11)]
+    assert percentile(samples, 90) == 9.0 and percentile(samples, 90) in samples
+    assert timing_summary(samples[::-1], warmup=2) == {"runs": 10, "warmup": 2, "median_ms": 5.5, "p90_ms": 9.0,
+                                                        "min_ms": 1.0, "mean_ms": 5.5}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,6 +166,20 @@ def test_banded_png_decode_equals_whole_decode_then_reduce(monkeypatch):
         assert image.info["edgevlm.original_size"] == ((203, 301), image.size)
 
 
+def test_banded_png_decode_reads_files_and_refuses_truncated_ones(tmp_path):
+    """libvips decodes the bands: from a path as from bytes, and a cut file is an error, not grey rows."""
+    pixels = np.random.default_rng(1).integers(0, 256, size=(400, 300, 3), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    path.write_bytes(_png(Image.fromarray(pixels)))
+    from_path = load_image(path, max_pixels=100 * 70)
+    np.testing.assert_array_equal(np.asarray(from_path), np.asarray(load_image(path.read_bytes(), max_pixels=100 * 70)))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    for source in (cut, cut.read_bytes()):
+        with pytest.raises(ImageLoadError, match="truncated or corrupt"):
+            load_image(source, max_pixels=100 * 70)
+
+
 def test_video_frames_group_into_temporal_placeholders(loaded_models):
     from edgevlm.preprocess import group_frames, preprocess_video, temporal_ids_from_timestamps
 
@@ -203,3 +218,16 @@ def test_video_errors_name_the_fix(loaded_models):
     old = loaded_models["minicpmv-2.6-tiny"]
     with pytest.raises(PromptError, match="3D resampler"):
         preprocess_video([frame], "q", old.tokenizer, old.config, timestamps=[0.0])
+
+
+def test_chat_templates_render_with_transformers_helpers():
+    """Templates render through transformers: `tojson` and `raise_exception` work, and a refusal is a TokenizerError."""
+    from edgevlm.errors import TokenizerError
+    from edgevlm.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(Path(__file__).parents[1] / "edgevlm" / "assets" / "edgevlm-tiny")
+    tok.chat_template = ("{% if messages[0]['role'] != 'user' %}{{ raise_exception('the user speaks first') }}"
+                         "{% endif %}{{ messages[0]['content'] | tojson }}")
+    assert tok.apply_chat_template([{"role": "user", "content": "a\n\"b\""}]) == '"a\\n\\"b\\""'
+    with pytest.raises(TokenizerError, match="cannot render this conversation: the user speaks first"):
+        tok.apply_chat_template([{"role": "assistant", "content": "x"}])

@@ -12,7 +12,7 @@ from torch import nn
 from edgevlm.config import MiniCPMVConfig
 from edgevlm.model.llm import build_llm
 from edgevlm.model.resampler import Resampler
-from edgevlm.model.siglip import SiglipVisionTransformer, navit_position_ids
+from edgevlm.model.siglip import navit_position_ids
 
 
 def pad_slices(pixel_values: list[torch.Tensor], tgt_sizes: torch.Tensor, num_patches_per_side: int,
@@ -41,7 +41,9 @@ class MiniCPMV(nn.Module):
     def __init__(self, config: MiniCPMVConfig):
         super().__init__()
         self.config = config
-        self.vpm = SiglipVisionTransformer(config.vision_config, num_layers=config.num_vision_layers_used)
+        from edgevlm.model.navit_siglip import NavitSiglip  # imports transformers: only when a model is built
+
+        self.vpm = NavitSiglip(config.vision_config, num_layers=config.num_vision_layers_used)
         self.resampler = Resampler(
             num_queries=config.query_num, embed_dim=config.llm.hidden_size, num_heads=config.resampler_heads,
             kv_dim=config.vision_config.hidden_size, temporal=config.has_temporal_resampler,

@@ -1,4 +1,7 @@
-"""NaViT-style SigLIP vision tower (`vpm.*`), as MiniCPM-V 2.5-4.5 use it.
+"""NaViT-style SigLIP vision tower (`vpm.*`), as MiniCPM-V 2.5-4.5 use it: the one the exporter
+traces (export/vision.py runs `traced_copy` of the eager model's tower). The eager reference is
+transformers' (model/navit_siglip.py), on the same parameters, so parity checks compare two codes.
+Its classes keep their names and module path: the ONNX exporter records them in every node's metadata.
 
 Each image slice keeps its own (h, w) patch grid. Slices are flattened to a row of patches and
 padded to a common length; padded patches are masked out of attention, and each real patch gets
@@ -129,3 +132,11 @@ class SiglipVisionTransformer(nn.Module):
             hidden.append(x)
         x = self.post_layernorm(x)
         return (x, hidden) if return_hidden_states else x
+
+
+def traced_copy(vpm: nn.Module, config: VisionConfig) -> SiglipVisionTransformer:
+    """This tower over `vpm`'s own parameters (shared, not copied)."""
+    with torch.device("meta"):
+        tower = SiglipVisionTransformer(config, num_layers=len(vpm.encoder.layers))
+    tower.load_state_dict(vpm.state_dict(), strict=True, assign=True)
+    return tower.train(vpm.training)

@@ -6,7 +6,7 @@ What `load_image` does, in order:
 - takes the first frame of animations (GIF, APNG, WebP);
 - bounds memory for huge images (more than `max_pixels` pixels): JPEGs are decoded at 1/2, 1/4
   or 1/8 scale by libjpeg (`Image.draft`), non-interlaced 8-bit PNGs are decoded band by band
-  and box-reduced (png_bands.py); any other format is decoded whole only up to
+  by libvips and box-reduced (png_bands.py); any other format is decoded whole only up to
   `max_decode_pixels` and refused beyond. Pillow's DecompressionBombError is caught and the file
   re-read under a scoped pixel limit, since one of those bounded paths then applies. The result
   has at most `max_pixels` pixels (default 4096^2: 9 slices of 448^2 need ~1.8M);
@@ -142,7 +142,7 @@ def _decode(image, fp, name: str, max_pixels: int, max_decode_pixels: int) -> Im
             image.draft(None, _fit(width, height, max_pixels))  # DCT-domain downscale, before decoding
         elif png_bands.supported(image):
             factor = png_bands.reduce_factor(size, max_pixels)
-            return _finish(png_bands.decode_reduced(fp, factor, flatten), orientation, size, reduced=True)
+            return _finish(png_bands.decode_reduced(fp, image.mode, factor, flatten), orientation, size, reduced=True)
     if image.width * image.height > max_decode_pixels:
         raise ImageLoadError(
             f"{name} is {width}x{height} pixels; decoding it whole would need "
