@@ -138,3 +138,13 @@ def test_prompt_past_the_cache_and_bad_ids_are_clear_errors(runner, exports, tmp
     assert run_native(runner, "--pte", junk, "--tokens", "1").returncode == 1
     assert run_native(runner, "--tokens", "1").returncode == 2  # usage
     assert run_native(runner, "--pte", pte, "--tokens", "1,x").returncode == 2
+
+
+def test_build_runner_command_copies_working_executables(tmp_path, monkeypatch, capsys):
+    from edgevlm.cli.main import main
+
+    monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path / "home"))
+    assert main(["build-runner", "--out", str(tmp_path / "bin")]) == 0
+    assert "edgevlm-runner" in capsys.readouterr().out
+    usage = subprocess.run([str(tmp_path / "bin" / "edgevlm-runner")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "--pte is required" in usage.stderr

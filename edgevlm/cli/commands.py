@@ -168,6 +168,7 @@ from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 from edgevlm.cli import quality_commands as _quality  # noqa: E402
 from edgevlm.cli import recipe_commands as _recipes  # noqa: E402
+from edgevlm.cli import runtime_commands as _runtime  # noqa: E402
 from edgevlm.cli import tool_commands as _tools  # noqa: E402
 
 COMMANDS = [
@@ -199,6 +200,8 @@ COMMANDS = [
             _tools.decoder_onnx_bench),
     Command("run", "image + prompt -> text using only the exported artifacts (manifest, vision artifact, decoder .pte or .onnx)",
             _artifacts.run_args, _artifacts.run),
+    Command("build-runner", "build the native runtime (edgevlm-runner: runs artifacts without Python) for this host "
+            "or aarch64 Linux", _runtime.build_runner_args, _runtime.build_runner),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
             _artifacts.aihub_args, _artifacts.aihub),
     Command("train-oracle", "train edgevlm-tiny, the quality-oracle model, on synthetic VQA on the CPU (seeded)",
