@@ -202,6 +202,8 @@ COMMANDS = [
             _artifacts.run_args, _artifacts.run),
     Command("build-runner", "build the native runtime (edgevlm-runner: runs artifacts without Python) for this host "
             "or aarch64 Linux", _runtime.build_runner_args, _runtime.build_runner),
+    Command("bench-runner", "the native runner beside the Python .pte path on one decoder: decode tok/s, prefill, "
+            "peak RSS, same tokens (JSON results)", _runtime.bench_runner_args, _runtime.bench_runner),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
             _artifacts.aihub_args, _artifacts.aihub),
     Command("train-oracle", "train edgevlm-tiny, the quality-oracle model, on synthetic VQA on the CPU (seeded)",

@@ -38,3 +38,31 @@ def build_runner(args) -> int:
     print("run on the device:  ./ld-linux-aarch64.so.1 --library-path lib ./edgevlm-runner --pte ... --tokens ...")
     print("run here:           " + " ".join(command(folder, "edgevlm-runner", "qemu-aarch64")) + " --pte ...")
     return 0
+
+
+def bench_runner_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pte", type=Path, help="a decoder .pte (e.g. from `edgevlm export --part decoder`)")
+    p.add_argument("--prompt-tokens", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; each runtime keeps its best")
+    p.add_argument("--json", type=Path, help="write the results (schema edgevlm.runner-bench/1) here")
+
+
+def bench_runner(args) -> int:
+    import json
+
+    from edgevlm.device_tests.runner_bench import bench_runner as run
+    from edgevlm.errors import ConfigError
+    from edgevlm.runtime.build import build_runtime
+
+    if not args.pte.is_file():
+        raise ConfigError(f"no .pte at {args.pte}", "pass a decoder .pte file")
+    report = run(args.pte, [str(build_runtime() / "edgevlm-runner")], args.prompt_tokens, args.new_tokens,
+                 args.rounds)
+    for name, row in report["best"].items():
+        print(f"{name:14s} decode {row['decode_tokens_per_s']:7.1f} tok/s, prefill {row['prefill_ms']:8.1f} ms, "
+              f"load {row['model_load_ms']:7.1f} ms, peak RSS {row['peak_rss_bytes'] / 2**20:7.1f} MiB")
+    print(f"runner / python decode: {report['runner_vs_python_decode']:.2f}x; same tokens: {report['same_tokens']}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,7 +1,7 @@
 // edgevlm-runner: runs exported artifacts without Python.
 //
 //   edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] [--top-p P]
-//                  [--seed S] [--json OUT]
+//                  [--seed S] [--ignore-stop] [--json OUT]
 // The decoder-only mode: prompt token ids in, generated ids out (one line), then where the time
 // went on stderr; --json writes the ids and stats. (Image + prompt from an artifact folder's
 // manifest joins when the tokenizer and prompt assembly land.)
@@ -22,13 +22,14 @@ struct Args {
     std::string pte, json;
     std::vector<int64_t> tokens;
     int max_new_tokens = 32;
+    bool ignore_stop = false;  // benchmarks: always generate max_new_tokens
     Sampling sampling;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
     std::cerr << "error: " << problem << "\n"
               << "usage: edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] "
-                 "[--top-p P] [--seed S] [--json OUT]\n";
+                 "[--top-p P] [--seed S] [--ignore-stop] [--json OUT]\n";
     std::exit(2);
 }
 
@@ -50,6 +51,10 @@ Args parse(int argc, char** argv) {
     Args args;
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
+        if (flag == "--ignore-stop") {
+            args.ignore_stop = true;
+            continue;
+        }
         if (i + 1 >= argc) usage(flag + " needs a value");
         const std::string value = argv[++i];
         if (flag == "--pte") args.pte = value;
@@ -82,8 +87,8 @@ int main(int argc, char** argv) {
         PteDecoder decoder(args.pte);
         const double load_ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
-        const Generation g = generate(decoder, decoder.embed(args.tokens), args.max_new_tokens, decoder.stop_ids(),
-                                      args.sampling);
+        const std::set<int64_t> stop = args.ignore_stop ? std::set<int64_t>{} : decoder.stop_ids();
+        const Generation g = generate(decoder, decoder.embed(args.tokens), args.max_new_tokens, stop, args.sampling);
         std::cout << ids_json(g.tokens) << "\n";
         const double decode_tps = g.decode_ms > 0 ? g.decode_steps * 1000.0 / g.decode_ms : 0.0;
         std::fprintf(stderr, "load %.0f ms, prefill %lld tokens in %.1f ms (%.1f tok/s), decode %lld tokens in "

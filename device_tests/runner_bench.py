@@ -1,0 +1,97 @@
+"""`edgevlm bench-runner`: the native runner beside the Python `.pte` path on one decoder program.
+
+Both run the loop of `edgevlm run` (token_embedding + text_decoder per step, greedy) from the same
+prompt ids for the same number of new tokens (stop tokens ignored, so both decode every step), each
+in its own process, so peak RSS (ru_maxrss of the child) is the runtime's own: the Python path pays
+for torch and the ExecuTorch pybind, the runner for libexecutorch alone. Rounds alternate between
+the two (a shared host's speed drifts); each keeps its best round. The generated ids are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SCHEMA = "edgevlm.runner-bench/1"
+
+
+def _child(argv: list[str]) -> tuple[subprocess.CompletedProcess, int]:
+    """Run argv; (result, its peak RSS in bytes, from wait4's accounting of that one child)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read()), usage.ru_maxrss * 1024
+
+
+def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
+    """The worker: `edgevlm run`'s .pte session and loop, timed like the runner times itself."""
+    import resource
+
+    from edgevlm.export.decoder_session import PteDecoderSession
+
+    start = time.perf_counter()
+    session = PteDecoderSession(Path(pte).parent, {"file": Path(pte).name})
+    load_ms = (time.perf_counter() - start) * 1000
+    tokens = []
+    with session.running():
+        t0 = time.perf_counter()
+        logits = session.step(session.embed(prompt), 0)
+        t1 = time.perf_counter()
+        position = len(prompt)
+        for _ in range(new_tokens):
+            tokens.append(int(logits.argmax()))
+            logits = session.step(session.embed([tokens[-1]]), position)
+            position += 1
+        t2 = time.perf_counter()
+    decode_ms = (t2 - t1) * 1000
+    return {"tokens": tokens, "model_load_ms": load_ms, "prefill_ms": (t1 - t0) * 1000, "decode_ms": decode_ms,
+            "decode_steps": new_tokens, "decode_tokens_per_s": new_tokens * 1000 / decode_ms,
+            "peak_rss_self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens: int = 64, rounds: int = 3,
+                 vocab: int | None = None, seed: int = 0) -> dict:
+    import random
+
+    rng = random.Random(seed)
+    prompt = [rng.randrange(1, vocab or 1000) for _ in range(prompt_len)]
+    ids = ",".join(map(str, prompt))
+    rows = {"python-pte": [], "native-runner": []}
+    tokens = {}
+    for _ in range(rounds):
+        job = json.dumps({"pte": str(pte), "prompt": prompt, "new_tokens": new_tokens})
+        proc, peak = _child([sys.executable, "-m", "edgevlm.device_tests.runner_bench", job])
+        if proc.returncode:
+            raise RuntimeError(f"python worker failed: {proc.stderr[-1500:]}")
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows["python-pte"].append(row | {"peak_rss_bytes": peak})
+        tokens["python-pte"] = row.pop("tokens")
+        stats = Path(os.environ.get("TMPDIR", "/tmp")) / f"runner-bench-{os.getpid()}.json"
+        proc, peak = _child([*runner, "--pte", str(pte), "--tokens", ids, "--max-new-tokens", str(new_tokens),
+                             "--ignore-stop", "--json", str(stats)])
+        if proc.returncode:
+            raise RuntimeError(f"edgevlm-runner failed: {proc.stderr[-1500:]}")
+        row = json.loads(stats.read_text())
+        stats.unlink()
+        tokens["native-runner"] = row.pop("tokens")
+        rows["native-runner"].append(row | {"peak_rss_bytes": peak})
+    best = {name: max(r, key=lambda x: x["decode_tokens_per_s"]) for name, r in rows.items()}
+    return {"schema": SCHEMA, "artifact": str(pte), "prompt_tokens": prompt_len, "new_tokens": new_tokens,
+            "rounds": rounds, "best": best, "all_rounds": rows,
+            "same_tokens": tokens["python-pte"] == tokens["native-runner"],
+            "runner_vs_python_decode": best["native-runner"]["decode_tokens_per_s"]
+            / best["python-pte"]["decode_tokens_per_s"]}
+
+
+if __name__ == "__main__":  # worker mode: one JSON job on argv
+    job = json.loads(sys.argv[1])
+    print(json.dumps(python_generation(job["pte"], job["prompt"], job["new_tokens"])))
