@@ -2,7 +2,7 @@
 
 Both run the loop of `edgevlm run` (token_embedding + text_decoder per step, greedy) from the same
 prompt ids for the same number of new tokens (stop tokens ignored, so both decode every step), each
-in its own process, so peak RSS (ru_maxrss of the child) is the runtime's own: the Python path pays
+in its own process, which reports its own peak RSS (VmHWM): the Python path pays
 for torch and the ExecuTorch pybind, the runner for libexecutorch alone. Rounds alternate between
 the two (a shared host's speed drifts); each keeps its best round. The generated ids are compared.
 """
@@ -19,23 +19,24 @@ from pathlib import Path
 SCHEMA = "edgevlm.runner-bench/1"
 
 
-def _child(argv: list[str]) -> tuple[subprocess.CompletedProcess, int]:
-    """Run argv; (result, its peak RSS in bytes, from wait4's accounting of that one child)."""
-    import tempfile
+def _child(argv: list[str]) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{Path(argv[0]).name} failed ({proc.returncode}): {proc.stderr[-1500:]}")
+    return proc
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read()), usage.ru_maxrss * 1024
+
+def _peak_rss_bytes() -> int:
+    """This process's VmHWM: after exec it is this program's own peak (a parent's wait4 figure
+    would also hold the memory the parent had when it forked)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
     """The worker: `edgevlm run`'s .pte session and loop, timed like the runner times itself."""
-    import resource
-
     from edgevlm.export.decoder_session import PteDecoderSession
 
     start = time.perf_counter()
@@ -55,7 +56,7 @@ def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
     decode_ms = (t2 - t1) * 1000
     return {"tokens": tokens, "model_load_ms": load_ms, "prefill_ms": (t1 - t0) * 1000, "decode_ms": decode_ms,
             "decode_steps": new_tokens, "decode_tokens_per_s": new_tokens * 1000 / decode_ms,
-            "peak_rss_self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+            "peak_rss_bytes": _peak_rss_bytes()}
 
 
 def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens: int = 64, rounds: int = 3,
@@ -69,21 +70,17 @@ def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens
     tokens = {}
     for _ in range(rounds):
         job = json.dumps({"pte": str(pte), "prompt": prompt, "new_tokens": new_tokens})
-        proc, peak = _child([sys.executable, "-m", "edgevlm.device_tests.runner_bench", job])
-        if proc.returncode:
-            raise RuntimeError(f"python worker failed: {proc.stderr[-1500:]}")
+        proc = _child([sys.executable, "-m", "edgevlm.device_tests.runner_bench", job])
         row = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows["python-pte"].append(row | {"peak_rss_bytes": peak})
         tokens["python-pte"] = row.pop("tokens")
+        rows["python-pte"].append(row)
         stats = Path(os.environ.get("TMPDIR", "/tmp")) / f"runner-bench-{os.getpid()}.json"
-        proc, peak = _child([*runner, "--pte", str(pte), "--tokens", ids, "--max-new-tokens", str(new_tokens),
-                             "--ignore-stop", "--json", str(stats)])
-        if proc.returncode:
-            raise RuntimeError(f"edgevlm-runner failed: {proc.stderr[-1500:]}")
+        _child([*runner, "--pte", str(pte), "--tokens", ids, "--max-new-tokens", str(new_tokens), "--ignore-stop",
+                "--json", str(stats)])
         row = json.loads(stats.read_text())
         stats.unlink()
         tokens["native-runner"] = row.pop("tokens")
-        rows["native-runner"].append(row | {"peak_rss_bytes": peak})
+        rows["native-runner"].append(row)
     best = {name: max(r, key=lambda x: x["decode_tokens_per_s"]) for name, r in rows.items()}
     return {"schema": SCHEMA, "artifact": str(pte), "prompt_tokens": prompt_len, "new_tokens": new_tokens,
             "rounds": rounds, "best": best, "all_rounds": rows,

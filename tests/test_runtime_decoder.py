@@ -148,3 +148,16 @@ def test_build_runner_command_copies_working_executables(tmp_path, monkeypatch, 
     assert "edgevlm-runner" in capsys.readouterr().out
     usage = subprocess.run([str(tmp_path / "bin" / "edgevlm-runner")], capture_output=True, text=True)
     assert usage.returncode == 2 and "--pte is required" in usage.stderr
+
+
+def test_bench_runner_reports_both_paths_on_the_same_tokens(runner, exports):
+    from edgevlm.device_tests.runner_bench import SCHEMA, bench_runner
+
+    root, artifact = exports("8da4w-int4-custom")
+    report = bench_runner(root / artifact["file"], [str(runner)], prompt_len=12, new_tokens=8, rounds=1, vocab=900)
+    assert report["schema"] == SCHEMA and report["same_tokens"]
+    for name in ("python-pte", "native-runner"):
+        row = report["best"][name]
+        assert row["decode_steps"] == 8 and row["decode_tokens_per_s"] > 0 and row["peak_rss_bytes"] > 0
+    # the Python path carries torch and the pybind; the runner only libexecutorch and the program
+    assert report["best"]["native-runner"]["peak_rss_bytes"] < report["best"]["python-pte"]["peak_rss_bytes"]

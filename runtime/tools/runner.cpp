@@ -72,6 +72,16 @@ Args parse(int argc, char** argv) {
     return args;
 }
 
+// This process's peak resident set (VmHWM, Linux): after exec it counts this program alone, where
+// a parent's wait4 figure also holds the memory the parent had when it forked.
+long long peak_rss_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+    return 0;
+}
+
 std::string ids_json(const std::vector<int64_t>& ids) {
     std::string out = "[";
     for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
@@ -100,7 +110,8 @@ int main(int argc, char** argv) {
             out << "{\"tokens\": " << ids_json(g.tokens) << ", \"stopped_by\": \"" << g.stopped_by
                 << "\", \"prompt_tokens\": " << g.prompt_tokens << ", \"model_load_ms\": " << load_ms
                 << ", \"prefill_ms\": " << g.prefill_ms << ", \"decode_ms\": " << g.decode_ms
-                << ", \"decode_steps\": " << g.decode_steps << ", \"decode_tokens_per_s\": " << decode_tps << "}\n";
+                << ", \"decode_steps\": " << g.decode_steps << ", \"decode_tokens_per_s\": " << decode_tps
+                << ", \"peak_rss_bytes\": " << peak_rss_bytes() << "}\n";
             if (!out) throw DecoderError("cannot write " + args.json);
         }
         return 0;
