@@ -91,7 +91,7 @@ def time_programs(programs: dict[str, dict], rounds: int, calls: int) -> list[di
     from executorch.runtime import Runtime
 
     from edgevlm.device_tests.roofline import read_bandwidth
-    from edgevlm.export.decoder_pte import torch_on_one_thread
+    from edgevlm.export.decoder.pte import torch_on_one_thread
 
     methods = {name: (Runtime.get().load_program(str(p["path"])).load_method("forward"), torch.randn(1, 1, p["width"]))
                for name, p in programs.items()}

@@ -47,7 +47,7 @@ def bench_decoder(args) -> int:
     from edgevlm.device_tests.decoder_table import print_decoder_report
 
     from edgevlm.errors import ConfigError
-    from edgevlm.export.kv_cache import FORMATS
+    from edgevlm.export.decoder.kv_cache import FORMATS
 
     caches = tuple(c.strip() for c in args.caches.split(",") if c.strip())
     if set(caches) - set(FORMATS):  # empty: only the peers (eager, optimum-executorch)

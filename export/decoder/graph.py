@@ -11,6 +11,11 @@ Everything family-specific is read off the reference modules rather than re-impl
 the RMSNorms, MLPs, projections (Qwen2's q/k/v biases), Qwen3's per-head q/k norms, MiniCPM4's
 residual scale and muP lm_head divisor, and the rotary tables (including Llama-3 and LongRoPE
 scaling) precomputed from the model's own rotary embedding for every cache position.
+
+The layer loop (norm, attention, residual with MiniCPM4's residual_scale, MLP) is written once,
+in `run_layers`; how a layer attends and which cache it uses is the attention strategy
+(ATTENTION_STRATEGIES). The attribute names below (layers, norm, lm_head, caches, rope_cos, ...)
+and their registration order are part of the exported programs: changing them changes the bytes.
 """
 
 from __future__ import annotations
@@ -18,24 +23,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevlm.export.kv_cache import KVCacheSpec, LayerCache, hadamard
+from edgevlm.export.decoder.kv_cache import KVCacheSpec, hadamard
+from edgevlm.export.decoder.static_attention import StaticAttention, rotate_half  # noqa: F401  (rotate_half: re-export)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _custom_ops_attention():
+    from edgevlm.export.decoder.custom_ops_attention import CustomOpsAttention  # executorch import: lazy
+
+    return CustomOpsAttention()
+
+
+# attention strategy name -> factory. static: portable (any exporter); custom: ExecuTorch's LLM
+# custom ops (custom_ops_attention.py), cost grows with the context instead of max_seq_len.
+ATTENTION_STRATEGIES = {"static": StaticAttention, "custom": _custom_ops_attention}
+
+
+def attention_strategy(name: str):
+    try:
+        return ATTENTION_STRATEGIES[name]()
+    except KeyError:
+        raise ValueError(f"attention must be one of {tuple(ATTENTION_STRATEGIES)}, not {name!r}") from None
 
 
 class ExportDecoder(nn.Module):
     def __init__(self, llm: nn.Module, max_seq_len: int, cache: KVCacheSpec = KVCacheSpec(), batch: int = 1,
-                 attention: str = "static"):
-        """attention: "static" (portable: any exporter) or "custom" (ExecuTorch's LLM custom ops,
-        export/decoder_fast.py: cost grows with the context instead of max_seq_len)."""
+                 attention: str = StaticAttention.name):
         super().__init__()
-        from edgevlm.export import decoder_fast
-
-        if attention not in decoder_fast.ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {decoder_fast.ATTENTION_MODES}, not {attention!r}")
+        strategy = attention_strategy(attention)
         self.attention = attention
         inner = llm.model
         attn0 = inner.layers[0].self_attn
@@ -50,13 +64,9 @@ class ExportDecoder(nn.Module):
         self.layers = inner.layers
         self.norm = inner.norm
         self.lm_head = llm.lm_head
-        if attention == "custom":
-            decoder_fast.load_custom_ops()
-            self.custom_norms = nn.ModuleList(decoder_fast.layer_norms(layer) for layer in self.layers)
-            self.final_norm = decoder_fast.LinearRMSNorm(self.norm)
-            self.register_buffer("rope_rotation", decoder_fast.rotate_half_weight(self.head_dim), persistent=False)
-        cache_cls = decoder_fast.SeqMajorLayerCache if attention == "custom" else LayerCache
-        self.caches = nn.ModuleList(cache_cls(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
+        self.strategy = strategy
+        strategy.install(self)  # before the caches: the registration order is the program's
+        self.caches = nn.ModuleList(strategy.cache_class(cache, batch, self.kv_heads, max_seq_len, self.head_dim)
                                     for _ in self.layers)
         positions = torch.arange(max_seq_len)[None]
         probe = torch.zeros(1, dtype=torch.float32)
@@ -72,55 +82,24 @@ class ExportDecoder(nn.Module):
         for cache in self.caches:
             cache.reset()
 
-    def forward(self, inputs_embeds: torch.Tensor, start_pos: torch.Tensor) -> torch.Tensor:
-        t = inputs_embeds.shape[1]
-        positions = start_pos + torch.arange(t, dtype=torch.long)
-        cos, sin = self.rope_cos[positions], self.rope_sin[positions]  # [T, Dh]
-        if self.attention == "custom":
-            return self._forward_custom(inputs_embeds, start_pos, cos, sin)
-        # Causal mask over the whole static cache: query i sees cache positions <= its own position.
-        keys_pos = torch.arange(self.max_seq_len, dtype=torch.long)
-        mask = torch.where(keys_pos[None, :] <= positions[:, None], 0.0, float("-inf"))  # [T, S]
-        x = inputs_embeds
-        for layer, cache in zip(self.layers, self.caches):
-            h = self._attention(layer.self_attn, layer.input_layernorm(x), cache, positions, cos, sin, mask)
+    def rope_rows(self, x: torch.Tensor, start_pos: torch.Tensor):
+        """(positions [T], cos [T, Dh], sin [T, Dh]) of this step's tokens."""
+        positions = start_pos + torch.arange(x.shape[1], dtype=torch.long)
+        return positions, self.rope_cos[positions], self.rope_sin[positions]
+
+    def run_layers(self, x: torch.Tensor, start_pos: torch.Tensor, caches) -> torch.Tensor:
+        """The hidden states after every layer, each layer attending through its cache in `caches`."""
+        strategy = self.strategy
+        step = strategy.prepare(self, x, start_pos)
+        for index, (layer, cache) in enumerate(zip(self.layers, caches)):
+            input_norm, post_norm = strategy.norms(self, index, layer)
+            h = strategy.attend(self, index, layer.self_attn, input_norm(x), cache, step)
             scale = getattr(layer, "residual_scale", None)  # MiniCPM4 muP depth scaling
             x = x + (h * scale if scale is not None else h)
-            m = layer.mlp(layer.post_attention_layernorm(x))
+            m = layer.mlp(post_norm(x))
             x = x + (m * scale if scale is not None else m)
-        return self.lm_head(self.norm(x[:, -1]))
+        return x
 
-    def _forward_custom(self, x, start_pos, cos, sin):
-        from edgevlm.export.decoder_fast import custom_attention, start_position
-
-        start = start_position(start_pos, x.shape[1], self.max_seq_len)
-        cos, sin = cos[:, None], sin[:, None]  # [T, 1, Dh]: broadcast over heads, once for all layers
-        for layer, cache, norms in zip(self.layers, self.caches, self.custom_norms):
-            h = custom_attention(self, layer.self_attn, norms["input"](x), cache, start, cos, sin, norms)
-            scale = getattr(layer, "residual_scale", None)
-            x = x + (h * scale if scale is not None else h)
-            m = layer.mlp(norms["post"](x))
-            x = x + (m * scale if scale is not None else m)
-        return self.lm_head(self.final_norm(x[:, -1]))
-
-    def _attention(self, attn, x, cache: LayerCache, positions, cos, sin, mask):
-        b, t, _ = x.shape
-        q = attn.q_proj(x).view(b, t, -1, self.head_dim)
-        k = attn.k_proj(x).view(b, t, -1, self.head_dim)
-        v = attn.v_proj(x).view(b, t, -1, self.head_dim).transpose(1, 2)
-        if hasattr(attn, "q_norm"):  # Qwen3: RMSNorm per head before RoPE
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)  # [B, H, T, Dh]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        if self.rotate:  # (qH)(kH)^T = q k^T: rotating both spreads key outliers before quantization
-            q, k = q @ self.hadamard, k @ self.hadamard
-        cache.write("k", positions, k)
-        cache.write("v", positions, v)
-        keys, values = cache.read("k", q.dtype), cache.read("v", q.dtype)  # [B, Hkv, S, Dh]
-        groups = self.num_heads // self.kv_heads
-        keys = keys.repeat_interleave(groups, dim=1)
-        values = values.repeat_interleave(groups, dim=1)
-        out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask.to(q.dtype),
-                                                               scale=attn.scaling)
-        return attn.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+    def forward(self, inputs_embeds: torch.Tensor, start_pos: torch.Tensor) -> torch.Tensor:
+        x = self.run_layers(inputs_embeds, start_pos, self.caches)
+        return self.lm_head(self.strategy.final_norm(self)(x[:, -1]))
