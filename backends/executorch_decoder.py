@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevlm.backends.base import DecoderSupport
-
-KV_FORMATS = ("fp32", "fp16", "int8", "int4")  # export/decoder/kv_cache.py FORMATS
+from edgevlm.export.decoder.kv_formats import FORMATS as KV_FORMATS
 EMBEDDINGS = ("fp32", "bf16", "int8")  # export/quantized_modules.py
 
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
 from edgevlm.device_tests import optimum_export
 from edgevlm.device_tests.host_bench import host_device
 from edgevlm.device_tests.roofline import add_rooflines, eager_weight_bytes, read_bandwidth, weight_bytes_per_token
@@ -23,6 +24,7 @@ from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
 from edgevlm.export.decoder import pte_names
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.decoder.pte import DecoderPteSpec, export_pte
+from edgevlm.export.decoder.static_attention import NAME as STATIC
 from edgevlm.export.manifest import sha256_path, toolchain_versions
 
 
@@ -33,7 +35,7 @@ class BenchPlan:
     weights: str = "8da4w"
     group_size: int = 32
     kv_group_size: int = 32
-    attention: str = "custom"  # the .pte attention mode (export/decoder/custom_ops_attention.py)
+    attention: str = ExecuTorchDecoderBackend.support.default_attention  # the .pte attention strategy
     prefill_runs: int = 2
     prefill_warmup: int = 1
     decode_runs: int = 8
@@ -183,7 +185,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
                  "artifact": str(path), "sha256": sha256_path(path), "artifact_bytes": path.stat().st_size,
                  "kv_cache": spec.cache.to_dict() | {"bytes_per_token": kv, "attention": plan.attention}}
         # the static mode reads every cache position each step; the custom mode only the context
-        positions = plan.max_seq_len if plan.attention == "static" else None
+        positions = plan.max_seq_len if plan.attention == STATIC else None
         entries.append((entry, _job(plan, cfg, "pte-embeds", artifact=str(path)),
                         weight_bytes_per_token(path.stat().st_size, embed_bytes), kv, positions))
     release_memory()  # the exports' freed buffers: the optimum export and the workers need that memory
@@ -300,7 +302,7 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
             results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
             continue
         embed_bytes = artifact["outputs"][0]["shape"][-1] * d * 4
-        static = artifact["kv_cache"].get("attention", "static") == "static"  # reads all max_seq_len positions
+        static = artifact["kv_cache"].get("attention", STATIC) == STATIC  # reads all max_seq_len positions
         for context, timing in measured["decode"].items():
             add_rooflines(timing, weight_bytes_per_token(artifact["bytes"], embed_bytes) +
                           artifact["kv_cache"]["bytes_per_token"] * (limit if static else int(context)),

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import torch
 
-FORMATS = ("fp32", "fp16", "int8", "int4")
+from edgevlm.export.decoder.kv_formats import FORMATS  # noqa: F401  (re-export: the format names)
 
 
 @dataclass(frozen=True)

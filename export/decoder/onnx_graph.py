@@ -42,16 +42,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgevlm.backends.ort_decoder import OrtDecoderBackend
 from edgevlm.export.decoder.graph import ExportDecoder
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.decoder.stateless import StatelessDecoder, decoder_io_specs, empty_cache
 
 OPSET = 21
-WEIGHT_SCHEMES = ("fp32", "int4")
+WEIGHT_SCHEMES = OrtDecoderBackend.support.weights
 # How INT4 weights are written: the contrib MatMulNBits op (default: fastest on ORT CPU) or the
 # standard opset-21 DequantizeLinear(int4) + MatMul pair (portable to EPs that fuse QDQ).
-WEIGHT_FORMATS = ("matmulnbits", "qdq")
+WEIGHT_FORMATS = OrtDecoderBackend.support.weight_formats
 EXTERNAL_DATA_BYTES = 1 << 30  # above this the weights go to <file>.data (protobuf stops at 2 GiB)
+_OPTIONS = OrtDecoderBackend.support.options  # the option defaults, declared once by the backend
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,9 @@ class DecoderOnnxSpec:
     max_seq_len: int = 2048
     weights: str = "int4"  # fp32 | int4
     group_size: int = 32  # MatMulNBits block size: 32 | 64 | 128
-    symmetric: bool = False
-    accuracy_level: int | None = 4  # MatMulNBits accuracy_level: 4 = int8 activations (fastest), None = fp32
-    weight_format: str = "matmulnbits"  # matmulnbits | qdq
+    symmetric: bool = _OPTIONS["symmetric"]
+    accuracy_level: int | None = _OPTIONS["accuracy_level"]  # MatMulNBits: 4 = int8 activations (fastest), None = fp32
+    weight_format: str = _OPTIONS["weight_format"]  # matmulnbits | qdq
     cache: KVCacheSpec = KVCacheSpec()
     embedding: str = "fp32"  # token_embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
 

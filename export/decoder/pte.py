@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
 from edgevlm.export.decoder import pte_names as names
 from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
 from edgevlm.export.decoder.graph import ExportDecoder
@@ -37,7 +38,7 @@ from edgevlm.export.decoder.static_attention import NAME as STATIC
 
 # No weight-only "4w": XNNPACK runs 4-bit weights only with int8 dynamic activations, and with
 # weight-only int4 ExecuTorch folded the dequantization into fp32 weights (an 8x larger .pte).
-WEIGHT_SCHEMES = ("fp32", "8da4w")
+WEIGHT_SCHEMES = ExecuTorchDecoderBackend.support.weights
 KV_FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}  # constant methods hold numbers, not strings
 
 
