@@ -48,7 +48,8 @@ def main(before_json: Path, before_dir: Path, root: Path, pairs) -> dict:
     from edgevlm.export.recipes import load_recipe
     from edgevlm.presets import get_preset
 
-    before = json.loads(Path(before_json).read_text())
+    text = Path(before_json).read_text()
+    before = json.loads(text[text.index("\n{") + 1:] if not text.startswith("{") else text)  # after any stray log line
     report = {}
     for pair in pairs:
         preset_name, recipe = pair.split("/")
