@@ -55,7 +55,7 @@ class _Layers(nn.Module):
 
 
 def _program(module: nn.Module, width: int, path: Path, group_size: int) -> tuple[Path, int]:
-    """Quantize (8da4w, as export/decoder_pte.quantize_weights), lower to XNNPACK, write; (path, weight bytes)."""
+    """Quantize (8da4w, as export/decoder/pte.quantize_weights), lower to XNNPACK, write; (path, weight bytes)."""
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerGroup
 

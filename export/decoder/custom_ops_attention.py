@@ -40,7 +40,7 @@ NAME = "custom"
 def load_custom_ops() -> None:
     """Register llama::update_cache / llama::custom_sdpa and edgevlm::int4_update_cache / int4_sdpa
     (eager kernels and export meta functions; edgevlm's ExecuTorch kernels are loaded where a
-    program runs, export/decoder_pte.load_pte_method)."""
+    program runs, export/decoder/pte.load_pte_method)."""
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
     from edgevlm.export.decoder.int4_attention import register_op
