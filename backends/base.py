@@ -104,6 +104,65 @@ def get_vision_backend(name: str) -> VisionBackend:
     return getattr(loaded, cls)()
 
 
+@dataclass(frozen=True)
+class DecoderSupport:
+    """What a decoder backend accepts in a recipe's decoder target: the one source of the allowed
+    values and of the defaults (export/recipes.py checks targets against it)."""
+
+    weights: tuple[str, ...]  # weight schemes
+    kv_formats: tuple[str, ...]  # KV-cache storage formats (export/decoder/kv_cache.py)
+    attention: tuple[str, ...]  # attention strategies (export/decoder/graph.py); the first is the default
+    embeddings: tuple[str, ...]  # token-embedding table formats
+    weight_formats: tuple[str, ...] = ()  # encodings of quantized weights (option `weight_format`)
+    options: dict = field(default_factory=dict)  # backend option -> default
+    vision_in_artifact: bool = False  # can carry the vision encoder (`vision_in_pte`)
+    # weight scheme -> (problem, fix) for schemes asked for often and refused on purpose
+    refused_weights: dict = field(default_factory=dict)
+
+    @property
+    def default_attention(self) -> str:
+        return self.attention[0]
+
+
+class DecoderBackend(Protocol):
+    """Writes, opens and checks one kind of decoder artifact (backends/executorch_decoder.py: .pte;
+    backends/ort_decoder.py: .onnx). Everything torch- or runtime-heavy is imported inside the methods."""
+
+    name: str
+    support: DecoderSupport
+
+    def weight_plan(self, target, awq=None):
+        """What the float LLM becomes for this target (export/llm_build.WeightPlan)."""
+
+    def export(self, loaded, recipe, target, out: Path, built, parity: dict, vision=None) -> dict:
+        """Write the artifact(s) of a built LLM into out; returns the manifest entry."""
+
+    def open_session(self, root: Path, entry: dict):
+        """A DecoderSession (export/decoder/session.py) over a written artifact."""
+
+    def verify(self, root: Path, entry: dict) -> list:
+        """Backend-specific checks of a written artifact beyond checksums and parity (CheckResults)."""
+
+    def describe_io(self, config, target) -> tuple[list[dict], list[dict]]:
+        """(inputs, outputs) of the text_decoder method or graph, as the manifest lists them."""
+
+
+# name -> "module:Class", imported only when asked for (as VISION_BACKENDS)
+DECODER_BACKENDS = {
+    "executorch": "edgevlm.backends.executorch_decoder:ExecuTorchDecoderBackend",
+    "ort": "edgevlm.backends.ort_decoder:OrtDecoderBackend",
+}
+
+
+def get_decoder_backend(name: str) -> DecoderBackend:
+    try:
+        module, cls = DECODER_BACKENDS[name].split(":")
+    except (KeyError, AttributeError, TypeError):
+        raise BackendError(f"unknown decoder backend {name!r}",
+                           f"known decoder backends: {', '.join(DECODER_BACKENDS)}") from None
+    return getattr(importlib.import_module(module), cls)()
+
+
 def require(package: str, install: str, purpose: str):
     """Import an optional SDK or fail with the pip line that installs it."""
     try:

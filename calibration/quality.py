@@ -49,7 +49,7 @@ def eager_vision(loaded):
 
 def pipeline(loaded, session=None, vision_fn=None, max_seq_len: int | None = None, vision_name: str = "eager"):
     """A run.py Pipeline over the loaded model, with any part replaced."""
-    from edgevlm.export.decoder_session import EagerDecoderSession
+    from edgevlm.export.decoder.session import EagerDecoderSession
     from edgevlm.export.run import Pipeline
 
     return Pipeline(loaded.config, loaded.tokenizer, preprocessing_of(loaded),
@@ -134,7 +134,7 @@ def recipe_rows(loaded, root: Path, samples, references: References, options: Qu
     """Rows (vision / decoder / end_to_end) and per-layer SQNR tables for one exported recipe."""
     from edgevlm.backends.base import get_vision_backend
     from edgevlm.calibration.layer_sqnr import onnx_view
-    from edgevlm.export.decoder_session import open_decoder
+    from edgevlm.export.decoder.session import open_decoder
     from edgevlm.export.gates import manifest_accuracy_gates
     from edgevlm.export.manifest import read_manifest
     from edgevlm.export.run import ArtifactRunner, artifact_vision_embeds
@@ -224,10 +224,10 @@ def decoder_ablation(loaded, samples, reference: dict, group_size: int) -> list[
     INT4 weights are torchao's 8da4w (what the .pte recipes ship); AWQ scales come from the
     built-in calibration set, which shares no scene with the held-out set."""
     from edgevlm.calibration.awq import awq_scaled, calibration_embeddings
-    from edgevlm.export.decoder import ExportDecoder
-    from edgevlm.export.decoder_pte import DecoderPteSpec, quantize_weights
-    from edgevlm.export.decoder_session import ModuleDecoderSession
-    from edgevlm.export.kv_cache import KVCacheSpec
+    from edgevlm.export.decoder.graph import ExportDecoder
+    from edgevlm.export.decoder.pte import DecoderPteSpec, quantize_weights
+    from edgevlm.export.decoder.session import ModuleDecoderSession
+    from edgevlm.export.decoder.kv_cache import KVCacheSpec
 
     awq_llm, awq_summary = awq_scaled(loaded.model.llm, calibration_embeddings(loaded), group_size)
     spec = DecoderPteSpec(weights="8da4w", group_size=group_size)

@@ -16,12 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
 from edgevlm.device_tests import optimum_export
 from edgevlm.device_tests.host_bench import host_device
 from edgevlm.device_tests.roofline import add_rooflines, eager_weight_bytes, read_bandwidth, weight_bytes_per_token
 from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
-from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.decoder import pte_names
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.pte import DecoderPteSpec, export_pte
+from edgevlm.export.decoder.static_attention import NAME as STATIC
 from edgevlm.export.manifest import sha256_path, toolchain_versions
 
 
@@ -32,7 +35,7 @@ class BenchPlan:
     weights: str = "8da4w"
     group_size: int = 32
     kv_group_size: int = 32
-    attention: str = "custom"  # the .pte attention mode (export/decoder_fast.py)
+    attention: str = ExecuTorchDecoderBackend.support.default_attention  # the .pte attention strategy
     prefill_runs: int = 2
     prefill_warmup: int = 1
     decode_runs: int = 8
@@ -59,10 +62,10 @@ def export_code_fingerprint() -> str:
     """Hash of the code that shapes a decoder .pte, so a reused export is one this code would write."""
     import hashlib
 
-    from edgevlm.export import decoder, decoder_fast, decoder_pte, int4_attention, kv_cache, rope_op
+    from edgevlm.export.decoder import int4_attention
 
     digest = hashlib.sha256()
-    modules = [Path(m.__file__) for m in (decoder, decoder_fast, decoder_pte, int4_attention, kv_cache, rope_op)]
+    modules = sorted(Path(int4_attention.__file__).parent.glob("*.py"))  # the whole decoder package
     for path in modules + list(int4_attention.KERNEL_FILES):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -135,7 +138,7 @@ def run_worker(job: dict, timeout: float = 3600) -> dict:
         # llama::custom_sdpa) and torch's own copies of the logits wake torch's OpenMP threads, which
         # then spin through the next step on the same cores as XNNPACK (0.5B on 2 cores: INT4-cache
         # decode 12.5 -> 8.0 ms, fp32-cache 8.4 -> 7.7 ms). Passive waiting keeps both pools' work;
-        # the worker also times .pte steps with torch on one thread (decoder_pte.torch_on_one_thread).
+        # the worker also times .pte steps with torch on one thread (decoder/pte.torch_on_one_thread).
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgevlm.device_tests.decoder_worker", f.name],
@@ -182,7 +185,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
                  "artifact": str(path), "sha256": sha256_path(path), "artifact_bytes": path.stat().st_size,
                  "kv_cache": spec.cache.to_dict() | {"bytes_per_token": kv, "attention": plan.attention}}
         # the static mode reads every cache position each step; the custom mode only the context
-        positions = plan.max_seq_len if plan.attention == "static" else None
+        positions = plan.max_seq_len if plan.attention == STATIC else None
         entries.append((entry, _job(plan, cfg, "pte-embeds", artifact=str(path)),
                         weight_bytes_per_token(path.stat().st_size, embed_bytes), kv, positions))
     release_memory()  # the exports' freed buffers: the optimum export and the workers need that memory
@@ -284,7 +287,7 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
     for artifact in [a for a in manifest["artifacts"] if a["part"] == "decoder"]:
         entry = {"runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
                  "sha256": artifact["sha256"], "artifact_bytes": artifact["bytes"], "kv_cache": artifact["kv_cache"]}
-        if not artifact["file"].endswith(".pte") or "text_decoder" not in artifact.get("methods", []):
+        if not artifact["file"].endswith(".pte") or pte_names.TEXT_DECODER not in artifact.get("methods", []):
             results.append(entry | {"status": "not run", "reason": "not an ExecuTorch multimodal decoder .pte "
                                                                  "(this harness times those)"})
             continue
@@ -300,7 +303,7 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
             results.append(entry | {"status": "not run", "reason": str(exc)[-1500:]})
             continue
         embed_bytes = artifact["outputs"][0]["shape"][-1] * d * 4
-        static = artifact["kv_cache"].get("attention", "static") == "static"  # reads all max_seq_len positions
+        static = artifact["kv_cache"].get("attention", STATIC) == STATIC  # reads all max_seq_len positions
         for context, timing in measured["decode"].items():
             add_rooflines(timing, weight_bytes_per_token(artifact["bytes"], embed_bytes) +
                           artifact["kv_cache"]["bytes_per_token"] * (limit if static else int(context)),

@@ -46,10 +46,11 @@ def build_llm(preset: str, layers: int | None):
 
 
 def open_variant(files: dict, cache_specs: list, threads: int):
-    from edgevlm.export.decoder_session import OrtDecoderSession
+    from edgevlm.export.decoder.pte_names import TEXT_DECODER, TOKEN_EMBEDDING
+    from edgevlm.export.decoder.session import OrtDecoderSession
 
-    entry = {"graphs": {"token_embedding": {"file": files["embed"]},
-                        "text_decoder": {"file": files["decoder"], "inputs": cache_specs}}}
+    entry = {"graphs": {TOKEN_EMBEDDING: {"file": files["embed"]},
+                        TEXT_DECODER: {"file": files["decoder"], "inputs": cache_specs}}}
     return OrtDecoderSession(Path("/"), entry, threads)
 
 
@@ -75,7 +76,7 @@ def optimized_census(path: Path, tmp: Path) -> dict[str, int]:
     """Ops after ORT's CPU graph optimizations (shows whether DequantizeLinear+MatMul was fused)."""
     import onnxruntime as ort
 
-    from edgevlm.export.decoder_onnx import op_census
+    from edgevlm.export.decoder.onnx_graph import op_census
 
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
@@ -97,9 +98,10 @@ def main(argv=None) -> dict:
 def run(args) -> dict:
     import onnx
 
-    from edgevlm.export.decoder_onnx import (DecoderOnnxSpec, cache_tensor_specs, export_decoder_onnx,
-                                             export_embedding_onnx, op_census, quantize_weights)
-    from edgevlm.export.kv_cache import KVCacheSpec
+    from edgevlm.export.decoder.kv_cache import KVCacheSpec
+    from edgevlm.export.decoder.onnx_graph import (DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx,
+                                                   op_census, quantize_weights)
+    from edgevlm.export.decoder.stateless import cache_tensor_specs
     from edgevlm.export.manifest import size_bytes
 
     llm, cfg = build_llm(args.preset, args.layers)

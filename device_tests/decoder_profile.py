@@ -33,12 +33,14 @@ def _decoder_method(module) -> tuple[str, list]:
     """(method, example decode inputs) for our text_decoder(embeds, pos) or a text runner's forward(tokens, pos)."""
     import torch
 
+    from edgevlm.export.decoder.pte_names import TEXT_DECODER, TEXT_FORWARD
+
     names = set(module.method_names())
-    if "text_decoder" in names:
-        hidden = module.method_meta("text_decoder").input_tensor_meta(0).sizes()[-1]
-        return "text_decoder", [torch.randn(1, 1, hidden, generator=torch.Generator().manual_seed(0)) * 0.02]
-    if "forward" in names:
-        return "forward", [torch.zeros(1, 1, dtype=torch.long)]
+    if TEXT_DECODER in names:
+        hidden = module.method_meta(TEXT_DECODER).input_tensor_meta(0).sizes()[-1]
+        return TEXT_DECODER, [torch.randn(1, 1, hidden, generator=torch.Generator().manual_seed(0)) * 0.02]
+    if TEXT_FORWARD in names:
+        return TEXT_FORWARD, [torch.zeros(1, 1, dtype=torch.long)]
     raise ValueError(f"not a decoder program: methods {sorted(names)} (expected text_decoder or forward)")
 
 
@@ -49,14 +51,15 @@ def profile_decode(path: Path, context: int, steps: int = 20, warmup: int = 3) -
     from executorch.devtools import Inspector
     from executorch.extension.pybindings import portable_lib
 
-    from edgevlm.export.decoder_pte import load_pte_kernels, torch_on_one_thread
+    from edgevlm.export.decoder.pte import load_pte_kernels, torch_on_one_thread
+    from edgevlm.export.decoder.pte_names import MAX_SEQ_LEN
 
     path = Path(path)
     load_pte_kernels(path)
     module = portable_lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
     method, inputs = _decoder_method(module)
-    if "get_max_seq_len" in module.method_names():  # the runner-convention cache length
-        limit = int(module.run_method("get_max_seq_len", ())[0])
+    if MAX_SEQ_LEN in module.method_names():  # the runner-convention cache length
+        limit = int(module.run_method(MAX_SEQ_LEN, ())[0])
         if context > limit:
             raise ValueError(f"context {context} is past the program's cache of {limit} positions; "
                              f"profile at --context {limit} or less")

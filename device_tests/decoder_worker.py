@@ -38,7 +38,7 @@ def _timed(runner, fn, warmup: int, runs: int) -> dict:
 
 class _Pte:
     def running(self):
-        from edgevlm.export.decoder_pte import torch_on_one_thread
+        from edgevlm.export.decoder.pte import torch_on_one_thread
 
         return torch_on_one_thread()  # as an app's loop runs it: torch's copies stay off the pool's cores
 
@@ -47,9 +47,10 @@ class PteEmbeds(_Pte):
     """Our multimodal .pte: text_decoder(embeds [1, T, D], input_pos [1])."""
 
     def __init__(self, job: dict):
-        from edgevlm.export.decoder_pte import load_pte_method
+        from edgevlm.export.decoder import pte_names
+        from edgevlm.export.decoder.pte import load_pte_method
 
-        self.method = load_pte_method(Path(job["artifact"]), "text_decoder")
+        self.method = load_pte_method(Path(job["artifact"]), pte_names.TEXT_DECODER)
         self.hidden = job["hidden_size"]
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:
@@ -61,9 +62,10 @@ class PteTokens(_Pte):
     """A text-runner .pte: forward(tokens [1, T], positions) (optimum-executorch passes [T] cache positions)."""
 
     def __init__(self, job: dict):
-        from edgevlm.export.decoder_pte import load_pte_method
+        from edgevlm.export.decoder import pte_names
+        from edgevlm.export.decoder.pte import load_pte_method
 
-        self.method = load_pte_method(Path(job["artifact"]), "forward")
+        self.method = load_pte_method(Path(job["artifact"]), pte_names.TEXT_FORWARD)
         self.positions = job.get("positions", "range")  # "range": [T] cache positions; "start": [1]
 
     def step(self, tokens: torch.Tensor, pos: int) -> torch.Tensor:

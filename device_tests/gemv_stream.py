@@ -56,7 +56,7 @@ class _Layers(nn.Module):
 
 
 def _program(module: nn.Module, width: int, path: Path, group_size: int) -> tuple[Path, int]:
-    """Quantize (8da4w, as export/decoder_pte.quantize_weights), lower to XNNPACK, write; (path, weight bytes)."""
+    """Quantize (8da4w, as export/decoder/pte.quantize_weights), lower to XNNPACK, write; (path, weight bytes)."""
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerGroup
 
@@ -92,7 +92,7 @@ def time_programs(programs: dict[str, dict], rounds: int, calls: int) -> list[di
     from executorch.runtime import Runtime
 
     from edgevlm.device_tests.roofline import read_bandwidth
-    from edgevlm.export.decoder_pte import torch_on_one_thread
+    from edgevlm.export.decoder.pte import torch_on_one_thread
 
     methods = {name: (Runtime.get().load_program(str(p["path"])).load_method("forward"), torch.randn(1, 1, p["width"]))
                for name, p in programs.items()}

@@ -21,8 +21,8 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from edgevlm.export.decoder import rotate_half
-from edgevlm.export.kv_cache import KVCacheSpec, allowed_group_sizes, auto_group_size, dequantize, hadamard, quantize
+from edgevlm.export.decoder.graph import rotate_half
+from edgevlm.export.decoder.kv_cache import KVCacheSpec, allowed_group_sizes, auto_group_size, dequantize, hadamard, quantize
 
 PROMPTS = ("What shapes are in the picture?", "Describe the colours and positions of the objects in detail.",
            "Is there any text in the image? Read it out.")

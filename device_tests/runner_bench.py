@@ -37,7 +37,7 @@ def _peak_rss_bytes() -> int:
 
 def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
     """The worker: `edgevlm run`'s .pte session and loop, timed like the runner times itself."""
-    from edgevlm.export.decoder_session import PteDecoderSession
+    from edgevlm.export.decoder.session import PteDecoderSession
 
     start = time.perf_counter()
     session = PteDecoderSession(Path(pte).parent, {"file": Path(pte).name})

@@ -23,7 +23,7 @@ from edgevlm.calibration.synthetic import verification_images
 from edgevlm.checkpoint.layout import atomic_directory
 from edgevlm.checkpoint.loader import CheckpointReader, LoadedModel, load_config, load_model
 from edgevlm.errors import EdgeVLMError
-from edgevlm.export.decoder_artifact import export_decoder_target
+from edgevlm.export.decoder.artifact import export_decoder_target
 from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.integrity import support_files

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgevlm.export.decoder.pte_names import TOKEN_EMBEDDING
+
 GENAI_VERSION = "0.18.0"  # the onnxruntime-genai release this config is written for and tested with
 CONFIG_FILE = "genai_config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # GenAI reads them beside its config
-EMBED_PREFIX = "token_embedding/"  # keeps the embedding graph's value names apart from the decoder's
+EMBED_PREFIX = f"{TOKEN_EMBEDDING}/"  # keeps the embedding graph's value names apart from the decoder's
 QUANTIZED_CACHE_REASON = (
     "onnxruntime-genai {version} binds exactly one key and one value tensor per layer (the past_key_names / "
     "past_value_names templates), allocated by the runtime as [batch, kv_heads, seq, head_dim] in the "
@@ -56,7 +58,7 @@ def build_genai_graph(decoder_path: Path, embed_path: Path, out_path: Path) -> l
     import onnx
     from onnx import TensorProto, compose, helper
 
-    from edgevlm.export.decoder_onnx import EXTERNAL_DATA_BYTES
+    from edgevlm.export.decoder.onnx_graph import EXTERNAL_DATA_BYTES
 
     decoder = onnx.load(str(decoder_path), load_external_data=False)
     embed = compose.add_prefix(onnx.load(str(embed_path), load_external_data=False), EMBED_PREFIX)

@@ -11,7 +11,7 @@ time, the way AutoAWQ and llm-compressor calibrate. For each layer:
 then the final norm, the lm_head (a block of rows at a time) and the token embedding. Peak memory
 is one fp32 layer, the hidden states, and the quantized model so far (which can be parked in
 files, edgevlm.resources.ScratchFiles). The result is an LLM module the exporters read as they
-read the reference model (export/decoder.py's ExportDecoder).
+read the reference model (export/decoder/graph.py's ExportDecoder).
 """
 
 from __future__ import annotations

@@ -17,14 +17,9 @@ import yaml
 from edgevlm.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "recipes"
-# decoder backend -> weight schemes it can write (executorch: torchao .pte; ort: MatMulNBits ONNX)
-DECODER_BACKEND_WEIGHTS = {"executorch": ("fp32", "8da4w"), "ort": ("fp32", "int4")}
-DECODER_BACKENDS = tuple(DECODER_BACKEND_WEIGHTS)
-KV_FORMATS = ("fp32", "fp16", "int8", "int4")
-ATTENTION_MODES = ("custom", "static")  # export/decoder_fast.py
-DEFAULT_ATTENTION = {"executorch": "custom", "ort": "static"}
+# What each decoder backend accepts (weights, KV formats, attention and its default, options) is
+# declared by the backend itself (backends/base.py DecoderSupport, DECODER_BACKENDS).
 WEIGHT_CALIBRATIONS = ("rtn", "awq", "awq-fast")  # calibration/awq.py SETTINGS
-EMBEDDING_FORMATS = ("fp32", "bf16", "int8")  # export/quantized_modules.py
 VISION_PRECISIONS = {"ort": {"fp32", "fp16", "int8"}, "coreml": {"fp16"}, "qnn": {"w8a16", "w4a16"}}
 
 
@@ -56,9 +51,9 @@ class DecoderTarget:
     kv_rotate_keys: bool = True
     max_seq_len: int = 2048
     vision_in_pte: bool = False  # also carry the vision_encoder method (ExecuTorch multimodal runner)
-    # executorch .pte: custom (default: ExecuTorch's LLM ops + ours for INT4, cost grows with the
-    # context) | static (masked attention over the whole cache, no custom kernels for the app to
-    # link). The ort decoder is static (its cache is graph I/O). None: the backend's default.
+    # executorch .pte: custom (ExecuTorch's LLM ops + ours for INT4, cost grows with the context) |
+    # static (masked attention over the whole cache, no custom kernels for the app to link). The
+    # ort decoder is static (its cache is graph I/O). None: the backend's default (its DecoderSupport).
     attention: str | None = None
     options: dict = field(default_factory=dict)
 
@@ -156,41 +151,7 @@ def _parse(data: dict, source: str) -> Recipe:
         if target.max_patches < 1 or target.batch < 1:
             raise ConfigError(f"recipe {source}: max_patches and batch must be positive", "fix the recipe")
     decoder = tuple(build(DecoderTarget, d, f"decoder[{i}]") for i, d in enumerate(data.get("decoder") or []))
-    decoder = tuple(t if t.attention else dataclasses.replace(t, attention=DEFAULT_ATTENTION.get(t.backend))
-                    for t in decoder)
-    for target in decoder:
-        if target.backend not in DECODER_BACKENDS:
-            raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
-                              f"known decoder backends: {', '.join(DECODER_BACKENDS)}")
-        weights = DECODER_BACKEND_WEIGHTS[target.backend]
-        if target.backend == "executorch" and target.weights == "4w":
-            raise ConfigError(f"recipe {source}: the executorch decoder has no weight-only int4 (4w): XNNPACK runs "
-                              "4-bit weights only with int8 dynamic activations, and ExecuTorch stored 4w as fp32 "
-                              "weights (an 8x larger .pte)", "use weights: 8da4w")
-        if target.weights not in weights:
-            raise ConfigError(f"recipe {source}: decoder backend {target.backend} has no weight scheme {target.weights!r}",
-                              f"{target.backend} decoder weights: {', '.join(weights)}")
-        if target.weight_calibration not in WEIGHT_CALIBRATIONS:
-            raise ConfigError(f"recipe {source}: unknown decoder weight_calibration {target.weight_calibration!r}",
-                              f"use one of {', '.join(WEIGHT_CALIBRATIONS)}")
-        if target.embedding not in EMBEDDING_FORMATS:
-            raise ConfigError(f"recipe {source}: unknown decoder embedding {target.embedding!r}",
-                              f"embedding: {', '.join(EMBEDDING_FORMATS)}")
-        if target.kv_group_size != "auto" and not (isinstance(target.kv_group_size, int) and target.kv_group_size > 0):
-            raise ConfigError(f"recipe {source}: decoder kv_group_size {target.kv_group_size!r}",
-                              "use auto or a positive even number that divides the model's head dimension")
-        if target.kv_cache not in KV_FORMATS:
-            raise ConfigError(f"recipe {source}: unknown decoder kv_cache {target.kv_cache!r}",
-                              f"kv_cache: {', '.join(KV_FORMATS)}")
-        if target.attention not in ATTENTION_MODES:
-            raise ConfigError(f"recipe {source}: unknown decoder attention {target.attention!r}",
-                              f"attention: {', '.join(ATTENTION_MODES)}")
-        if target.backend == "ort" and target.attention != "static":
-            raise ConfigError(f"recipe {source}: the ort decoder has no {target.attention!r} attention",
-                              "drop `attention` from the ort decoder: its cache is graph I/O, attention is static")
-        if target.backend == "ort" and target.vision_in_pte:
-            raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
-                              "drop vision_in_pte from the ort decoder; the ort vision target is its own .onnx")
+    decoder = tuple(check_decoder_target(t, source) for t in decoder)
     calibration = build(CalibrationSpec, data.get("calibration") or {}, "calibration")
     quality = build(QualitySpec, data.get("quality") or {}, "quality")
     from edgevlm.export.gates import ACCURACY_DROP_POINTS
@@ -204,11 +165,70 @@ def _parse(data: dict, source: str) -> Recipe:
                   calibration=calibration, quality=quality, source=source)
 
 
+def _one_of(source: str, backend: str, name: str, value, allowed, known) -> None:
+    """value among this backend's `allowed`; `known`: the values of every decoder backend (a value
+    another backend takes reads as "not this backend", any other as "unknown")."""
+    if value in allowed:
+        return
+    if value in known:
+        raise ConfigError(f"recipe {source}: the {backend} decoder has no {value!r} {name}",
+                          f"the {backend} decoder's {name}: {', '.join(map(str, allowed))}")
+    raise ConfigError(f"recipe {source}: unknown decoder {name} {value!r}", f"{name}: {', '.join(map(str, allowed))}")
+
+
+def check_decoder_target(target: DecoderTarget, source: str) -> DecoderTarget:
+    """The target checked against its backend's declarations (backends/base.py DecoderSupport),
+    with the backend's defaults filled in; every refused value is named with the allowed ones."""
+    from edgevlm.backends.base import DECODER_BACKENDS, get_decoder_backend
+
+    if target.backend not in DECODER_BACKENDS:
+        raise ConfigError(f"recipe {source}: unknown decoder backend {target.backend!r}",
+                          f"known decoder backends: {', '.join(DECODER_BACKENDS)}")
+    support = get_decoder_backend(target.backend).support
+    every = [get_decoder_backend(name).support for name in DECODER_BACKENDS]
+    if target.attention is None:
+        target = dataclasses.replace(target, attention=support.default_attention)
+    if target.weights in support.refused_weights:
+        problem, fix = support.refused_weights[target.weights]
+        raise ConfigError(f"recipe {source}: {problem}", fix)
+    if target.weights not in support.weights:
+        raise ConfigError(f"recipe {source}: decoder backend {target.backend} has no weight scheme {target.weights!r}",
+                          f"{target.backend} decoder weights: {', '.join(support.weights)}")
+    if target.weight_calibration not in WEIGHT_CALIBRATIONS:
+        raise ConfigError(f"recipe {source}: unknown decoder weight_calibration {target.weight_calibration!r}",
+                          f"use one of {', '.join(WEIGHT_CALIBRATIONS)}")
+    _one_of(source, target.backend, "embedding", target.embedding, support.embeddings,
+            {v for s in every for v in s.embeddings})
+    if target.kv_group_size != "auto" and not (isinstance(target.kv_group_size, int) and target.kv_group_size > 0):
+        raise ConfigError(f"recipe {source}: decoder kv_group_size {target.kv_group_size!r}",
+                          "use auto or a positive even number that divides the model's head dimension")
+    _one_of(source, target.backend, "kv_cache", target.kv_cache, support.kv_formats,
+            {v for s in every for v in s.kv_formats})
+    _one_of(source, target.backend, "attention", target.attention, support.attention,
+            {v for s in every for v in s.attention})
+    if target.vision_in_pte and not support.vision_in_artifact:
+        raise ConfigError(f"recipe {source}: vision_in_pte is an ExecuTorch (.pte) option",
+                          f"drop vision_in_pte from the {target.backend} decoder; its vision target is its own artifact")
+    check_decoder_options(support, target, f"recipe {source}: {target.backend} decoder")
+    return target
+
+
+def check_decoder_options(support, target: DecoderTarget, where: str) -> None:
+    """`options` keys and (where declared) values against the backend's DecoderSupport."""
+    unknown = sorted(set(target.options) - set(support.options), key=str)
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}",
+                          f"allowed: {', '.join(support.options) or 'none'}")
+    fmt = target.options.get("weight_format")
+    if fmt is not None and fmt not in support.weight_formats:
+        raise ConfigError(f"{where}: unknown weight_format {fmt!r}", f"weight_format: {', '.join(support.weight_formats)}")
+
+
 def resolve_for_model(recipe: Recipe, config) -> Recipe:
     """The recipe with its per-model defaults filled in (kv_group_size: auto), checked against the
     model's config before anything is loaded: every value that cannot work for this model is named
     with the values that can."""
-    from edgevlm.export.kv_cache import KVCacheSpec, auto_group_size
+    from edgevlm.export.decoder.kv_cache import KVCacheSpec, auto_group_size
 
     llm = config.llm
     head_dim = llm.resolved_head_dim

@@ -2,7 +2,7 @@
 
 What an app does: preprocess on the host (manifest's config and preprocessing block), run every
 slice through the vision-encoder artifact, embed the prompt tokens with the decoder's
-`token_embedding` (a .pte method or an ONNX graph: export/decoder_session.py), overwrite each image placeholder run with its slice's vision
+`token_embedding` (a .pte method or an ONNX graph: export/decoder/session.py), overwrite each image placeholder run with its slice's vision
 embeddings, prefill with `text_decoder`, then decode greedily one token at a time through the
 program's own KV cache. No model weights are read.
 """
@@ -19,7 +19,7 @@ import torch
 
 from edgevlm.backends.base import get_vision_backend
 from edgevlm.errors import EdgeVLMError, PromptError
-from edgevlm.export.decoder_session import DecoderSession
+from edgevlm.export.decoder.session import DecoderSession
 from edgevlm.export.manifest import read_manifest
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
 
@@ -133,7 +133,7 @@ class ArtifactRunner(Pipeline):
         """verify: check the sha256 of every file it will load (decoder, vision artifact, tokenizer)
         against the manifest first; False skips that, with a warning (`edgevlm run --no-verify`)."""
         from edgevlm.config import MiniCPMVConfig
-        from edgevlm.export.decoder_session import open_decoder
+        from edgevlm.export.decoder.session import open_decoder
         from edgevlm.export.integrity import check_files
         from edgevlm.tokenizer import load_tokenizer
 

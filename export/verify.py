@@ -59,7 +59,7 @@ def support_file_checks(root: Path, manifest: dict) -> list[CheckResult]:
     entries = manifest.get("files")
     if entries is None:
         return []
-    failed = [c for c in (_checksum(e["file"], root / e["file"], e["sha256"]) for e in entries) if c.status == FAIL]
+    failed = [c for c in (checksum(e["file"], root / e["file"], e["sha256"]) for e in entries) if c.status == FAIL]
     return failed or [CheckResult(SUPPORT_FILES, "checksum", PASS, f"{len(entries)} files (tokenizer, verification)")]
 
 
@@ -102,16 +102,16 @@ def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
 
 def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = False) -> list[CheckResult]:
     if artifact["part"] == "decoder":
-        from edgevlm.export.decoder_verify import verify_decoder
+        from edgevlm.export.decoder.verify import verify_decoder
 
         return verify_decoder(root, artifact)
     name = artifact["file"]
     path = root / name
     if not path.exists():
         return [CheckResult(name, "checksum", FAIL, f"{name} is missing from {root}")]
-    checks = [_checksum(name, path, artifact["sha256"])]
+    checks = [checksum(name, path, artifact["sha256"])]
     for extra in artifact.get("extra_files", []):
-        checks.append(_checksum(extra["file"], root / extra["file"], extra["sha256"]))
+        checks.append(checksum(extra["file"], root / extra["file"], extra["sha256"]))
     if any(c.status == FAIL for c in checks):
         return checks  # never run a file that is not the one exported
     backend = get_vision_backend(artifact["target"])
@@ -131,7 +131,7 @@ def verify_one(root: Path, manifest: dict, artifact: dict, all_slices: bool = Fa
     return checks
 
 
-def _checksum(name: str, path: Path, expected: str) -> CheckResult:
+def checksum(name: str, path: Path, expected: str) -> CheckResult:
     if not path.exists():
         return CheckResult(name, "checksum", FAIL, "file missing")
     actual = sha256_path(path)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from edgevlm.errors import ConfigError
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.kv_cache import KVCacheSpec, LayerCache, dequantize, hadamard, quantize
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.kv_cache import KVCacheSpec, LayerCache, dequantize, hadamard, quantize
 
 FAMILIES = ["minicpmv-2.5-tiny", "minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny"]
 
@@ -98,7 +98,7 @@ def test_bad_cache_specs_are_clear_errors():
 
 
 def test_block_hadamard_is_orthonormal_and_block_diagonal():
-    from edgevlm.export.kv_cache import auto_group_size, rotation_block
+    from edgevlm.export.decoder.kv_cache import auto_group_size, rotation_block
 
     assert [rotation_block(d) for d in (64, 80, 96, 128)] == [64, 16, 32, 128]
     assert [auto_group_size(d) for d in (64, 80, 96, 128)] == [32, 16, 32, 32]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.kv_cache import KVCacheSpec, auto_group_size
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.kv_cache import KVCacheSpec, auto_group_size
 
 
 @pytest.mark.parametrize("preset", ["minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny"])
@@ -50,7 +50,7 @@ def test_custom_attention_reads_only_the_context(loaded_models):
 def test_decoder_bench_result_validates_and_pte_matches_eager(loaded_models, tiny_checkpoints, tmp_path):
     from edgevlm.device_tests.decoder_bench import BenchPlan, bench_decoder
     from edgevlm.device_tests.schema import validate_bench
-    from edgevlm.export.decoder_pte import load_pte_method
+    from edgevlm.export.decoder.pte import load_pte_method
 
     plan = BenchPlan(prompts=(8,), contexts=(8, 24), weights="fp32", caches=("int4",), seq_len=32,
                      prefill_runs=1, prefill_warmup=0, decode_runs=2, decode_warmup=0, optimum=False)
@@ -134,9 +134,9 @@ def test_rope_and_hadamard_as_linear_layers_are_exact():
     fully-connected node each): the same numbers as the slices and the matmul."""
     import torch.nn.functional as F
 
-    from edgevlm.export.decoder import rotate_half
-    from edgevlm.export.decoder_fast import rotate_half_weight
-    from edgevlm.export.kv_cache import hadamard
+    from edgevlm.export.decoder.graph import rotate_half
+    from edgevlm.export.decoder.custom_ops_attention import rotate_half_weight
+    from edgevlm.export.decoder.kv_cache import hadamard
 
     for head_dim in (64, 128, 48):
         x = torch.randn(2, 3, 5, head_dim, generator=torch.Generator().manual_seed(head_dim)) * 1e3

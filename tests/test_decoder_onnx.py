@@ -13,11 +13,12 @@ import torch
 import yaml
 
 from edgevlm.errors import ConfigError
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.decoder_onnx import (DecoderOnnxSpec, empty_cache, export_decoder_onnx, op_census,
-                                         quantize_weights, session)
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.onnx_graph import (DecoderOnnxSpec, export_decoder_onnx, op_census, quantize_weights,
+                                               session)
+from edgevlm.export.decoder.stateless import empty_cache
 from edgevlm.export.driver import export_model
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import read_manifest
 from edgevlm.export.recipes import load_recipe
 from edgevlm.export.run import ArtifactRunner, first_divergence
@@ -247,7 +248,7 @@ def test_built_int4_graph_equals_the_library_quantizer_and_its_qdq_form(loaded_m
     """The export quantizes before exporting (NBitsLinear -> com.microsoft MatMulNBits); the graph must
     compute what onnxruntime's own MatMulNBitsQuantizer makes of the fp32 graph, and
     `weight_format: qdq` (DequantizeLinear int4 + MatMul) the same again."""
-    from edgevlm.export.decoder_onnx import weight_plan
+    from edgevlm.export.decoder.onnx_graph import weight_plan
     from edgevlm.export.llm_build import build_llm
     from edgevlm.export.llm_source import ModuleLayers
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.decoder_pte import DecoderPteSpec, KV_FORMAT_CODES, export_pte, load_pte_method, quantize_weights
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.pte import DecoderPteSpec, KV_FORMAT_CODES, export_pte, load_pte_method, quantize_weights
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.vision import INPUT_NAMES, StaticVisionEncoder, vision_inputs
 
 

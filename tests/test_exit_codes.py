@@ -17,7 +17,7 @@ def test_disk_full_is_an_environment_error(int4_kv_export, capsys):
 
 def test_a_missing_tool_is_an_environment_error(tmp_path, monkeypatch, capsys):
     """(A missing AI Hub token through the CLI: tests/test_farm.py.)"""
-    from edgevlm.export.int4_attention import build_kernel_library
+    from edgevlm.export.decoder.int4_attention import build_kernel_library
 
     monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EDGEVLM_CXX", str(tmp_path / "no-such-g++"))

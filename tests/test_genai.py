@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from edgevlm.export.decoder_session import EagerDecoderSession, OrtDecoderSession
+from edgevlm.export.decoder.session import EagerDecoderSession, OrtDecoderSession
 from edgevlm.export.driver import export_model
 from edgevlm.export.integrity import check_files
 from edgevlm.export.manifest import read_manifest
@@ -110,7 +110,7 @@ def test_genai_tokenizer_matches_edgevlm(float_cache_export, loaded_models):
 
 
 def test_int4_cache_export_says_why_genai_cannot_load_it(tiny_checkpoints, loaded_models, tmp_path):
-    from edgevlm.export.decoder_onnx import DecoderOnnxSpec
+    from edgevlm.export.decoder.onnx_graph import DecoderOnnxSpec
     from edgevlm.export.genai import build_genai_graph, genai_config
 
     out = _export(tiny_checkpoints, tmp_path, {"backend": "ort", "weights": "fp32", "kv_cache": "int4",

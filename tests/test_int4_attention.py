@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from edgevlm.errors import EdgeVLMError
-from edgevlm.export.int4_attention import (
+from edgevlm.export.decoder.int4_attention import (
     build_kernel_library,
     int4_sdpa_reference,
     kernel_registered,
     load_kernel_library,
     register_op,
 )
-from edgevlm.export.kv_cache import dequantize, quantize
+from edgevlm.export.decoder.kv_cache import dequantize, quantize
 
 
 def make_case(b, t, h, hkv, d, group, s, seed=0):

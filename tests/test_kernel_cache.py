@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edgevlm.errors import EnvironmentProblem
-from edgevlm.export.int4_attention import build_kernel_library
+from edgevlm.export.decoder.int4_attention import build_kernel_library
 from edgevlm.export.manifest import sha256_path
 
 PLANTED = textwrap.dedent("""
@@ -68,7 +68,7 @@ def test_a_planted_library_is_never_loaded(home_copy, tmp_path):
     source.write_text(PLANTED)
     subprocess.run(["g++", "-shared", "-fPIC", str(source), "-o", str(home_copy)], check=True)
     marker = tmp_path / "ran.txt"
-    probe = ("from edgevlm.export.int4_attention import load_kernel_library, kernel_registered\n"
+    probe = ("from edgevlm.export.decoder.int4_attention import load_kernel_library, kernel_registered\n"
              "load_kernel_library(); print(kernel_registered())")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PLANTED_MARKER": str(marker)})

@@ -79,7 +79,7 @@ def test_quantized_weights_equal_the_libraries_quantizers(loaded_models):
     from torchao.quantization import Int8DynamicActivationIntxWeightConfig, quantize_
     from torchao.quantization.granularity import PerGroup
 
-    from edgevlm.export.decoder_onnx import DecoderOnnxSpec
+    from edgevlm.export.decoder.onnx_graph import DecoderOnnxSpec
     from edgevlm.export.quantized_modules import IntxLinear, NBitsLinear, row_blocks
 
     weight = torch.randn(300, 256, generator=torch.Generator().manual_seed(0))
@@ -170,7 +170,7 @@ def _lower(module, width, share=True):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    from edgevlm.export.decoder_pte import share_constants_in_lowering
+    from edgevlm.export.decoder.pte import share_constants_in_lowering
 
     seq = torch.export.Dim("seq", min=1, max=64)
     exported = torch.export.export(module, (torch.zeros(1, 4, width),), dynamic_shapes=({1: seq},), strict=False)

@@ -36,7 +36,7 @@ def _held_out_embeddings(loaded, count: int) -> list[torch.Tensor]:
 
 def test_awq_keeps_the_float_function_and_beats_round_to_nearest(oracle):
     from edgevlm.calibration.awq import awq_scaled, calibration_embeddings
-    from edgevlm.export.decoder_pte import DecoderPteSpec, quantize_weights
+    from edgevlm.export.decoder.pte import DecoderPteSpec, quantize_weights
 
     scaled, summary = awq_scaled(oracle.model.llm, calibration_embeddings(oracle, count=8), group_size=32)
     assert summary["output_mse_awq"] < summary["output_mse_rtn"]

@@ -12,9 +12,9 @@ import math
 import pytest
 import torch
 
-from edgevlm.export.int4_attention import kernel_registered, load_kernel_library, register_op
-from edgevlm.export.kv_cache import hadamard
-from edgevlm.export.rope_op import rope_reference
+from edgevlm.export.decoder.int4_attention import kernel_registered, load_kernel_library, register_op
+from edgevlm.export.decoder.kv_cache import hadamard
+from edgevlm.export.decoder.rope_op import rope_reference
 
 
 def tables(s: int, d: int, base: float = 10000.0):

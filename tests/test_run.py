@@ -112,7 +112,7 @@ def test_artifact_steps_run_with_torch_on_one_thread(fp32_artifacts):
     caller's thread count comes back afterwards, also when a step fails."""
     import torch
 
-    from edgevlm.export.decoder_pte import torch_on_one_thread
+    from edgevlm.export.decoder.pte import torch_on_one_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from edgevlm.export.decoder_session import open_decoder
+from edgevlm.export.decoder.session import open_decoder
 from edgevlm.export.driver import export_model
 from edgevlm.export.recipes import load_recipe
 

@@ -31,7 +31,10 @@ def bench_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int, help="cache length of the exports (default: longest prompt/context)")
     p.add_argument("--caches", default="fp32,int4",
                    help="our .pte KV-cache formats (fp32, fp16, int8, int4; empty for none)")
-    p.add_argument("--attention", choices=["static", "custom"], default="custom", help=".pte attention mode")
+    from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
+
+    pte = ExecuTorchDecoderBackend.support
+    p.add_argument("--attention", choices=pte.attention, default=pte.default_attention, help=".pte attention strategy")
     p.add_argument("--decode-runs", type=int, default=8)
     p.add_argument("--prefill-runs", type=int, default=2)
     p.add_argument("--rounds", type=int, default=2,
@@ -49,7 +52,7 @@ def bench_decoder(args) -> int:
     from edgevlm.device_tests.decoder_table import print_decoder_report
 
     from edgevlm.errors import ConfigError
-    from edgevlm.export.kv_cache import FORMATS
+    from edgevlm.export.decoder.kv_formats import FORMATS
 
     caches = tuple(c.strip() for c in args.caches.split(",") if c.strip())
     if set(caches) - set(FORMATS):  # empty: only the peers (eager, optimum-executorch)

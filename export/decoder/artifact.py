@@ -1,5 +1,5 @@
-"""The decoder part of `edgevlm export`: a recipe's decoder target -> .pte (executorch) or .onnx
-graphs (ort) + its manifest entry.
+"""The decoder part of `edgevlm export`: a recipe's decoder target -> its backend's artifact(s)
+(backends/executorch_decoder.py: .pte; backends/ort_decoder.py: .onnx graphs) + the manifest entry.
 
 The LLM is built a layer at a time from a source (export/llm_source.py, export/llm_build.py):
 calibrated, quantized into the backend's form, and run on a fixed text prompt. Its last-position
@@ -11,15 +11,14 @@ distance from the float model.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
+from edgevlm.backends.base import get_decoder_backend
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.gates import Gate, compare, gate_for
-from edgevlm.export.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import sha256_path, size_bytes
 from edgevlm.export.recipes import DecoderTarget, Recipe
 
@@ -38,12 +37,6 @@ PARITY_DIR = "verification/decoder"  # one .npz per decoder artifact
 GATE_CEILING_DB, GATE_MARGIN_DB = 30.0, 10.0
 
 
-def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
-    cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
-    return DecoderPteSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                          cache=cache, attention=target.attention or "custom", embedding=target.embedding)
-
-
 def decoder_gate(target: DecoderTarget, parity: dict) -> Gate:
     """The gate a decoder artifact's prefill is judged by against its eager model (see above)."""
     if target.weights == "fp32" and target.kv_cache == "fp32":
@@ -54,11 +47,12 @@ def decoder_gate(target: DecoderTarget, parity: dict) -> Gate:
 def kv_cache_block(loaded, spec, attention: str) -> dict:
     """What the manifest says about the cache: format, layout, sizes. `spec`: a .pte or ONNX decoder
     spec (max_seq_len, cache); `attention`: static | custom (the ONNX decoder is always static)."""
-    from edgevlm.export.kv_cache import rotation_block
+    from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
+    from edgevlm.export.decoder.kv_cache import rotation_block
 
     llm = loaded.config.llm
     cache = spec.cache
-    dims = "B, S, Hkv" if attention == "custom" else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
+    dims = "B, S, Hkv" if attention == CUSTOM else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
     layout = (f"codes uint8 [{dims}, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [{dims}, Dh/group]"
               if cache.format == "int4" else
               f"codes uint8 [{dims}, Dh], scale+zero fp16 [{dims}, Dh/group]" if cache.format == "int8" else
@@ -82,7 +76,7 @@ def parity_ids(loaded) -> list[int]:
 def eager_logits(llm, cache: KVCacheSpec, attention: str, ids: list[int]) -> torch.Tensor:
     """Last-position logits of a built LLM run eagerly as the artifact runs it (its embedding, cache
     format and attention mode): the reference an artifact's own prefill must reproduce."""
-    from edgevlm.export.decoder import ExportDecoder
+    from edgevlm.export.decoder.graph import ExportDecoder
 
     decoder = ExportDecoder(llm, len(ids) + 1, cache, attention=attention).eval()
     return decoder(llm.get_input_embeddings()(torch.tensor(ids))[None].float(), torch.tensor([0]))[0]
@@ -110,63 +104,26 @@ def weight_calibration_record(built, target: DecoderTarget) -> dict:
                "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}})
 
 
-def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
-    """The non-ATen kernels the program calls, and (for ours) their C++ sources copied beside it for
-    the app to compile in (ExecuTorch's own llama ops come with its LLM runner build)."""
-    if spec.attention != "custom":
-        return [], []
-    if spec.cache.format != "int4":
-        return ["llama::update_cache.out", "llama::custom_sdpa.out"], []
-    from edgevlm.export.int4_attention import KERNEL_FILES, KERNEL_NAMES
-
-    folder = out / "kernels"  # an INT4-cache program calls only these (no llama:: ops)
-    folder.mkdir(exist_ok=True)
-    for source in KERNEL_FILES:
-        shutil.copyfile(source, folder / source.name)
-    return list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
-
-
 def file_entry(path: Path, root: Path) -> dict:
     return {"file": str(path.relative_to(root)), "sha256": sha256_path(path), "bytes": size_bytes(path)}
 
 
-def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict,
-                      vision=None) -> dict:
-    """The executorch target: write the .pte of a built LLM; returns the manifest entry."""
-    spec = decoder_spec(target)
-    name = f"minicpmv-{loaded.config.version}.decoder.xnnpack.{target.precision}.pte"
-    path = Path(out) / name
-    metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None,
-                          llm=built.llm)
-    d = loaded.config.llm.hidden_size
-    methods = ["token_embedding", "text_decoder"] + (["vision_encoder"] if target.vision_in_pte else [])
-    ops, sources = custom_ops(spec, Path(out))
-    return {
-        "name": "text_decoder", "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
-        "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
-        "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
-        "extra_files": [file_entry(f, Path(out)) for f in sources],
-        "inputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
-                   {"name": "input_pos", "shape": [1], "dtype": "int64"}],
-        "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
-        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
-                    "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
-        "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
-        "quality_gate": decoder_gate(target, parity).to_dict(), "parity": parity,
-    }
-
-
 def weight_plan(target: DecoderTarget):
-    """What the float LLM becomes for this target (export/llm_build.py)."""
+    """What the float LLM becomes for this target (export/llm_build.py), as its backend says."""
     from edgevlm.calibration.awq import SETTINGS
 
     awq = SETTINGS.get(target.weight_calibration) if target.weights != "fp32" else None
-    if target.backend == "ort":
-        from edgevlm.export.decoder_onnx import weight_plan as onnx_plan
-        from edgevlm.export.decoder_onnx_artifact import onnx_spec
+    return get_decoder_backend(target.backend).weight_plan(target, awq)
 
-        return onnx_plan(onnx_spec(target), awq)
-    return decoder_spec(target).weight_plan(awq)
+
+def with_defaults(target: DecoderTarget) -> DecoderTarget:
+    """The target with its backend's defaults filled in (recipes do this when they are parsed; a
+    target made in code may leave `attention` unset)."""
+    import dataclasses
+
+    if target.attention:
+        return target
+    return dataclasses.replace(target, attention=get_decoder_backend(target.backend).support.default_attention)
 
 
 def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, source, calibration=(),
@@ -179,6 +136,8 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
     from edgevlm.export.llm_build import build_llm
 
     stage = stage or (lambda name, **fields: contextlib.nullcontext())
+    target = with_defaults(target)
+    backend = get_decoder_backend(target.backend)
     plan = weight_plan(target)
     ids = parity_ids(loaded)
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
@@ -186,11 +145,7 @@ def export_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Pa
                layers=source.num_layers):
         built = build_llm(source, plan, calibration=list(calibration) if plan.awq else [],
                           probes=[source.embed(torch.tensor(ids))], park=park)
-        eager = eager_logits(built.llm, cache, target.attention or "custom", ids)
+        eager = eager_logits(built.llm, cache, target.attention, ids)
     parity = write_parity_reference(ids, built.probe_logits[0], eager, out, f"{target.backend}-{target.precision}")
     with stage(f"decoder export ({target.backend} {target.precision})"):
-        if target.backend == "ort":
-            from edgevlm.export.decoder_onnx_artifact import export_onnx_decoder_target
-
-            return export_onnx_decoder_target(loaded, recipe, target, out, built, parity)
-        return export_pte_target(loaded, recipe, target, out, built, parity, vision)
+        return backend.export(loaded, recipe, target, out, built, parity, vision)

@@ -2,21 +2,22 @@
 
 The graphs are written from an LLM built a layer at a time in MatMulNBits form
 (export/llm_build.py); `verify` compares the artifact's prefill of the stored parity prompt with
-the float model's logits (export/decoder_artifact.py, export/decoder_verify.py).
+the float model's logits (export/decoder/artifact.py, export/decoder/verify.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgevlm.export.decoder_artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
-from edgevlm.export.decoder_onnx import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx, io_specs
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.decoder import pte_names as names
+from edgevlm.export.decoder.artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
+from edgevlm.export.decoder.onnx_graph import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx
+from edgevlm.export.decoder.stateless import io_specs
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import sha256_path, size_bytes
-from edgevlm.export.recipes import DecoderTarget, Recipe
-
-OPTION_KEYS = ("symmetric", "accuracy_level", "weight_format")
-# Measured with device_tests/decoder_onnx_bench.py (see export/decoder_onnx.py).
+from edgevlm.export.decoder.static_attention import NAME as STATIC
+from edgevlm.export.recipes import DecoderTarget, Recipe, check_decoder_options
+# Measured with device_tests/decoder_onnx_bench.py (see export/decoder/onnx_graph.py).
 FORMAT_REASONS = {
     "matmulnbits": "fastest on ORT's CPU EP: one decode step 144 ms with accuracy_level 4 vs 176 ms for the "
                    "opset-21 DequantizeLinear(int4)+MatMul form (which ORT fuses back into MatMulNBits) and "
@@ -27,15 +28,21 @@ FORMAT_REASONS = {
 
 
 def onnx_spec(target: DecoderTarget) -> DecoderOnnxSpec:
-    from edgevlm.errors import ConfigError
+    """The graph spec of a target: its options over the backend's declared defaults."""
+    from edgevlm.backends.base import get_decoder_backend
 
-    unknown = set(target.options) - set(OPTION_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown ort decoder option(s) {sorted(unknown)}", f"allowed: {', '.join(OPTION_KEYS)}")
+    support = get_decoder_backend(target.backend).support
+    check_decoder_options(support, target, f"{target.backend} decoder")
     cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
     return DecoderOnnxSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
-                           cache=cache, embedding=target.embedding,
-                           **{k: target.options[k] for k in OPTION_KEYS if k in target.options})
+                           cache=cache, embedding=target.embedding, **(support.options | target.options))
+
+
+def graph_io(config, spec: DecoderOnnxSpec) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of the text_decoder graph: embeddings, input_pos and the cache as past/present."""
+    llm = config.llm
+    return io_specs(spec.cache, llm.num_hidden_layers, llm.num_key_value_heads, spec.max_seq_len,
+                    llm.resolved_head_dim, llm.hidden_size, llm.vocab_size)
 
 
 def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict) -> dict:
@@ -51,21 +58,20 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
     genai = genai_block(loaded, spec, out, decoder_path, embed_path)
     genai_files = [out / name for name in genai.get("files", [])]
     d = cfg.llm.hidden_size
-    inputs, outputs = io_specs(spec.cache, cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads, spec.max_seq_len,
-                               cfg.llm.resolved_head_dim, d, cfg.llm.vocab_size)
+    inputs, outputs = graph_io(cfg, spec)
     embed_io = {"inputs": [{"name": "tokens", "shape": [1, "T"], "dtype": "int64"}],
                 "outputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"}]}
     weight_format = {"matmulnbits": "com.microsoft MatMulNBits (ORT contrib op)",
                      "qdq": "opset-21 DequantizeLinear(int4/uint4) + MatMul"}[spec.weight_format]
     tok = loaded.tokenizer
     return {
-        "name": "text_decoder", "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
+        "name": names.TEXT_DECODER, "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
         "runtime": "onnxruntime-cpu", "precision": target.precision, "sha256": sha256_path(decoder_path),
         "bytes": size_bytes(decoder_path),
         "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files + genai_files],
-        "methods": ["token_embedding", "text_decoder"],
-        "graphs": {"token_embedding": {"file": embed_path.name} | embed_io,
-                   "text_decoder": {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
+        "methods": [names.TOKEN_EMBEDDING, names.TEXT_DECODER],
+        "graphs": {names.TOKEN_EMBEDDING: {"file": embed_path.name} | embed_io,
+                   names.TEXT_DECODER: {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
                                     "cache_feedback": "feed present.<i>.<buffer> back as past.<i>.<buffer>; "
                                                       "zeros for a new conversation"}},
         "inputs": inputs, "outputs": outputs, "opset": 21,
@@ -76,11 +82,11 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
                     "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
                     "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
                     "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
-        "kv_cache": kv_cache_block(loaded, spec, "static"),
-        "runner_metadata": {"get_max_seq_len": spec.max_seq_len, "get_vocab_size": cfg.llm.vocab_size,
-                            "get_n_layers": cfg.llm.num_hidden_layers,
-                            "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
-                            "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
+        "kv_cache": kv_cache_block(loaded, spec, STATIC),
+        "runner_metadata": {names.MAX_SEQ_LEN: spec.max_seq_len, names.VOCAB_SIZE: cfg.llm.vocab_size,
+                            names.N_LAYERS: cfg.llm.num_hidden_layers,
+                            names.BOS_ID: tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
+                            names.EOS_IDS: sorted(tok.stop_token_ids()), names.USE_KV_CACHE: True},
         "quality_gate": decoder_gate(target, parity).to_dict(),
         "parity": parity,
         "genai": genai,

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import torch
 
-FORMATS = ("fp32", "fp16", "int8", "int4")
+from edgevlm.export.decoder.kv_formats import FORMATS  # noqa: F401  (re-export: the format names)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,16 @@ def register_cache_buffers(module: torch.nn.Module, spec: KVCacheSpec, shape: tu
             module.register_buffer(f"{name}_cache", torch.zeros(shape, dtype=dtype))
 
 
+class LayerKVCache(Protocol):
+    """What every layer cache offers the attention strategies (LayerCache: head-major module
+    buffers; custom_ops_attention.SeqMajorLayerCache: sequence-major buffers for the custom ops;
+    stateless.GraphLayerCache: graph I/O tensors for ONNX)."""
+
+    def write(self, name: str, at, rows: torch.Tensor) -> None:
+        """Store the `k` or `v` rows of this step. `at` is where they go, in the form the layout
+        indexes by: a positions tensor [T] (head-major caches) or the start position (sequence-major)."""
+
+
 class LayerCache(torch.nn.Module):
     """One layer's static cache in the chosen format; `write` stores new rows, `read` returns floats."""
 
@@ -135,16 +146,16 @@ class LayerCache(torch.nn.Module):
         self.spec = spec
         register_cache_buffers(self, spec, (batch, kv_heads, max_seq_len, head_dim))
 
-    def write(self, name: str, positions: torch.Tensor, rows: torch.Tensor) -> None:
-        """rows [B, Hkv, T, Dh] go to sequence positions [T] (index_copy_: exports as a mutable buffer)."""
+    def write(self, name: str, at: torch.Tensor, rows: torch.Tensor) -> None:
+        """rows [B, Hkv, T, Dh] go to sequence positions `at` [T] (index_copy_: exports as a mutable buffer)."""
         if self.spec.quantized:
             codes, scale, zero = quantize(rows, self.spec.bits, self.spec.group_size)
-            getattr(self, f"{name}_codes").index_copy_(2, positions, codes)
-            getattr(self, f"{name}_scale").index_copy_(2, positions, scale)
-            getattr(self, f"{name}_zero").index_copy_(2, positions, zero)
+            getattr(self, f"{name}_codes").index_copy_(2, at, codes)
+            getattr(self, f"{name}_scale").index_copy_(2, at, scale)
+            getattr(self, f"{name}_zero").index_copy_(2, at, zero)
         else:
             cache = getattr(self, f"{name}_cache")
-            cache.index_copy_(2, positions, rows.to(cache.dtype))
+            cache.index_copy_(2, at, rows.to(cache.dtype))
 
     def read(self, name: str, dtype=torch.float32) -> torch.Tensor:
         if self.spec.quantized:

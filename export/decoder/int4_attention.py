@@ -1,7 +1,7 @@
 """`edgevlm::int4_sdpa` and `edgevlm::int4_update_cache`: attention over, and writes into, a packed
 INT4 KV cache.
 
-Without it, a decoder with an INT4 cache (export/kv_cache.py) dequantizes the cache to float32
+Without it, a decoder with an INT4 cache (export/decoder/kv_cache.py) dequantizes the cache to float32
 before every attention call: each decode step rewrites start_pos + T positions of float keys and
 values (8x the bytes of the codes) just to read them once. In an ExecuTorch program the dequantize
 ops sitting between `llama::update_cache` and `llama::custom_sdpa` also form a dependency cycle
@@ -43,14 +43,14 @@ from pathlib import Path
 
 import torch
 
-from edgevlm.export import rope_op
+from edgevlm.export.decoder import rope_op
 
 NAMESPACE = "edgevlm"
 OP_NAME = "int4_sdpa"
 UPDATE_OP_NAME = "int4_update_cache"
 KERNEL_NAMES = (f"{NAMESPACE}::{OP_NAME}.out", f"{NAMESPACE}::{UPDATE_OP_NAME}.out",
                 f"{NAMESPACE}::{rope_op.OP_NAME}.out")  # ExecuTorch registry names (rope: built alongside)
-KERNEL_DIR = Path(__file__).parent / "kernels"
+KERNEL_DIR = Path(__file__).parent.parent / "kernels"  # export/kernels
 SOURCES = (KERNEL_DIR / "int4_sdpa.cpp", KERNEL_DIR / "int4_kv_update.cpp", KERNEL_DIR / "rope.cpp")  # compiled
 # what a build needs: hashed into the library's cache key, shipped beside the .pte
 KERNEL_FILES = SOURCES + (KERNEL_DIR / "int4_sdpa_blocks.h", KERNEL_DIR / "int4_kv_common.h")
@@ -115,7 +115,7 @@ def _validate(q, k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, start_pos) 
 def int4_sdpa_reference(q, k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, start_pos: int,
                         scale: float) -> torch.Tensor:
     """Dequantize positions 0 .. start_pos+T-1 (kv_cache.dequantize), then causal grouped-query attention."""
-    from edgevlm.export.kv_cache import dequantize
+    from edgevlm.export.decoder.kv_cache import dequantize
 
     _validate(q, k_codes, k_scale, k_zero, v_codes, v_scale, v_zero, start_pos)
     _, t, h, d = q.shape
@@ -167,7 +167,7 @@ def _validate_update(value, codes, scale, zero, start_pos) -> None:
 
 
 def int4_update_cache_reference(value, codes, scale, zero, start_pos: int) -> torch.Tensor:
-    from edgevlm.export.kv_cache import quantize
+    from edgevlm.export.decoder.kv_cache import quantize
 
     _validate_update(value, codes, scale, zero, start_pos)
     new_codes, new_scale, new_zero = quantize(value, 4, value.shape[-1] // scale.shape[-1])
@@ -210,7 +210,7 @@ def _define(lib: torch.library.Library, name: str, schema: str, out_schema: str,
 
 
 def register_op() -> None:
-    """Define edgevlm::int4_sdpa, edgevlm::int4_update_cache, edgevlm::rope (export/rope_op.py) and
+    """Define edgevlm::int4_sdpa, edgevlm::int4_update_cache, edgevlm::rope (export/decoder/rope_op.py) and
     their .out overloads (Python references + fake kernels). Idempotent."""
     global _library
     with _lock:

@@ -1,6 +1,6 @@
 """ONNX decoder for ONNX Runtime (CPU EP): the ExportDecoder math with the KV cache as graph I/O.
 
-ONNX graphs hold no state, so the static cache of export/kv_cache.py becomes explicit tensors:
+ONNX graphs hold no state, so the static cache of export/decoder/kv_cache.py becomes explicit tensors:
 per layer `past.{i}.{buffer}` in and `present.{i}.{buffer}` out, with the buffer names and
 layouts of `LayerCache` (int4: `k_codes` uint8 [1, Hkv, S, Dh/2] + `k_scale`/`k_zero` fp16
 [1, Hkv, S, Dh/group], same for `v_*`; fp32/fp16: `k_cache`/`v_cache`). The graph quantizes the
@@ -42,15 +42,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.kv_cache import KVCacheSpec, dequantize, quantize
+from edgevlm.backends.ort_decoder import OrtDecoderBackend
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.stateless import StatelessDecoder, decoder_io_specs, empty_cache
 
 OPSET = 21
-WEIGHT_SCHEMES = ("fp32", "int4")
+WEIGHT_SCHEMES = OrtDecoderBackend.support.weights
 # How INT4 weights are written: the contrib MatMulNBits op (default: fastest on ORT CPU) or the
 # standard opset-21 DequantizeLinear(int4) + MatMul pair (portable to EPs that fuse QDQ).
-WEIGHT_FORMATS = ("matmulnbits", "qdq")
+WEIGHT_FORMATS = OrtDecoderBackend.support.weight_formats
 EXTERNAL_DATA_BYTES = 1 << 30  # above this the weights go to <file>.data (protobuf stops at 2 GiB)
+_OPTIONS = OrtDecoderBackend.support.options  # the option defaults, declared once by the backend
 
 
 @dataclass(frozen=True)
@@ -58,93 +61,11 @@ class DecoderOnnxSpec:
     max_seq_len: int = 2048
     weights: str = "int4"  # fp32 | int4
     group_size: int = 32  # MatMulNBits block size: 32 | 64 | 128
-    symmetric: bool = False
-    accuracy_level: int | None = 4  # MatMulNBits accuracy_level: 4 = int8 activations (fastest), None = fp32
-    weight_format: str = "matmulnbits"  # matmulnbits | qdq
+    symmetric: bool = _OPTIONS["symmetric"]
+    accuracy_level: int | None = _OPTIONS["accuracy_level"]  # MatMulNBits: 4 = int8 activations (fastest), None = fp32
+    weight_format: str = _OPTIONS["weight_format"]  # matmulnbits | qdq
     cache: KVCacheSpec = KVCacheSpec()
     embedding: str = "fp32"  # token_embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
-
-
-def cache_buffer_names(spec: KVCacheSpec) -> list[str]:
-    parts = ("codes", "scale", "zero") if spec.quantized else ("cache",)
-    return [f"{kv}_{part}" for kv in ("k", "v") for part in parts]
-
-
-def cache_tensor_specs(spec: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, head_dim: int,
-                       prefix: str = "past") -> list[dict]:
-    """Name, shape and dtype of every cache tensor, in graph order (what an app allocates)."""
-    out = []
-    for i in range(layers):
-        for buf in cache_buffer_names(spec):
-            if buf.endswith("_codes"):
-                width, dtype = (head_dim // 2 if spec.bits == 4 else head_dim), "uint8"
-            elif spec.quantized:
-                width, dtype = head_dim // spec.group_size, "float16"
-            else:
-                width, dtype = head_dim, "float16" if spec.format == "fp16" else "float32"
-            out.append({"name": f"{prefix}.{i}.{buf}", "shape": [1, kv_heads, max_seq_len, width], "dtype": dtype})
-    return out
-
-
-class GraphLayerCache:
-    """One layer's cache held as graph tensors: `write` rebinds out-of-place updates (no state)."""
-
-    def __init__(self, spec: KVCacheSpec, tensors: dict[str, torch.Tensor]):
-        self.spec, self.tensors = spec, dict(tensors)
-
-    def write(self, name: str, positions: torch.Tensor, rows: torch.Tensor) -> None:
-        if self.spec.quantized:
-            codes, scale, zero = quantize(rows, self.spec.bits, self.spec.group_size)
-            updates = {f"{name}_codes": codes, f"{name}_scale": scale, f"{name}_zero": zero}
-        else:
-            updates = {f"{name}_cache": rows}
-        for key, value in updates.items():
-            cache = self.tensors[key]
-            self.tensors[key] = cache.index_copy(2, positions, value.to(cache.dtype))
-
-    def read(self, name: str, dtype=torch.float32) -> torch.Tensor:
-        if self.spec.quantized:
-            t = self.tensors
-            return dequantize(t[f"{name}_codes"], t[f"{name}_scale"], t[f"{name}_zero"], self.spec.bits,
-                              self.spec.group_size, dtype)
-        return self.tensors[f"{name}_cache"].to(dtype)
-
-
-class StatelessDecoder(nn.Module):
-    """(embeddings, input_pos, *past) -> (logits, *present): ExportDecoder's layers, cache as I/O."""
-
-    def __init__(self, decoder: ExportDecoder):
-        super().__init__()
-        if decoder.attention != "static":
-            raise ValueError("the ONNX decoder needs ExportDecoder(attention='static')")
-        self.decoder = decoder
-        self.buffers_per_layer = cache_buffer_names(decoder.cache_spec)
-
-    def forward(self, inputs_embeds: torch.Tensor, input_pos: torch.Tensor, past: list[torch.Tensor]):
-        d = self.decoder
-        n = len(self.buffers_per_layer)
-        caches = [GraphLayerCache(d.cache_spec, dict(zip(self.buffers_per_layer, past[i * n:(i + 1) * n])))
-                  for i in range(len(d.layers))]
-        t = inputs_embeds.shape[1]
-        positions = input_pos + torch.arange(t, dtype=torch.long)
-        cos, sin = d.rope_cos[positions], d.rope_sin[positions]
-        keys_pos = torch.arange(d.max_seq_len, dtype=torch.long)
-        mask = torch.where(keys_pos[None, :] <= positions[:, None], 0.0, float("-inf"))
-        x = inputs_embeds
-        for layer, cache in zip(d.layers, caches):  # the loop of ExportDecoder.forward, same modules
-            h = d._attention(layer.self_attn, layer.input_layernorm(x), cache, positions, cos, sin, mask)
-            scale = getattr(layer, "residual_scale", None)
-            x = x + (h * scale if scale is not None else h)
-            m = layer.mlp(layer.post_attention_layernorm(x))
-            x = x + (m * scale if scale is not None else m)
-        # [:, -1:] keeps lm_head a 3-D MatMul (a 2-D one exports as Gemm, which MatMulNBits skips).
-        logits = d.lm_head(d.norm(x[:, -1:]))[:, 0]
-        return (logits, *[c.tensors[b] for c in caches for b in self.buffers_per_layer])
-
-
-def empty_cache(decoder: ExportDecoder) -> list[torch.Tensor]:
-    """Zeroed past tensors in graph order (the layout of ExportDecoder's own buffers)."""
-    return [getattr(c, b).detach().clone().zero_() for c in decoder.caches for b in cache_buffer_names(decoder.cache_spec)]
 
 
 def _torch_export_onnx(module: nn.Module, args: tuple, names_in: list[str], names_out: list[str],
@@ -248,29 +169,12 @@ def export_embedding_onnx(llm: nn.Module, path: Path, max_seq_len: int) -> list[
     """token_embedding: tokens i64 [1, T] -> [1, T, D] (the model's own embedding module, scaling included)."""
     from torch.export import Dim
 
-    from edgevlm.export.decoder_pte import TokenEmbedding
+    from edgevlm.export.decoder.pte import TokenEmbedding
 
     module = TokenEmbedding(llm.get_input_embeddings()).eval()
     seq = Dim("seq", min=1, max=max_seq_len - 1)
     return _torch_export_onnx(module, (torch.zeros(1, 4, dtype=torch.long),), ["tokens"], ["embeddings"], ({1: seq},),
                               Path(path))
-
-
-def io_specs(cache: KVCacheSpec, layers: int, kv_heads: int, max_seq_len: int, head_dim: int, hidden: int,
-             vocab: int) -> tuple[list[dict], list[dict]]:
-    """(inputs, outputs) of the text_decoder graph, as the manifest lists them."""
-    past = cache_tensor_specs(cache, layers, kv_heads, max_seq_len, head_dim)
-    inputs = [{"name": "embeddings", "shape": [1, "T", hidden], "dtype": "float32"},
-              {"name": "input_pos", "shape": [1], "dtype": "int64"}] + past
-    outputs = [{"name": "logits", "shape": [1, vocab], "dtype": "float32"}] + [
-        s | {"name": s["name"].replace("past.", "present.", 1)} for s in past]
-    return inputs, outputs
-
-
-def decoder_io_specs(decoder: ExportDecoder) -> tuple[list[dict], list[dict]]:
-    vocab, hidden = decoder.vocab_size, decoder.hidden_size
-    return io_specs(decoder.cache_spec, len(decoder.layers), decoder.kv_heads, decoder.max_seq_len,
-                    decoder.head_dim, hidden, vocab)
 
 
 def session(path: Path, threads: int | None = None):

@@ -10,7 +10,7 @@ cos/sin are the decoder's tables for every cache position (the model's own rotar
 Llama-3 / LongRoPE scaling included), so the op picks its rows by start_pos: no per-step index ops.
 Registered with the INT4 cache ops by int4_attention.register_op.
 In the graph this was five XNNPACK ops per tensor per layer; the ExecuTorch kernel is
-export/kernels/rope.cpp, built and loaded with the INT4 cache kernels (export/int4_attention.py),
+export/kernels/rope.cpp, built and loaded with the INT4 cache kernels (export/decoder/int4_attention.py),
 which is why the decoder uses it only where those kernels are required anyway (an INT4 cache).
 """
 
@@ -25,7 +25,7 @@ OUT_SCHEMA = f"{OP_NAME}.out({_ARGS}, *, Tensor(a!) out) -> Tensor(a!)"
 
 
 def _validate(x, cos, sin, start_pos, hadamard) -> None:
-    from edgevlm.export.int4_attention import _require
+    from edgevlm.export.decoder.int4_attention import _require
 
     def require(cond, message):
         _require(cond, message, OP_NAME)
@@ -42,8 +42,8 @@ def _validate(x, cos, sin, start_pos, hadamard) -> None:
 
 
 def rope_reference(x, cos, sin, start_pos: int, hadamard: bool) -> torch.Tensor:
-    from edgevlm.export.decoder import rotate_half
-    from edgevlm.export.kv_cache import hadamard as hadamard_matrix
+    from edgevlm.export.decoder.graph import rotate_half
+    from edgevlm.export.decoder.kv_cache import hadamard as hadamard_matrix
 
     _validate(x, cos, sin, start_pos, hadamard)
     rows = slice(int(start_pos), int(start_pos) + x.shape[1])

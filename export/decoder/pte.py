@@ -11,7 +11,7 @@ plus the KV-cache format so a harness can tell caches apart without the manifest
 Weights: torchao group-wise INT4, either 8da4w (int8 dynamic activations, XNNPACK's fast path)
 or weight-only, on every linear layer including lm_head, built a layer at a time
 (export/llm_build.py); the token embedding fp32, bf16 or int8 per row group. The KV cache is the
-decoder's own static buffers (export/kv_cache.py), mutated in place by the program.
+decoder's own static buffers (export/decoder/kv_cache.py), mutated in place by the program.
 
 Memory: the quantized codes are the only copy of the weights while ExecuTorch lowers them
 (`share_constants_in_lowering`), and the program is written piece by piece (`write_to_file`),
@@ -29,12 +29,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgevlm.export.decoder import ExportDecoder
-from edgevlm.export.kv_cache import FORMATS, KVCacheSpec
+from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
+from edgevlm.export.decoder import pte_names as names
+from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
+from edgevlm.export.decoder.graph import ExportDecoder
+from edgevlm.export.decoder.kv_cache import FORMATS, KVCacheSpec
+from edgevlm.export.decoder.static_attention import NAME as STATIC
 
 # No weight-only "4w": XNNPACK runs 4-bit weights only with int8 dynamic activations, and with
 # weight-only int4 ExecuTorch folded the dequantization into fp32 weights (an 8x larger .pte).
-WEIGHT_SCHEMES = ("fp32", "8da4w")
+WEIGHT_SCHEMES = ExecuTorchDecoderBackend.support.weights
 KV_FORMAT_CODES = {name: i for i, name in enumerate(FORMATS)}  # constant methods hold numbers, not strings
 
 
@@ -44,7 +48,7 @@ class DecoderPteSpec:
     weights: str = "8da4w"  # fp32 | 8da4w
     group_size: int = 32
     cache: KVCacheSpec = KVCacheSpec()
-    attention: str = "static"  # static | custom (ExecuTorch custom ops: export/decoder_fast.py)
+    attention: str = STATIC  # static | custom (ExecuTorch custom ops: export/decoder/custom_ops_attention.py)
     embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
 
     def weight_plan(self, awq=None):
@@ -117,14 +121,14 @@ def share_constants_in_lowering():
 def runner_metadata(loaded, spec: DecoderPteSpec) -> dict:
     cfg, tok = loaded.config, loaded.tokenizer
     return {
-        "get_max_seq_len": spec.max_seq_len, "get_max_context_len": spec.max_seq_len,
-        "get_vocab_size": cfg.llm.vocab_size, "get_n_layers": cfg.llm.num_hidden_layers,
-        "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
-        "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True,
-        "use_sdpa_with_kv_cache": spec.attention == "custom",
-        "enable_dynamic_shape": True,
-        "get_kv_cache_format": KV_FORMAT_CODES[spec.cache.format], "get_kv_cache_bits": spec.cache.bits,
-        "get_kv_cache_group_size": spec.cache.group_size if spec.cache.quantized else 0,
+        names.MAX_SEQ_LEN: spec.max_seq_len, names.MAX_CONTEXT_LEN: spec.max_seq_len,
+        names.VOCAB_SIZE: cfg.llm.vocab_size, names.N_LAYERS: cfg.llm.num_hidden_layers,
+        names.BOS_ID: tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
+        names.EOS_IDS: sorted(tok.stop_token_ids()), names.USE_KV_CACHE: True,
+        names.USE_SDPA_WITH_KV_CACHE: spec.attention == CUSTOM,
+        names.ENABLE_DYNAMIC_SHAPE: True,
+        names.KV_CACHE_FORMAT: KV_FORMAT_CODES[spec.cache.format], names.KV_CACHE_BITS: spec.cache.bits,
+        names.KV_CACHE_GROUP_SIZE: spec.cache.group_size if spec.cache.quantized else 0,
     }
 
 
@@ -157,24 +161,24 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     programs = {}
     with torch.no_grad():
         if runner == "text":
-            programs["forward"] = export(TextDecoderWithEmbedding(embed, decoder), (tokens, pos),
+            programs[names.TEXT_FORWARD] = export(TextDecoderWithEmbedding(embed, decoder), (tokens, pos),
                                          dynamic_shapes=({1: seq}, None), strict=False)
         else:
             if vision is not None:
                 encoder, example = vision
                 from edgevlm.export.vision import INPUT_NAMES
 
-                programs["vision_encoder"] = export(encoder.eval(), tuple(torch.from_numpy(example[n])
+                programs[names.VISION_ENCODER] = export(encoder.eval(), tuple(torch.from_numpy(example[n])
                                                                           for n in INPUT_NAMES), strict=False)
-            programs["token_embedding"] = export(TokenEmbedding(embed), (tokens,), dynamic_shapes=({1: seq},),
+            programs[names.TOKEN_EMBEDDING] = export(TokenEmbedding(embed), (tokens,), dynamic_shapes=({1: seq},),
                                                  strict=False)
             embeds = torch.zeros(1, 4, loaded.config.llm.hidden_size)
-            programs["text_decoder"] = export(decoder, (embeds, pos), dynamic_shapes=({1: seq}, None), strict=False)
+            programs[names.TEXT_DECODER] = export(decoder, (embeds, pos), dynamic_shapes=({1: seq}, None), strict=False)
     metadata = runner_metadata(loaded, spec)
     # The custom mode's INT8 cache is written by llama::update_cache and dequantized after it;
     # XNNPACK's merged partitions then form a dependency cycle through the cache, so each op is its
     # own delegate there. (INT4 goes through edgevlm::int4_sdpa, with no dequantize ops.)
-    per_op = spec.attention == "custom" and spec.cache.format == "int8"
+    per_op = spec.attention == CUSTOM and spec.cache.format == "int8"
     with share_constants_in_lowering():
         lowered = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner(per_op_mode=per_op)],
                                               constant_methods=metadata,
@@ -211,11 +215,11 @@ def _scan_for_int4_attention(path: str, mtime_ns: int, size: int) -> bool:
 def load_pte_kernels(path: Path) -> None:
     """Register the kernels a decoder .pte may name before ExecuTorch loads it (SPEC section 4)."""
     import executorch.kernels.quantized  # noqa: F401  (quantized embedding kernels)
-    from edgevlm.export.decoder_fast import load_custom_ops
+    from edgevlm.export.decoder.custom_ops_attention import load_custom_ops
 
     load_custom_ops()  # llama::update_cache / custom_sdpa kernels for `custom`-attention programs
     if uses_int4_attention(path):
-        from edgevlm.export.int4_attention import load_kernel_library
+        from edgevlm.export.decoder.int4_attention import load_kernel_library
 
         load_kernel_library()  # compiled on first use (export/kernels/int4_sdpa.cpp)
 

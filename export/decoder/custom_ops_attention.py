@@ -1,4 +1,4 @@
-"""The `custom` attention mode of ExportDecoder: ExecuTorch's LLM custom ops, cost that grows with the context.
+"""The `custom` attention strategy of ExportDecoder: ExecuTorch's LLM custom ops, cost that grows with the context.
 
 The default (`static`) mode attends over all max_seq_len cache positions with a mask, so one decode
 step costs the same at context 10 as at 4096, a quantized cache is dequantized whole every step,
@@ -9,7 +9,7 @@ llama export does instead:
   `llama::custom_sdpa`), written in place by `llama::update_cache` at start_pos;
 - `llama::custom_sdpa` (causal, grouped-query) reads only positions < start_pos + T;
 - an INT4 cache is written by `edgevlm::int4_update_cache` and never dequantized into a float
-  tensor: `edgevlm::int4_sdpa` attends over the packed codes directly (export/int4_attention.py,
+  tensor: `edgevlm::int4_sdpa` attends over the packed codes directly (export/decoder/int4_attention.py,
   kernels of ours registered with ExecuTorch), so a decode step reads 4.5 bits per cached element
   instead of 32, and XNNPACK merges partitions as it does for the float cache (quantize and
   dequantize ops around `llama::update_cache` formed dependency cycles between partitions);
@@ -19,29 +19,31 @@ llama export does instead:
   not delegate the reference's mean over the last dim of a 3-D tensor: every norm ran as a portable
   kernel and cut the layer's XNNPACK partition in two.
 
-Storage formats and quantization are those of export/kv_cache.py; only the layout differs.
+Storage formats and quantization are those of export/decoder/kv_cache.py; only the layout differs.
 The ops come from executorch.extension.llm.custom_ops (their kernels ship in the pip wheel), so
-this mode is for the ExecuTorch .pte; ONNX exports keep the default mode.
+this strategy is for the ExecuTorch .pte; ONNX exports use the static one (static_attention.py).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevlm.export.kv_cache import KVCacheSpec, quantize, register_cache_buffers
+from edgevlm.export.decoder.kv_cache import KVCacheSpec, quantize, register_cache_buffers
 
-ATTENTION_MODES = ("static", "custom")
+NAME = "custom"
 
 
 def load_custom_ops() -> None:
     """Register llama::update_cache / llama::custom_sdpa and edgevlm::int4_update_cache / int4_sdpa
     (eager kernels and export meta functions; edgevlm's ExecuTorch kernels are loaded where a
-    program runs, export/decoder_pte.load_pte_method)."""
+    program runs, export/decoder/pte.load_pte_method)."""
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
-    from edgevlm.export.int4_attention import register_op
+    from edgevlm.export.decoder.int4_attention import register_op
 
     register_op()
 
@@ -76,17 +78,17 @@ class SeqMajorLayerCache(nn.Module):
         self.spec = spec
         register_cache_buffers(self, spec, (batch, max_seq_len, kv_heads, head_dim))
 
-    def write(self, name: str, start: int, rows: torch.Tensor) -> None:
-        """rows [B, T, Hkv, Dh] go to positions start .. start+T-1, in place."""
-        if self.spec.bits == 4:  # quantize + write in one kernel (export/int4_attention.py)
-            torch.ops.edgevlm.int4_update_cache(rows.float(), *self.quantized_buffers(name), start)
+    def write(self, name: str, at, rows: torch.Tensor) -> None:
+        """rows [B, T, Hkv, Dh] go to positions at .. at+T-1 (`at`: the start position), in place."""
+        if self.spec.bits == 4:  # quantize + write in one kernel (export/decoder/int4_attention.py)
+            torch.ops.edgevlm.int4_update_cache(rows.float(), *self.quantized_buffers(name), at)
         elif self.spec.quantized:
             new = quantize(rows, self.spec.bits, self.spec.group_size)
             for part, buffer in zip(new, self.quantized_buffers(name)):
-                torch.ops.llama.update_cache(part, buffer, start)
+                torch.ops.llama.update_cache(part, buffer, at)
         else:
             cache = getattr(self, f"{name}_cache")
-            torch.ops.llama.update_cache(rows.to(cache.dtype), cache, start)
+            torch.ops.llama.update_cache(rows.to(cache.dtype), cache, at)
 
     def quantized_buffers(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(codes, scale, zero) of the `k` or `v` cache of a quantized format."""
@@ -173,3 +175,38 @@ def custom_attention(decoder, attn, x, cache: SeqMajorLayerCache, start, cos, si
     cache.write("k", start, k)
     cache.write("v", start, v)
     return attn.o_proj(cache.attend(q, start, attn.scaling).reshape(b, -1, heads * head_dim))
+
+
+@dataclass
+class StepContext:
+    start: int  # the (unbacked) start position of this step
+    cos: torch.Tensor  # [T, 1, Dh]: broadcast over heads, once for all layers
+    sin: torch.Tensor
+
+
+class CustomOpsAttention:
+    name = NAME
+    cache_class = SeqMajorLayerCache
+
+    def install(self, decoder) -> None:
+        """The LinearRMSNorm twins of the reference norms and RoPE's rotation as a weight (the
+        attribute names are part of the exported program: custom_norms, final_norm, rope_rotation)."""
+        load_custom_ops()
+        decoder.custom_norms = nn.ModuleList(layer_norms(layer) for layer in decoder.layers)
+        decoder.final_norm = LinearRMSNorm(decoder.norm)
+        decoder.register_buffer("rope_rotation", rotate_half_weight(decoder.head_dim), persistent=False)
+
+    def prepare(self, decoder, x: torch.Tensor, start_pos: torch.Tensor) -> StepContext:
+        _, cos, sin = decoder.rope_rows(x, start_pos)
+        start = start_position(start_pos, x.shape[1], decoder.max_seq_len)
+        return StepContext(start, cos[:, None], sin[:, None])
+
+    def norms(self, decoder, index: int, layer):
+        norms = decoder.custom_norms[index]
+        return norms["input"], norms["post"]
+
+    def final_norm(self, decoder):
+        return decoder.final_norm
+
+    def attend(self, decoder, index: int, attn, x: torch.Tensor, cache, step: StepContext) -> torch.Tensor:
+        return custom_attention(decoder, attn, x, cache, step.start, step.cos, step.sin, decoder.custom_norms[index])

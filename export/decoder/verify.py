@@ -13,23 +13,21 @@ import numpy as np
 
 from edgevlm.backends.onnx_dtypes import ort_dtype_name
 from edgevlm.export.gates import Gate, compare
-from edgevlm.export.verify import FAIL, NOT_RUN, PASS, CheckResult, _checksum
+from edgevlm.export.verify import FAIL, NOT_RUN, PASS, CheckResult, checksum
 
 
 def verify_decoder(root: Path, artifact: dict) -> list[CheckResult]:
     root = Path(root)
     name = artifact["file"]
-    checks = [_checksum(name, root / name, artifact["sha256"])]
-    checks += [_checksum(e["file"], root / e["file"], e["sha256"]) for e in artifact.get("extra_files", [])]
+    checks = [checksum(name, root / name, artifact["sha256"])]
+    checks += [checksum(e["file"], root / e["file"], e["sha256"]) for e in artifact.get("extra_files", [])]
     if any(c.status == FAIL for c in checks):
         return checks  # never run a file that is not the one exported
-    if artifact["target"] == "ort":
-        from edgevlm.export.decoder_onnx import session
+    from edgevlm.backends.base import get_decoder_backend
 
-        for graph in artifact["graphs"].values():
-            checks.append(_contract(graph, session(root / graph["file"])))
-        if any(c.status == FAIL for c in checks):
-            return checks
+    checks += get_decoder_backend(artifact["target"]).verify(root, artifact)  # e.g. the ONNX graphs' I/O
+    if any(c.status == FAIL for c in checks):
+        return checks
     if "parity" not in artifact:
         checks.append(CheckResult(name, "numerics", NOT_RUN, "this export stored no decoder reference (made "
                                   "before .pte parity references existed); re-export, or `edgevlm run --reference`"))
@@ -42,7 +40,8 @@ def _dims(shape) -> list:
     return [d if isinstance(d, int) else "T" for d in shape]
 
 
-def _contract(graph: dict, sess) -> CheckResult:
+def io_contract(graph: dict, sess) -> CheckResult:
+    """An ONNX graph's declared inputs/outputs (an ORT session's) against the manifest's."""
     declared = {"inputs": {i.name: (_dims(i.shape), ort_dtype_name(i.type)) for i in sess.get_inputs()},
                 "outputs": {o.name: (_dims(o.shape), ort_dtype_name(o.type)) for o in sess.get_outputs()}}
     problems = [f"{kind} {e['name']}: graph {declared[kind].get(e['name'])} vs manifest {(e['shape'], e['dtype'])}"
@@ -55,7 +54,7 @@ def _contract(graph: dict, sess) -> CheckResult:
 
 
 def _parity(root: Path, artifact: dict) -> CheckResult:
-    from edgevlm.export.decoder_session import open_decoder
+    from edgevlm.export.decoder.session import open_decoder
 
     reference = np.load(root / artifact["parity"]["reference"])
     decoder = open_decoder(root, artifact)

@@ -5,6 +5,7 @@
     reset()                           empty cache for a new conversation
     running()                         context for a stretch of steps (prefill + decode loop)
 
+A decoder backend opens its artifact's session (backends/base.py get_decoder_backend(...).open_session).
 `executorch`: the .pte's token_embedding / text_decoder methods; the cache is the program's own
 mutable buffers. `ort`: two ONNX graphs; the cache is graph I/O held as OrtValues and bound with IO
 binding, double-buffered (the outputs of one step are the next step's inputs), so it never goes
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from edgevlm.errors import EdgeVLMError
+from edgevlm.export.decoder import pte_names as names
 
 
 class DecoderSession(Protocol):
@@ -35,11 +37,11 @@ class DecoderSession(Protocol):
 
 class PteDecoderSession:
     def __init__(self, root: Path, entry: dict):
-        from edgevlm.export.decoder_pte import load_pte_method
+        from edgevlm.export.decoder.pte import load_pte_method
 
         self._path, self._load = Path(root) / entry["file"], load_pte_method
-        self._embed = load_pte_method(self._path, "token_embedding")
-        self._decoder = load_pte_method(self._path, "text_decoder")
+        self._embed = load_pte_method(self._path, names.TOKEN_EMBEDDING)
+        self._decoder = load_pte_method(self._path, names.TEXT_DECODER)
         self._used = False
 
     def embed(self, ids) -> torch.Tensor:
@@ -51,10 +53,10 @@ class PteDecoderSession:
 
     def reset(self) -> None:
         if self._used:  # a freshly loaded method has a zeroed cache
-            self._decoder, self._used = self._load(self._path, "text_decoder"), False
+            self._decoder, self._used = self._load(self._path, names.TEXT_DECODER), False
 
     def running(self) -> ContextManager:
-        from edgevlm.export.decoder_pte import torch_on_one_thread
+        from edgevlm.export.decoder.pte import torch_on_one_thread
 
         return torch_on_one_thread()  # torch's spinning OpenMP threads would take the program's cores
 
@@ -63,13 +65,13 @@ class OrtDecoderSession:
     def __init__(self, root: Path, entry: dict, threads: int | None = None):
         import onnxruntime as ort
 
-        from edgevlm.export.decoder_onnx import session
+        from edgevlm.export.decoder.onnx_graph import session
 
         graphs = entry["graphs"]
         self._ort = ort
-        self._embed = session(Path(root) / graphs["token_embedding"]["file"], threads)
-        self._decoder = session(Path(root) / graphs["text_decoder"]["file"], threads)
-        cache = [s for s in graphs["text_decoder"]["inputs"] if s["name"].startswith("past.")]
+        self._embed = session(Path(root) / graphs[names.TOKEN_EMBEDDING]["file"], threads)
+        self._decoder = session(Path(root) / graphs[names.TEXT_DECODER]["file"], threads)
+        cache = [s for s in graphs[names.TEXT_DECODER]["inputs"] if s["name"].startswith("past.")]
         self._past = [s["name"] for s in cache]
         self._present = [n.replace("past.", "present.", 1) for n in self._past]
         # Two sets of buffers: a step reads one set and writes the other, then they swap.
@@ -157,13 +159,11 @@ class ModuleDecoderSession:
         return contextlib.nullcontext()
 
 
-SESSIONS = {"executorch": PteDecoderSession, "ort": OrtDecoderSession}
-
-
 def open_decoder(root: Path, entry: dict) -> DecoderSession:
-    try:
-        cls = SESSIONS[entry["target"]]
-    except KeyError:
+    """The session of a manifest's decoder entry, opened by the backend its `target` names."""
+    from edgevlm.backends.base import DECODER_BACKENDS, get_decoder_backend
+
+    if entry["target"] not in DECODER_BACKENDS:
         raise EdgeVLMError(f"decoder artifact {entry['file']} has target {entry['target']!r}, which `run` cannot "
-                           "execute", f"known decoder targets: {', '.join(SESSIONS)}") from None
-    return cls(root, entry)
+                           "execute", f"known decoder targets: {', '.join(DECODER_BACKENDS)}")
+    return get_decoder_backend(entry["target"]).open_session(root, entry)

@@ -1,0 +1,70 @@
+"""The executorch decoder target: a recipe's decoder target -> one .pte (ExecuTorch's multimodal
+runner conventions, export/decoder/pte.py) + its manifest entry, with our kernels' sources beside
+it when the program calls them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from edgevlm.export.decoder import pte_names as names
+from edgevlm.export.decoder.artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
+from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.pte import DecoderPteSpec, export_pte
+from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.recipes import DecoderTarget, Recipe
+
+
+def decoder_spec(target: DecoderTarget) -> DecoderPteSpec:
+    cache = KVCacheSpec(target.kv_cache, target.kv_group_size, target.kv_rotate_keys)
+    return DecoderPteSpec(max_seq_len=target.max_seq_len, weights=target.weights, group_size=target.group_size,
+                          cache=cache, attention=target.attention, embedding=target.embedding)
+
+
+def io_specs(config) -> tuple[list[dict], list[dict]]:
+    """(inputs, outputs) of the text_decoder method; the cache is the program's own state."""
+    llm = config.llm
+    return ([{"name": "embeddings", "shape": [1, "T", llm.hidden_size], "dtype": "float32"},
+             {"name": "input_pos", "shape": [1], "dtype": "int64"}],
+            [{"name": "logits", "shape": [1, llm.vocab_size], "dtype": "float32"}])
+
+
+def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
+    """The non-ATen kernels the program calls, and (for ours) their C++ sources copied beside it for
+    the app to compile in (ExecuTorch's own llama ops come with its LLM runner build)."""
+    if spec.attention != CUSTOM:
+        return [], []
+    if spec.cache.format != "int4":
+        return ["llama::update_cache.out", "llama::custom_sdpa.out"], []
+    from edgevlm.export.decoder.int4_attention import KERNEL_FILES, KERNEL_NAMES
+
+    folder = out / "kernels"  # an INT4-cache program calls only these (no llama:: ops)
+    folder.mkdir(exist_ok=True)
+    for source in KERNEL_FILES:
+        shutil.copyfile(source, folder / source.name)
+    return list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
+
+
+def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict,
+                      vision=None) -> dict:
+    """The executorch target: write the .pte of a built LLM; returns the manifest entry."""
+    spec = decoder_spec(target)
+    name = f"minicpmv-{loaded.config.version}.decoder.xnnpack.{target.precision}.pte"
+    path = Path(out) / name
+    metadata = export_pte(loaded, spec, path, runner="multimodal", vision=vision if target.vision_in_pte else None,
+                          llm=built.llm)
+    inputs, outputs = io_specs(loaded.config)
+    methods = [names.TOKEN_EMBEDDING, names.TEXT_DECODER] + ([names.VISION_ENCODER] if target.vision_in_pte else [])
+    ops, sources = custom_ops(spec, Path(out))
+    return {
+        "name": names.TEXT_DECODER, "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
+        "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
+        "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
+        "extra_files": [file_entry(f, Path(out)) for f in sources],
+        "inputs": inputs, "outputs": outputs,
+        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
+                    "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
+        "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
+        "quality_gate": decoder_gate(target, parity).to_dict(), "parity": parity,
+    }
