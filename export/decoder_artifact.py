@@ -20,7 +20,7 @@ import torch
 from edgevlm.export.decoder_pte import DecoderPteSpec, export_pte
 from edgevlm.export.gates import Gate, compare, gate_for
 from edgevlm.export.kv_cache import KVCacheSpec
-from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.manifest_builders import kv_cache_entry, pte_decoder_entry
 from edgevlm.export.recipes import DecoderTarget, Recipe
 
 PARITY_PROMPT = "Describe the picture in one short sentence, then name its main colour."
@@ -52,26 +52,12 @@ def decoder_gate(target: DecoderTarget, parity: dict) -> Gate:
 
 
 def kv_cache_block(loaded, spec, attention: str) -> dict:
-    """What the manifest says about the cache: format, layout, sizes. `spec`: a .pte or ONNX decoder
-    spec (max_seq_len, cache); `attention`: static | custom (the ONNX decoder is always static)."""
-    from edgevlm.export.kv_cache import rotation_block
-
+    """The artifact's manifest `kv_cache` block (manifest_builders.kv_cache_entry). `spec`: a .pte or
+    ONNX decoder spec (max_seq_len, cache); `attention`: static | custom (ONNX: always static)."""
     llm = loaded.config.llm
-    cache = spec.cache
-    dims = "B, S, Hkv" if attention == "custom" else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
-    layout = (f"codes uint8 [{dims}, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [{dims}, Dh/group]"
-              if cache.format == "int4" else
-              f"codes uint8 [{dims}, Dh], scale+zero fp16 [{dims}, Dh/group]" if cache.format == "int8" else
-              f"{cache.format} [{dims}, Dh]")
-    rotated = cache.quantized and cache.rotate_keys
-    return cache.to_dict() | {
-        "layout": layout, "quantization": "asymmetric, per-token groups along the head dimension"
-        if cache.quantized else None,
-        "rotation_block": rotation_block(llm.resolved_head_dim) if rotated else None,
-        "max_seq_len": spec.max_seq_len, "attention": attention, "layers": llm.num_hidden_layers,
-        "kv_heads": llm.num_key_value_heads, "head_dim": llm.resolved_head_dim,
-        "bytes_per_token": cache.bytes_per_token(llm.num_hidden_layers, llm.num_key_value_heads, llm.resolved_head_dim),
-    }
+    return kv_cache_entry(spec.cache, max_seq_len=spec.max_seq_len, attention=attention,
+                          layers=llm.num_hidden_layers, kv_heads=llm.num_key_value_heads,
+                          head_dim=llm.resolved_head_dim)
 
 
 def parity_ids(loaded) -> list[int]:
@@ -126,10 +112,6 @@ def custom_ops(spec: DecoderPteSpec, out: Path) -> tuple[list[str], list[Path]]:
     return list(KERNEL_NAMES), [folder / s.name for s in KERNEL_FILES]
 
 
-def file_entry(path: Path, root: Path) -> dict:
-    return {"file": str(path.relative_to(root)), "sha256": sha256_path(path), "bytes": size_bytes(path)}
-
-
 def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, built, parity: dict,
                       vision=None) -> dict:
     """The executorch target: write the .pte of a built LLM; returns the manifest entry."""
@@ -141,19 +123,16 @@ def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, 
     d = loaded.config.llm.hidden_size
     methods = ["token_embedding", "text_decoder"] + (["vision_encoder"] if target.vision_in_pte else [])
     ops, sources = custom_ops(spec, Path(out))
-    return {
-        "name": "text_decoder", "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
-        "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
-        "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
-        "extra_files": [file_entry(f, Path(out)) for f in sources],
-        "inputs": [{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
-                   {"name": "input_pos", "shape": [1], "dtype": "int64"}],
-        "outputs": [{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
-        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
-                    "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
-        "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
-        "quality_gate": decoder_gate(target, parity).to_dict(), "parity": parity,
-    }
+    return pte_decoder_entry(
+        root=Path(out), path=path, recipe=recipe.name, precision=target.precision, kernel_sources=sources,
+        custom_ops=ops, methods=methods,
+        inputs=[{"name": "embeddings", "shape": [1, "T", d], "dtype": "float32"},
+                {"name": "input_pos", "shape": [1], "dtype": "int64"}],
+        outputs=[{"name": "logits", "shape": [1, loaded.config.llm.vocab_size], "dtype": "float32"}],
+        weights={"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
+                 "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
+        kv_cache=kv_cache_block(loaded, spec, spec.attention), runner_metadata=metadata,
+        quality_gate=decoder_gate(target, parity).to_dict(), parity=parity)
 
 
 def weight_plan(target: DecoderTarget):

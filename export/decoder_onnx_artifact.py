@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgevlm.export.decoder_artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
+from edgevlm.export.decoder_artifact import decoder_gate, kv_cache_block, weight_calibration_record
 from edgevlm.export.decoder_onnx import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx, io_specs
 from edgevlm.export.kv_cache import KVCacheSpec
-from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.manifest_builders import onnx_decoder_entry
 from edgevlm.export.recipes import DecoderTarget, Recipe
 
 OPTION_KEYS = ("symmetric", "accuracy_level", "weight_format")
@@ -58,33 +58,27 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
     weight_format = {"matmulnbits": "com.microsoft MatMulNBits (ORT contrib op)",
                      "qdq": "opset-21 DequantizeLinear(int4/uint4) + MatMul"}[spec.weight_format]
     tok = loaded.tokenizer
-    return {
-        "name": "text_decoder", "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
-        "runtime": "onnxruntime-cpu", "precision": target.precision, "sha256": sha256_path(decoder_path),
-        "bytes": size_bytes(decoder_path),
-        "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files + genai_files],
-        "methods": ["token_embedding", "text_decoder"],
-        "graphs": {"token_embedding": {"file": embed_path.name} | embed_io,
-                   "text_decoder": {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
-                                    "cache_feedback": "feed present.<i>.<buffer> back as past.<i>.<buffer>; "
-                                                      "zeros for a new conversation"}},
-        "inputs": inputs, "outputs": outputs, "opset": 21,
-        "weights": {"scheme": target.weights, "group_size": target.group_size if target.weights == "int4" else None,
-                    "library": "onnxruntime.quantization block quantizer (MatMulNBits layout)"
-                    if target.weights == "int4" else None,
-                    "format": weight_format if target.weights == "int4" else "float32",
-                    "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
-                    "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
-                    "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
-        "kv_cache": kv_cache_block(loaded, spec, "static"),
-        "runner_metadata": {"get_max_seq_len": spec.max_seq_len, "get_vocab_size": cfg.llm.vocab_size,
-                            "get_n_layers": cfg.llm.num_hidden_layers,
-                            "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
-                            "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
-        "quality_gate": decoder_gate(target, parity).to_dict(),
-        "parity": parity,
-        "genai": genai,
-    }
+    return onnx_decoder_entry(
+        root=out, path=decoder_path, recipe=recipe.name, precision=target.precision,
+        extra_files=decoder_files[1:] + embed_files + genai_files,
+        graphs={"token_embedding": {"file": embed_path.name} | embed_io,
+                "text_decoder": {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
+                                 "cache_feedback": "feed present.<i>.<buffer> back as past.<i>.<buffer>; "
+                                                   "zeros for a new conversation"}},
+        inputs=inputs, outputs=outputs, opset=21,
+        weights={"scheme": target.weights, "group_size": target.group_size if target.weights == "int4" else None,
+                 "library": "onnxruntime.quantization block quantizer (MatMulNBits layout)"
+                 if target.weights == "int4" else None,
+                 "format": weight_format if target.weights == "int4" else "float32",
+                 "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
+                 "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
+                 "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
+        kv_cache=kv_cache_block(loaded, spec, "static"),
+        runner_metadata={"get_max_seq_len": spec.max_seq_len, "get_vocab_size": cfg.llm.vocab_size,
+                         "get_n_layers": cfg.llm.num_hidden_layers,
+                         "get_bos_id": tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
+                         "get_eos_ids": sorted(tok.stop_token_ids()), "use_kv_cache": True},
+        quality_gate=decoder_gate(target, parity).to_dict(), parity=parity, genai=genai)
 
 
 def genai_block(loaded, spec: DecoderOnnxSpec, out: Path, decoder_path: Path, embed_path: Path) -> dict:
