@@ -143,3 +143,24 @@ def test_two_decoders_each_keep_their_own_cache_block(int4_kv_export, tmp_path):
     assert [(c["format"], c["bits"], c["max_seq_len"], c["rotation_block"]) for c in caches] == [
         ("int4", 4, 256, first["kv_cache"]["rotation_block"]), ("int8", 8, 128, None)]
     assert int8["bytes_per_token"] == 2 * 2 * 2 * (64 + 2 * 2 * 64 / 16)
+
+
+def test_an_export_with_two_decoders_keeps_each_cache_and_verifies(tiny_checkpoints, tmp_path, capsys):
+    """Schema v1 kept one top-level kv_cache, the last decoder's: wrong for every other decoder."""
+    import yaml
+
+    from edgevlm.export.driver import export_model
+    from edgevlm.export.recipes import load_recipe
+
+    recipe = tmp_path / "two.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "two-decoders", "decoder": [
+        {"backend": "executorch", "weights": "fp32", "kv_cache": "int4", "max_seq_len": 48},
+        {"backend": "ort", "weights": "fp32", "kv_cache": "int8", "max_seq_len": 40}]}))
+    out = export_model(tiny_checkpoints["minicpmv-2.6-tiny"], load_recipe(str(recipe)), tmp_path / "out",
+                       part="decoder")
+    manifest = read_manifest(out)
+    caches = {a["target"]: a["kv_cache"] for a in manifest["artifacts"] if a["part"] == "decoder"}
+    assert "kv_cache" not in manifest
+    assert {t: (c["format"], c["bits"], c["max_seq_len"], c["attention"]) for t, c in caches.items()} == {
+        "executorch": ("int4", 4, 48, "custom"), "ort": ("int8", 8, 40, "static")}
+    assert main(["verify", str(out)]) == 0, capsys.readouterr()
