@@ -50,7 +50,14 @@ def schema_problems(manifest: dict) -> list[str]:
     from jsonschema.exceptions import relevance
 
     errors = sorted(_validator().iter_errors(manifest), key=relevance)
-    return [f"{e.json_path}: {e.message[:200]}" for e in errors[:8]]
+    return [f"{e.json_path}: {_message(e)[:200]}" for e in errors[:8]]
+
+
+def _message(error) -> str:
+    # a field the schema forbids (`not: {}`, e.g. v1's top-level kv_cache): its description says why
+    if error.validator == "not" and isinstance(error.schema, dict) and "description" in error.schema:
+        return error.schema["description"]
+    return error.message
 
 
 def named_files(manifest: dict):
