@@ -27,7 +27,9 @@ from edgevlm.export.decoder.artifact import export_decoder_target
 from edgevlm.export.gates import ACCURACY_DROP_POINTS, accuracy_gate, gate_for
 from edgevlm.export.host import manifest_slices, preprocessing_block
 from edgevlm.export.integrity import support_files
-from edgevlm.export.manifest import sha256_path, size_bytes, toolchain_versions, write_manifest
+from edgevlm.export import manifest_builders
+from edgevlm.export.manifest import sha256_path, toolchain_versions, write_manifest
+from edgevlm.export.manifest_builders import vision_entry
 from edgevlm.export.recipes import DEFAULT_MAX_PATCHES, Recipe, VisionTarget, resolve_for_model
 from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
 from edgevlm.progress import log, progress_bar
@@ -98,8 +100,7 @@ def export_model(model_dir: Path, recipe: Recipe, out_dir: Path, part: str = "al
             for target in decoder_targets:
                 entry = export_decoder_target(loaded, recipe, target, tmp, source, embeddings, vision,
                                               park=scratch.park, stage=stages.stage)
-                manifest["artifacts"].append(entry)
-                manifest["kv_cache"] = entry["kv_cache"]
+                manifest["artifacts"].append(entry)  # with its own kv_cache block
         tokenizer_dir = tmp / "tokenizer"
         tokenizer_dir.mkdir()
         for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -141,18 +142,14 @@ def export_vision_target(loaded: LoadedModel, recipe: Recipe, target: VisionTarg
         written = backend.export(request, out)
     main = written[0]
     d = cfg.llm.hidden_size
-    return {
-        "name": "vision_encoder", "part": "vision", "target": target.backend, "recipe": recipe.name,
-        "file": main.path.name, "runtime": main.runtime, "precision": target.precision,
-        "sha256": sha256_path(main.path), "bytes": size_bytes(main.path),
-        "extra_files": [{"file": w.path.name, "sha256": sha256_path(w.path), "bytes": size_bytes(w.path)}
-                        for w in written[1:]],
-        "inputs": [io_spec(n, example.arrays[n]) for n in INPUT_NAMES],
-        "outputs": [{"name": OUTPUT_NAMES[0], "shape": [target.batch, cfg.query_num, d], "dtype": "float32"}],
-        "max_patches": target.max_patches, "batch": target.batch,
-        "quality_gate": gate_for(target.precision, target.options.get("compression", "none")).to_dict(),
-        "details": {"attention_mask_value": mask_value} | main.details,
-    }
+    return vision_entry(
+        root=Path(out), files=[w.path for w in written], recipe=recipe.name, target=target.backend,
+        runtime=main.runtime, precision=target.precision,
+        inputs=[io_spec(n, example.arrays[n]) for n in INPUT_NAMES],
+        outputs=[{"name": OUTPUT_NAMES[0], "shape": [target.batch, cfg.query_num, d], "dtype": "float32"}],
+        max_patches=target.max_patches, batch=target.batch,
+        quality_gate=gate_for(target.precision, target.options.get("compression", "none")).to_dict(),
+        details={"attention_mask_value": mask_value} | main.details)
 
 
 def model_facts(loaded: LoadedModel) -> dict:
@@ -229,27 +226,22 @@ def write_verification_set(loaded: LoadedModel, folder: Path) -> dict:
 def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
     cfg, tok = loaded.config, loaded.tokenizer
     special = ["<image>", "</image>", "<slice>", "</slice>", "<image_id>", "</image_id>", tok.unk_token]
-    return {
-        "schema_version": 1,
-        "model": {"id": model_id(loaded), "version": cfg.version,
-                  "llm_family": cfg.llm.arch, "source": str(loaded.path),
-                  "config_sha256": sha256_path(loaded.path / "config.json")},
-        "recipe": {"name": recipe.name, "description": recipe.description,
-                   # the task-accuracy gates `edgevlm quality` judges with and `verify` re-applies
-                   "accuracy_gates": {c: accuracy_gate(c, recipe.quality.max_accuracy_drop).to_dict()
-                                      for c in ACCURACY_DROP_POINTS}},
-        "artifacts": [],
-        "preprocessing": preprocessing_block(cfg, loaded.processor_config),
-        "prompt": {"chat_template": tok.chat_template, "use_image_id": cfg.use_image_id,
-                   "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>",
-                   "slice_placeholder": "<slice>" + "<unk>" * cfg.query_num + "</slice>"},
-        "special_tokens": {t: tok.maybe_token_id(t) for t in special}
-                          | {"bos": tok.maybe_token_id(tok.bos_token), "eos": tok.maybe_token_id(tok.eos_token),
-                             "stop": sorted(tok.stop_token_ids())},
-        "query_num": cfg.query_num,
-        "llm": {"hidden_size": cfg.llm.hidden_size, "vocab_size": cfg.llm.vocab_size,
-                "max_seq_len": cfg.llm.max_position_embeddings},
-        "kv_cache": None,  # set from the decoder artifact when there is one
-        "config": loaded.config.to_dict(),  # what `edgevlm run` needs to preprocess and prompt
-        "toolchain": toolchain_versions(),
-    }
+    return manifest_builders.manifest(
+        model={"id": model_id(loaded), "version": cfg.version, "llm_family": cfg.llm.arch, "source": str(loaded.path),
+               "config_sha256": sha256_path(loaded.path / "config.json")},
+        # the task-accuracy gates `edgevlm quality` judges with and `verify` re-applies
+        recipe={"name": recipe.name, "description": recipe.description,
+                "accuracy_gates": {c: accuracy_gate(c, recipe.quality.max_accuracy_drop).to_dict()
+                                   for c in ACCURACY_DROP_POINTS}},
+        preprocessing=preprocessing_block(cfg, loaded.processor_config),
+        prompt={"chat_template": tok.chat_template, "use_image_id": cfg.use_image_id,
+                "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>",
+                "slice_placeholder": "<slice>" + "<unk>" * cfg.query_num + "</slice>"},
+        special_tokens={t: tok.maybe_token_id(t) for t in special}
+                       | {"bos": tok.maybe_token_id(tok.bos_token), "eos": tok.maybe_token_id(tok.eos_token),
+                          "stop": sorted(tok.stop_token_ids())},
+        query_num=cfg.query_num,
+        llm={"hidden_size": cfg.llm.hidden_size, "vocab_size": cfg.llm.vocab_size,
+             "max_seq_len": cfg.llm.max_position_embeddings},
+        config=loaded.config.to_dict(),  # what `edgevlm run` needs to preprocess and prompt
+        toolchain=toolchain_versions())

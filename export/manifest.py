@@ -2,7 +2,9 @@
 
 It names every artifact with its target, precision, I/O contract and sha256, and carries what a
 runtime needs to feed the artifacts (preprocessing, prompt format, special tokens) plus the
-toolchain that produced them.
+toolchain that produced them. The contract is export/schemas/manifest.schema.json (checked by
+export/manifest_schema.py on write and on read); older versions are upgraded on read
+(export/manifest_upgrade.py). DESIGN.md, "Manifest (the artifact contract)".
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from pathlib import Path
 from edgevlm.errors import EdgeVLMError
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("schema_version", "model", "artifacts", "preprocessing", "prompt", "special_tokens", "toolchain")
+SCHEMA_VERSION = 2  # 2: no top-level kv_cache; each decoder artifact's typed kv_cache block
 TOOLCHAIN_PACKAGES = ("edgevlm", "torch", "executorch", "transformers", "tokenizers", "safetensors", "onnx",
                       "onnxscript", "onnxruntime", "onnxruntime-qnn", "coremltools", "numpy", "Pillow")
 
@@ -56,14 +57,24 @@ def toolchain_versions() -> dict:
 
 
 def write_manifest(out_dir: Path, manifest: dict) -> Path:
+    """Write manifest.json after the same checks a reader makes: an export bug must not ship a
+    manifest that `verify`, `run` or an app would refuse."""
+    from edgevlm.export.manifest_schema import check_manifest
+
     path = Path(out_dir) / MANIFEST_FILE
+    try:
+        check_manifest(manifest, Path(out_dir), f"the manifest for {path}")
+    except EdgeVLMError as err:
+        raise ManifestError(f"refusing to write an invalid manifest: {err.problem}",
+                            "this is a bug in edgevlm's export: please report it with this message") from err
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path
 
 
 def read_manifest(artifacts_dir: Path) -> dict:
     """manifest.json of an artifact folder, checked before anyone acts on it: size and nesting caps,
-    the typed schema, every named file confined to the folder, tensor sizes (manifest_schema.py)."""
+    the version (older ones upgraded in memory, newer ones refused), the typed schema, every named
+    file confined to the folder, tensor sizes (manifest_schema.py)."""
     from edgevlm.export.manifest_schema import check_manifest
     from edgevlm.jsonfiles import read_json_object
     from edgevlm.limits import MAX_MANIFEST_BYTES
@@ -74,12 +85,27 @@ def read_manifest(artifacts_dir: Path) -> dict:
                             "pass the directory `edgevlm export --out` wrote")
     manifest = read_json_object(path, "manifest", ManifestError, max_bytes=MAX_MANIFEST_BYTES,
                                 fix="re-run `edgevlm export`")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ManifestError(f"{path} lacks {', '.join(missing)}", "re-run `edgevlm export` with this edgevlm version")
-    version = manifest["schema_version"]
-    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema_version {version}, newer than this edgevlm "
-                            f"understands ({SCHEMA_VERSION})", "upgrade edgevlm")
+    manifest = current_version(manifest, str(path))
     check_manifest(manifest, Path(artifacts_dir), str(path))
+    return manifest
+
+
+def current_version(manifest: dict, source: str) -> dict:
+    """The manifest in the current schema version: as it is, or upgraded from a known older one."""
+    from edgevlm.export.manifest_upgrade import UPGRADES
+
+    if "schema_version" not in manifest:
+        raise ManifestError(f"{source} has no schema_version", "re-run `edgevlm export` with this edgevlm version")
+    version = manifest["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{source}: $.schema_version: {version!r} is not of type 'integer'",
+                            "re-run `edgevlm export` (the manifest was edited or written by another tool)")
+    if version > SCHEMA_VERSION:
+        raise ManifestError(f"{source} has schema_version {version}, newer than this edgevlm understands "
+                            f"({SCHEMA_VERSION})", "upgrade edgevlm")
+    if version < min(UPGRADES, default=SCHEMA_VERSION):
+        raise ManifestError(f"{source} has schema_version {version}; this edgevlm reads versions "
+                            f"{min(UPGRADES)} to {SCHEMA_VERSION}", "re-run `edgevlm export` with this edgevlm version")
+    while version < SCHEMA_VERSION:
+        manifest, version = UPGRADES[version](manifest), version + 1
     return manifest

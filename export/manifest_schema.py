@@ -1,8 +1,10 @@
-"""The typed schema of manifest.json, checked by `read_manifest` before anything reads a field.
+"""The typed schema of manifest.json, checked when `write_manifest` writes one and when
+`read_manifest` reads one, before anything reads a field.
 
 Four layers, all before any artifact is opened:
-- JSON Schema (the `jsonschema` library): the types and ranges of every field edgevlm's readers
-  use (verify, run, bench, aihub, quality). Extra fields are allowed: apps may add their own.
+- JSON Schema (the `jsonschema` library): export/schemas/manifest.schema.json, shipped with the
+  package, is the single source of the contract (types, ranges, the fields each artifact kind
+  carries, with a description per field). Extra fields are allowed: apps may add their own.
 - consistency: the fields that must agree (a vision artifact's declared input shapes with its
   batch and max_patches, the preprocessing block with the model config), so a runtime is never
   fed shapes its artifact was not built for.
@@ -15,107 +17,29 @@ Four layers, all before any artifact is opened:
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from importlib import resources
 from pathlib import Path
 
 from edgevlm.limits import MAX_TENSOR_BYTES
 
-_INT = {"type": "integer"}
-_COUNT = {"type": "integer", "minimum": 1, "maximum": 2 ** 31 - 1}
-_FILE = {"type": "string", "minLength": 1, "maxLength": 4096}
-_SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_DIM = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2 ** 40}, {"type": "string", "maxLength": 64}]}
-_IO = {"type": "array", "maxItems": 10_000, "items": {
-    "type": "object", "required": ["name", "shape", "dtype"],
-    "properties": {"name": {"type": "string"}, "shape": {"type": "array", "items": _DIM, "maxItems": 16},
-                   "dtype": {"type": "string", "maxLength": 32}}}}
-_FILE_ENTRY = {"type": "object", "required": ["file", "sha256"],
-               "properties": {"file": _FILE, "sha256": _SHA, "bytes": {"type": "integer", "minimum": 0}}}
-_FILES = {"type": "array", "items": _FILE_ENTRY, "maxItems": 100_000}
-# export/gates.Gate(**gate): exactly its fields, and a metric gates.compare computes
-_GATE = {"type": "object", "required": ["metric", "bound", "higher_is_better"], "additionalProperties": False,
-         "properties": {"metric": {"enum": ["max_abs_error", "relative_max_error", "cosine", "sqnr_db"]},
-                        "bound": {"type": "number"}, "higher_is_better": {"type": "boolean"}}}
-_ACCURACY_GATE = {"type": "object", "required": ["component", "max_drop_points"], "additionalProperties": False,
-                  "properties": {"component": {"type": "string"}, "max_drop_points": {"type": "number"}}}
-_KV = {"type": "object", "required": ["max_seq_len"], "properties": {"max_seq_len": _COUNT, "format": {"type": "string"}}}
+SCHEMA_FILE = "schemas/manifest.schema.json"  # inside the edgevlm.export package (pyproject package-data)
 
-ARTIFACT = {
-    "type": "object",
-    "required": ["name", "part", "target", "file", "sha256"],
-    "properties": {
-        "name": {"type": "string"}, "part": {"type": "string", "enum": ["vision", "decoder"]},
-        "target": {"type": "string"}, "file": _FILE, "sha256": _SHA, "bytes": {"type": "integer", "minimum": 0},
-        "precision": {"type": "string"}, "runtime": {"type": "string"},
-        "extra_files": _FILES, "inputs": _IO, "outputs": _IO,
-        "max_patches": {"type": "integer", "minimum": 1, "maximum": 65536},
-        "batch": {"type": "integer", "minimum": 1, "maximum": 4096},
-        "quality_gate": _GATE, "details": {"type": "object"}, "kv_cache": _KV,
-        "methods": {"type": "array", "items": {"type": "string"}},
-        "graphs": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["file"], "properties": {"file": _FILE, "inputs": _IO, "outputs": _IO}}},
-        "parity": {"type": "object", "required": ["reference"], "properties": {"reference": _FILE}},
-        # ONNX Runtime GenAI's files (export/genai.py), or why a quantized cache has none
-        "genai": {"type": "object", "required": ["written"], "properties": {
-            "written": {"type": "boolean"}, "reason": {"type": "string"}, "config": _FILE, "graph": _FILE,
-            "files": {"type": "array", "items": _FILE, "maxItems": 64}}},
-    },
-    "allOf": [
-        {"if": {"properties": {"part": {"const": "vision"}}},
-         "then": {"required": ["inputs", "outputs", "max_patches", "batch", "quality_gate"]}},
-        {"if": {"properties": {"part": {"const": "decoder"}}}, "then": {"required": ["kv_cache"]}},
-    ],
-}
 
-SCHEMA = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "type": "object",
-    "required": ["schema_version", "model", "artifacts", "preprocessing", "prompt", "special_tokens", "toolchain"],
-    "properties": {
-        "schema_version": {"type": "integer", "minimum": 1},
-        "model": {"type": "object", "required": ["version"],
-                  "properties": {"version": {"type": "string"}, "source": {"type": "string"},
-                                 "id": {"type": "string"}}},
-        "artifacts": {"type": "array", "items": ARTIFACT, "maxItems": 1000},
-        "files": _FILES,
-        "preprocessing": {
-            "type": "object",
-            "required": ["slice_config", "slice_mode", "norm_mean", "norm_std", "patch_size", "num_patches_per_side",
-                         "resampler_pos"],
-            "properties": {
-                "slice_config": {"type": "object", "required": ["max_slice_nums", "scale_resolution", "patch_size"],
-                                 "properties": {"max_slice_nums": {"type": "integer", "minimum": 1, "maximum": 64},
-                                                "scale_resolution": {"type": "integer", "minimum": 1, "maximum": 16384},
-                                                "patch_size": {"type": "integer", "minimum": 1, "maximum": 1024}}},
-                "slice_mode": {"type": "boolean"},
-                "norm_mean": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
-                "norm_std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
-                             "minItems": 3, "maxItems": 3},
-                "patch_size": {"type": "integer", "minimum": 1, "maximum": 1024},
-                "num_patches_per_side": {"type": "integer", "minimum": 1, "maximum": 4096},
-                "resampler_pos": {"type": "object", "required": ["added_to", "embed_dim"],
-                                  "properties": {"added_to": {"enum": ["keys", "values"]},
-                                                 "embed_dim": {"type": "integer", "minimum": 1, "maximum": 65536}}},
-            },
-        },
-        "recipe": {"type": "object", "properties": {
-            "accuracy_gates": {"type": "object", "additionalProperties": _ACCURACY_GATE}}},
-        "prompt": {"type": "object"},
-        "special_tokens": {"type": "object"},
-        "toolchain": {"type": "object"},
-        "config": {"type": "object"},
-        "kv_cache": {"anyOf": [{"type": "null"}, _KV]},
-        "verification": {
-            "type": "object", "required": ["reference", "cases"],
-            "properties": {"reference": _FILE, "cases": {"type": "array", "maxItems": 1000, "items": {
-                "type": "object", "required": ["name", "image", "tgt_sizes"],
-                "properties": {"name": {"type": "string"}, "image": _FILE,
-                               "tgt_sizes": {"type": "array", "items": {
-                                   "type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4096},
-                                   "minItems": 2, "maxItems": 2}}}}}},
-        },
-    },
-}
+@functools.cache
+def schema() -> dict:
+    """The JSON Schema of the current manifest version, read once from the package."""
+    return json.loads(resources.files("edgevlm.export").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator():
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema())
+
 
 DTYPE_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
                "uint8": 1, "int8": 1, "bool": 1}
@@ -123,11 +47,17 @@ DTYPE_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2,
 
 def schema_problems(manifest: dict) -> list[str]:
     """JSON Schema violations, the most relevant first, as 'path: message'."""
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import relevance
 
-    errors = sorted(Draft202012Validator(SCHEMA).iter_errors(manifest), key=relevance)
-    return [f"{e.json_path}: {e.message[:200]}" for e in errors[:8]]
+    errors = sorted(_validator().iter_errors(manifest), key=relevance)
+    return [f"{e.json_path}: {_message(e)[:200]}" for e in errors[:8]]
+
+
+def _message(error) -> str:
+    # a field the schema forbids (`not: {}`, e.g. v1's top-level kv_cache): its description says why
+    if error.validator == "not" and isinstance(error.schema, dict) and "description" in error.schema:
+        return error.schema["description"]
+    return error.message
 
 
 def named_files(manifest: dict):

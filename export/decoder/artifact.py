@@ -19,7 +19,7 @@ import torch
 from edgevlm.backends.base import get_decoder_backend
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.gates import Gate, compare, gate_for
-from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.manifest_builders import kv_cache_entry
 from edgevlm.export.recipes import DecoderTarget, Recipe
 
 PARITY_PROMPT = "Describe the picture in one short sentence, then name its main colour."
@@ -45,27 +45,12 @@ def decoder_gate(target: DecoderTarget, parity: dict) -> Gate:
 
 
 def kv_cache_block(loaded, spec, attention: str) -> dict:
-    """What the manifest says about the cache: format, layout, sizes. `spec`: a .pte or ONNX decoder
-    spec (max_seq_len, cache); `attention`: static | custom (the ONNX decoder is always static)."""
-    from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
-    from edgevlm.export.decoder.kv_cache import rotation_block
-
+    """The artifact's manifest `kv_cache` block (manifest_builders.kv_cache_entry). `spec`: a .pte or
+    ONNX decoder spec (max_seq_len, cache); `attention`: static | custom (ONNX: always static)."""
     llm = loaded.config.llm
-    cache = spec.cache
-    dims = "B, S, Hkv" if attention == CUSTOM else "B, Hkv, S"  # custom: ExecuTorch's sequence-major
-    layout = (f"codes uint8 [{dims}, Dh/2] (element 2i low nibble, 2i+1 high), scale+zero fp16 [{dims}, Dh/group]"
-              if cache.format == "int4" else
-              f"codes uint8 [{dims}, Dh], scale+zero fp16 [{dims}, Dh/group]" if cache.format == "int8" else
-              f"{cache.format} [{dims}, Dh]")
-    rotated = cache.quantized and cache.rotate_keys
-    return cache.to_dict() | {
-        "layout": layout, "quantization": "asymmetric, per-token groups along the head dimension"
-        if cache.quantized else None,
-        "rotation_block": rotation_block(llm.resolved_head_dim) if rotated else None,
-        "max_seq_len": spec.max_seq_len, "attention": attention, "layers": llm.num_hidden_layers,
-        "kv_heads": llm.num_key_value_heads, "head_dim": llm.resolved_head_dim,
-        "bytes_per_token": cache.bytes_per_token(llm.num_hidden_layers, llm.num_key_value_heads, llm.resolved_head_dim),
-    }
+    return kv_cache_entry(spec.cache, max_seq_len=spec.max_seq_len, attention=attention,
+                          layers=llm.num_hidden_layers, kv_heads=llm.num_key_value_heads,
+                          head_dim=llm.resolved_head_dim)
 
 
 def parity_ids(loaded) -> list[int]:
@@ -104,8 +89,6 @@ def weight_calibration_record(built, target: DecoderTarget) -> dict:
                "alpha": {name: g["alpha"] for name, g in summary["groups"].items()}})
 
 
-def file_entry(path: Path, root: Path) -> dict:
-    return {"file": str(path.relative_to(root)), "sha256": sha256_path(path), "bytes": size_bytes(path)}
 
 
 def weight_plan(target: DecoderTarget):

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevlm.export.decoder import pte_names as names
-from edgevlm.export.decoder.artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
-from edgevlm.export.decoder.onnx_graph import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx
-from edgevlm.export.decoder.stateless import io_specs
+from edgevlm.export.decoder.artifact import decoder_gate, kv_cache_block, weight_calibration_record
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
-from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.decoder.onnx_graph import DecoderOnnxSpec, export_decoder_onnx, export_embedding_onnx
 from edgevlm.export.decoder.static_attention import NAME as STATIC
+from edgevlm.export.decoder.stateless import io_specs
+from edgevlm.export.manifest_builders import onnx_decoder_entry
 from edgevlm.export.recipes import DecoderTarget, Recipe, check_decoder_options
+
 # Measured with device_tests/decoder_onnx_bench.py (see export/decoder/onnx_graph.py).
 FORMAT_REASONS = {
     "matmulnbits": "fastest on ORT's CPU EP: one decode step 144 ms with accuracy_level 4 vs 176 ms for the "
@@ -64,33 +65,27 @@ def export_onnx_decoder_target(loaded, recipe: Recipe, target: DecoderTarget, ou
     weight_format = {"matmulnbits": "com.microsoft MatMulNBits (ORT contrib op)",
                      "qdq": "opset-21 DequantizeLinear(int4/uint4) + MatMul"}[spec.weight_format]
     tok = loaded.tokenizer
-    return {
-        "name": names.TEXT_DECODER, "part": "decoder", "target": "ort", "recipe": recipe.name, "file": decoder_path.name,
-        "runtime": "onnxruntime-cpu", "precision": target.precision, "sha256": sha256_path(decoder_path),
-        "bytes": size_bytes(decoder_path),
-        "extra_files": [file_entry(p, out) for p in decoder_files[1:] + embed_files + genai_files],
-        "methods": [names.TOKEN_EMBEDDING, names.TEXT_DECODER],
-        "graphs": {names.TOKEN_EMBEDDING: {"file": embed_path.name} | embed_io,
-                   names.TEXT_DECODER: {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
-                                    "cache_feedback": "feed present.<i>.<buffer> back as past.<i>.<buffer>; "
-                                                      "zeros for a new conversation"}},
-        "inputs": inputs, "outputs": outputs, "opset": 21,
-        "weights": {"scheme": target.weights, "group_size": target.group_size if target.weights == "int4" else None,
-                    "library": "onnxruntime.quantization block quantizer (MatMulNBits layout)"
-                    if target.weights == "int4" else None,
-                    "format": weight_format if target.weights == "int4" else "float32",
-                    "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
-                    "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
-                    "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
-        "kv_cache": kv_cache_block(loaded, spec, STATIC),
-        "runner_metadata": {names.MAX_SEQ_LEN: spec.max_seq_len, names.VOCAB_SIZE: cfg.llm.vocab_size,
-                            names.N_LAYERS: cfg.llm.num_hidden_layers,
-                            names.BOS_ID: tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
-                            names.EOS_IDS: sorted(tok.stop_token_ids()), names.USE_KV_CACHE: True},
-        "quality_gate": decoder_gate(target, parity).to_dict(),
-        "parity": parity,
-        "genai": genai,
-    }
+    return onnx_decoder_entry(
+        root=out, path=decoder_path, recipe=recipe.name, precision=target.precision,
+        extra_files=decoder_files[1:] + embed_files + genai_files,
+        graphs={names.TOKEN_EMBEDDING: {"file": embed_path.name} | embed_io,
+                names.TEXT_DECODER: {"file": decoder_path.name, "inputs": inputs, "outputs": outputs,
+                                     "cache_feedback": "feed present.<i>.<buffer> back as past.<i>.<buffer>; "
+                                                       "zeros for a new conversation"}},
+        inputs=inputs, outputs=outputs, opset=21,
+        weights={"scheme": target.weights, "group_size": target.group_size if target.weights == "int4" else None,
+                 "library": "onnxruntime.quantization block quantizer (MatMulNBits layout)"
+                 if target.weights == "int4" else None,
+                 "format": weight_format if target.weights == "int4" else "float32",
+                 "symmetric": spec.symmetric, "accuracy_level": spec.accuracy_level,
+                 "format_reason": FORMAT_REASONS[spec.weight_format] if target.weights == "int4" else None,
+                 "embedding": target.embedding, "calibration": weight_calibration_record(built, target)},
+        kv_cache=kv_cache_block(loaded, spec, STATIC),
+        runner_metadata={names.MAX_SEQ_LEN: spec.max_seq_len, names.VOCAB_SIZE: cfg.llm.vocab_size,
+                         names.N_LAYERS: cfg.llm.num_hidden_layers,
+                         names.BOS_ID: tok.maybe_token_id(tok.bos_token) if tok.bos_token else -1,
+                         names.EOS_IDS: sorted(tok.stop_token_ids()), names.USE_KV_CACHE: True},
+        quality_gate=decoder_gate(target, parity).to_dict(), parity=parity, genai=genai)
 
 
 def genai_block(loaded, spec: DecoderOnnxSpec, out: Path, decoder_path: Path, embed_path: Path) -> dict:

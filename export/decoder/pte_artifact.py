@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 from edgevlm.export.decoder import pte_names as names
-from edgevlm.export.decoder.artifact import decoder_gate, file_entry, kv_cache_block, weight_calibration_record
+from edgevlm.export.decoder.artifact import decoder_gate, kv_cache_block, weight_calibration_record
 from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.decoder.pte import DecoderPteSpec, export_pte
-from edgevlm.export.manifest import sha256_path, size_bytes
+from edgevlm.export.manifest_builders import pte_decoder_entry
 from edgevlm.export.recipes import DecoderTarget, Recipe
 
 
@@ -57,14 +57,10 @@ def export_pte_target(loaded, recipe: Recipe, target: DecoderTarget, out: Path, 
     inputs, outputs = io_specs(loaded.config)
     methods = [names.TOKEN_EMBEDDING, names.TEXT_DECODER] + ([names.VISION_ENCODER] if target.vision_in_pte else [])
     ops, sources = custom_ops(spec, Path(out))
-    return {
-        "name": names.TEXT_DECODER, "part": "decoder", "target": "executorch", "recipe": recipe.name, "file": name,
-        "runtime": "executorch-xnnpack", "precision": target.precision, "sha256": sha256_path(path),
-        "bytes": size_bytes(path), "methods": methods, "custom_ops": ops,
-        "extra_files": [file_entry(f, Path(out)) for f in sources],
-        "inputs": inputs, "outputs": outputs,
-        "weights": {"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
-                    "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
-        "kv_cache": kv_cache_block(loaded, spec, spec.attention), "runner_metadata": metadata,
-        "quality_gate": decoder_gate(target, parity).to_dict(), "parity": parity,
-    }
+    return pte_decoder_entry(
+        root=Path(out), path=path, recipe=recipe.name, precision=target.precision, kernel_sources=sources,
+        custom_ops=ops, methods=methods, inputs=inputs, outputs=outputs,
+        weights={"scheme": target.weights, "group_size": target.group_size, "library": "torchao",
+                 "calibration": weight_calibration_record(built, target), "embedding": target.embedding},
+        kv_cache=kv_cache_block(loaded, spec, spec.attention), runner_metadata=metadata,
+        quality_gate=decoder_gate(target, parity).to_dict(), parity=parity)
