@@ -11,7 +11,7 @@ import pytest
 
 from edgevlm.cli.main import main
 from edgevlm.errors import EXIT_BAD_INPUT
-from edgevlm.export.kv_cache import KVCacheSpec
+from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.manifest import SCHEMA_VERSION, ManifestError, read_manifest, write_manifest
 from edgevlm.export.manifest_builders import kv_cache_entry, pte_decoder_entry
 from edgevlm.export.manifest_schema import schema, schema_problems
