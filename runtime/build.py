@@ -23,7 +23,7 @@ TARGETS = ("host",)  # aarch64-linux joins with the cross toolchain
 
 
 def source_files() -> list[Path]:
-    return sorted(p for pattern in ("CMakeLists.txt", "include/**/*.h", "src/*.cpp", "tools/*.cpp")
+    return sorted(p for pattern in ("CMakeLists.txt", "include/**/*.h", "src/*.h", "src/*.cpp", "tools/*.cpp")
                   for p in SOURCE_DIR.glob(pattern))
 
 
