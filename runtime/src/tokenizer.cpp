@@ -122,8 +122,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool allow_special
             ids.push_back(raw.added_id);
             continue;
         }
-        // (no normalizer: the normalized text is the text)
-        for (const Segment& seg : impl_->split_added(raw.text, allow_special, true)) {
+        // normalized added tokens match the normalized text
+        std::string normalized = impl_->nfc ? unicode::nfc(raw.text) : raw.text;
+        for (const Segment& seg : impl_->split_added(normalized, allow_special, true)) {
             if (seg.added_id >= 0) ids.push_back(seg.added_id);
             else impl_->pre_tokenize_and_encode(seg.text, ids);
         }

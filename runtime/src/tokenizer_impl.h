@@ -48,6 +48,7 @@ struct Segment {
 struct Tokenizer::Impl {
     std::string source;
     BpeModel model;
+    bool nfc = false;  // the normalizer (Qwen2/Qwen3 have NFC; Llama 3 none)
     std::vector<PreTokenizeStep> pre_tokenizer;
     std::vector<AddedToken> added;  // longest first, for leftmost-longest matching
     std::unordered_map<std::string, int32_t> added_ids;

@@ -123,10 +123,13 @@ struct Loader {
                          [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
     }
 
-    void checks(const Value& root) const {
+    void checks(const Value& root, Tokenizer::Impl& impl) const {
         const Value* normalizer = root.find("normalizer");
-        if (normalizer && !normalizer->is_null())
-            fail("normalizer " + text(normalizer->find("type"), "?") + " is not supported (only none)");
+        if (normalizer && !normalizer->is_null()) {
+            std::string type = text(normalizer->find("type"), "?");
+            if (type != "NFC") fail("normalizer " + type + " is not supported (NFC or none are)");
+            impl.nfc = true;
+        }
         const Value* decoder = root.find("decoder");
         if (!decoder || text(decoder->find("type")) != "ByteLevel") fail("the decoder must be ByteLevel");
     }
@@ -140,7 +143,7 @@ Tokenizer::Impl load_tokenizer_json(const json::Value& root, const std::string& 
     Tokenizer::Impl impl;
     impl.source = source;
     loader.model(root, impl.model);  // first: "not BPE" is the most telling refusal
-    loader.checks(root);
+    loader.checks(root, impl);
     loader.pre_tokenizer(root, impl.pre_tokenizer);
     loader.added_tokens(root, impl);
 

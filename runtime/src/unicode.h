@@ -22,6 +22,28 @@ extern const size_t kNumberRanges_count;
 extern const CodepointRange kWhitespaceRanges[];
 extern const size_t kWhitespaceRanges_count;
 
+// NFC tables (unicode_nfc_tables.cpp, same generator); Hangul syllables are left to arithmetic.
+struct Decomposition {
+    uint32_t cp;
+    uint32_t parts[4];  // the full canonical decomposition, zero-padded
+};
+struct CombiningClassRange {
+    uint32_t first, last;
+    uint8_t ccc;
+};
+struct Composition {
+    uint32_t first, second, composite;
+};
+extern const Decomposition kDecompositions[];
+extern const size_t kDecompositions_count;
+extern const CombiningClassRange kCombiningClasses[];
+extern const size_t kCombiningClasses_count;
+extern const Composition kCompositions[];
+extern const size_t kCompositions_count;
+
+// Unicode Normalization Form C of valid UTF-8 text (what the NFC normalizer of Qwen2/Qwen3 does).
+std::string nfc(std::string_view text);
+
 bool is_letter(uint32_t cp);      // \p{L}
 bool is_number(uint32_t cp);      // \p{N}
 bool is_whitespace(uint32_t cp);  // \s
