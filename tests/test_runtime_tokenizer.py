@@ -10,6 +10,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 import unicodedata
 from pathlib import Path
 
@@ -245,10 +246,12 @@ def test_bad_input_is_refused_with_a_message(tool, tmp_path, trained):
     assert run(tool, check=False).returncode == 2
 
 
-def test_nfc_matches_tokenizers_on_every_code_point(tool, tmp_path, trained):
-    """Qwen2's NFC normalizer over all of Unicode (in 300-code-point lines) and 20,000 random runs
-    of combining marks, Hangul jamo and composing bases: reordering, composition, exclusions."""
-    tok, path = trained["qwen2"]
+@pytest.mark.parametrize("family", ["qwen2", "llama3", "preset"])
+def test_every_code_point_and_combining_runs(tool, tmp_path, trained, presets, family):
+    """All of Unicode (in 300-code-point lines: every \\p{L}, \\p{N}, \\s and other class boundary)
+    and 20,000 random runs of combining marks, Hangul jamo and composing bases, which Qwen2's NFC
+    normalizer reorders, composes or leaves (exclusions)."""
+    tok, path = presets[TINY_PRESETS[-1]] if family == "preset" else trained[family]
     cps = [c for c in range(0x20, 0x110000) if not 0xD800 <= c <= 0xDFFF]
     texts = ["".join(map(chr, cps[i:i + 300])) for i in range(0, len(cps), 300)]
     rng = random.Random(8)
@@ -257,6 +260,18 @@ def test_nfc_matches_tokenizers_on_every_code_point(tool, tmp_path, trained):
     texts += ["".join(chr(rng.choice(bases) if rng.random() < 0.35 else rng.choice(marks))
                       for _ in range(rng.randint(1, 8))) for _ in range(20_000)]
     assert_same_ids(tok, texts, native_encode(tool, tmp_path, path, texts))
+
+
+def test_long_pieces_encode_fast_and_identically(tool, tmp_path, trained):
+    """A page of Chinese is one \\p{L}+ match: BPE over it must stay O(n log n)."""
+    tok, path = trained["qwen2"]
+    rng = random.Random(9)
+    texts = ["".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(50_000)), " " * 100_000, "7" * 100_000,
+             "😀" * 30_000, "ab" * 50_000, "\n" * 50_000 + "x"]
+    start = time.monotonic()
+    got = native_encode(tool, tmp_path, path, texts)
+    assert time.monotonic() - start < 30
+    assert_same_ids(tok, texts, got)
 
 
 def test_unicode_tables_regenerate_byte_for_byte(tmp_path):

@@ -1,6 +1,8 @@
 // The byte-level alphabet and the BPE merge loop, as `tokenizers`' ByteLevel and BPE models do.
 #include <array>
-#include <climits>
+#include <functional>
+#include <queue>
+#include <tuple>
 
 #include "tokenizer_impl.h"
 #include "unicode.h"
@@ -45,7 +47,8 @@ std::optional<std::string> text_to_bytes(const std::string& token) {
 }
 
 // Merges the adjacent pair of lowest rank (leftmost on ties) until none is left: the order of
-// `tokenizers`' priority queue, without its cache or dropout.
+// `tokenizers`' priority queue (without its cache or dropout). A heap over a linked list keeps a
+// long piece (a page of Chinese is one \p{L}+ match) at O(n log n).
 void BpeModel::encode(const std::string& piece, std::vector<int32_t>& out) const {
     if (ignore_merges) {
         if (auto it = vocab.find(piece); it != vocab.end()) {
@@ -53,36 +56,54 @@ void BpeModel::encode(const std::string& piece, std::vector<int32_t>& out) const
             return;
         }
     }
-    std::vector<int32_t> ids;
+    struct Symbol {
+        int32_t id;
+        int prev, next;  // -1 at the ends
+        bool alive;
+    };
+    std::vector<Symbol> symbols;
     bool last_unk = false;
     for (const unicode::Codepoint& cp : unicode::decode_utf8(piece)) {
         auto it = vocab.find(piece.substr(cp.offset, cp.length));
+        int32_t id;
         if (it != vocab.end()) {
-            ids.push_back(it->second);
+            id = it->second;
             last_unk = false;
         } else if (unk && !(fuse_unk && last_unk)) {  // no unk token: the character is dropped
-            ids.push_back(*unk);
+            id = *unk;
             last_unk = true;
+        } else {
+            continue;
         }
+        int k = static_cast<int>(symbols.size());
+        symbols.push_back({id, k - 1, -1, true});
+        if (k > 0) symbols[k - 1].next = k;
     }
-    auto rank_of = [&](size_t k) -> std::pair<int32_t, int32_t> {
-        auto it = merges.find(key(ids[k], ids[k + 1]));
-        return it == merges.end() ? std::pair<int32_t, int32_t>{INT32_MAX, -1} : it->second;
+    using Candidate = std::tuple<int32_t, int, int32_t>;  // (rank, left position, merged id)
+    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<Candidate>> queue;
+    auto offer = [&](int left) {
+        if (left < 0 || symbols[left].next < 0) return;
+        auto it = merges.find(key(symbols[left].id, symbols[symbols[left].next].id));
+        if (it != merges.end()) queue.emplace(it->second.first, left, it->second.second);
     };
-    std::vector<std::pair<int32_t, int32_t>> ranks;  // ranks[k]: merge of ids[k], ids[k + 1]
-    for (size_t k = 0; k + 1 < ids.size(); ++k) ranks.push_back(rank_of(k));
-    while (!ranks.empty()) {
-        size_t best = 0;
-        for (size_t k = 1; k < ranks.size(); ++k)
-            if (ranks[k].first < ranks[best].first) best = k;
-        if (ranks[best].first == INT32_MAX) break;
-        ids[best] = ranks[best].second;
-        ids.erase(ids.begin() + best + 1);
-        ranks.erase(ranks.begin() + best);
-        if (best < ranks.size()) ranks[best] = rank_of(best);
-        if (best > 0) ranks[best - 1] = rank_of(best - 1);
+    for (int k = 0; k + 1 < static_cast<int>(symbols.size()); ++k) offer(k);
+    while (!queue.empty()) {
+        auto [rank, left, merged] = queue.top();
+        queue.pop();
+        Symbol& a = symbols[left];
+        if (!a.alive || a.next < 0) continue;
+        auto it = merges.find(key(a.id, symbols[a.next].id));
+        if (it == merges.end() || it->second.first != rank) continue;  // a stale candidate
+        Symbol& b = symbols[a.next];
+        a.id = merged;
+        b.alive = false;
+        a.next = b.next;
+        if (a.next >= 0) symbols[a.next].prev = left;
+        offer(a.prev);
+        offer(left);
     }
-    out.insert(out.end(), ids.begin(), ids.end());
+    for (const Symbol& s : symbols)
+        if (s.alive) out.push_back(s.id);
 }
 
 }  // namespace edgevlm

@@ -154,7 +154,7 @@ private:
                         if (low >= 0xDC00 && low <= 0xDFFF) cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
                         else pos_ = back;
                     }
-                    if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;  // lone surrogate, as serde_json lossy
+                    if (cp >= 0xD800 && cp <= 0xDFFF) fail("lone surrogate in \\u escape");  // as serde_json
                     unicode::append_utf8(out, cp);
                     break;
                 }

@@ -14,9 +14,9 @@ bool in_ranges(const CodepointRange* table, size_t count, uint32_t cp) {
     return it != table && cp <= (it - 1)->last;
 }
 
-// Length of the valid UTF-8 sequence starting at text[i] (1..4), or 0 if invalid. `complete`
-// tells whether the bytes so far are a possible prefix (only meaningful when 0 is returned because
-// the text ended): `*prefix` is set to how many bytes form a valid-so-far prefix.
+// Length of the valid UTF-8 sequence starting at text[i] (1..4), or 0 if there is none; then
+// `*prefix` is how many bytes from i began a sequence validly (0 for a byte that cannot start one):
+// the maximal invalid subpart, or an incomplete sequence when the text ends right after it.
 size_t sequence_length(std::string_view text, size_t i, size_t* prefix) {
     const auto byte = [&](size_t k) { return static_cast<uint8_t>(text[k]); };
     uint8_t b0 = byte(i);
