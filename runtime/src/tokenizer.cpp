@@ -41,15 +41,17 @@ std::vector<Segment> Tokenizer::Impl::split_added(const std::string& text, bool 
     while (pos < text.size()) {
         const AddedToken* found = nullptr;
         size_t start = pos;
-        for (; start < text.size() && !found; ++start)
+        for (; start < text.size() && !found; ++start) {
+            if (!starts_added[normalized_pass][static_cast<uint8_t>(text[start])]) continue;
             for (const AddedToken& t : added)  // longest first
-                if (t.normalized == normalized_pass && text.compare(start, t.content.size(), t.content) == 0) {
+                if (t.normalized == normalized_pass && text.compare(start, t.match.size(), t.match) == 0) {
                     found = &t;
                     break;
                 }
+        }
         if (!found) break;
         --start;
-        size_t stop = start + found->content.size();
+        size_t stop = start + found->match.size();
         pos = stop;
         if (found->special && !allow_special) continue;
         if (found->single_word && ((start > 0 && word_char(last_codepoint(std::string_view(text).substr(0, start)))) ||

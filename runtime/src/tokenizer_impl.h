@@ -17,6 +17,7 @@ struct AddedToken {
     int32_t id;
     std::string content;
     bool special, normalized, lstrip, rstrip, single_word;
+    std::string match;  // what is searched for: the content, normalized when `normalized`
 };
 
 // One step of the pre-tokenizer: a regex split, or ByteLevel (which may split with the GPT-2 regex).
@@ -50,7 +51,8 @@ struct Tokenizer::Impl {
     BpeModel model;
     bool nfc = false;  // the normalizer (Qwen2/Qwen3 have NFC; Llama 3 none)
     std::vector<PreTokenizeStep> pre_tokenizer;
-    std::vector<AddedToken> added;  // longest first, for leftmost-longest matching
+    std::vector<AddedToken> added;  // longest match text first, for leftmost-longest matching
+    bool starts_added[2][256] = {};  // [normalized pass][byte]: some added token starts with it
     std::unordered_map<std::string, int32_t> added_ids;
     std::vector<std::string> id_tokens;   // id -> token text ("" and !has_token when none)
     std::vector<std::string> id_bytes;    // id -> what the ByteLevel decoder makes of it

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "tokenizer_impl.h"
+#include "unicode.h"
 
 namespace edgevlm {
 namespace {
@@ -115,12 +116,15 @@ struct Loader {
             if (content.empty()) fail("an added token has no content");
             AddedToken token{id(member(t, "id", "added token"), "added token " + content), content,
                              flag(t, "special"), flag(t, "normalized", !flag(t, "special")), flag(t, "lstrip"),
-                             flag(t, "rstrip"), flag(t, "single_word")};
+                             flag(t, "rstrip"), flag(t, "single_word"), content};
+            // `tokenizers` matches a normalized token by its normalized form
+            if (token.normalized && impl.nfc) token.match = unicode::nfc(content);
+            impl.starts_added[token.normalized][static_cast<uint8_t>(token.match[0])] = true;
             impl.added_ids[content] = token.id;
             impl.added.push_back(token);
         }
         std::stable_sort(impl.added.begin(), impl.added.end(),
-                         [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+                         [](const AddedToken& a, const AddedToken& b) { return a.match.size() > b.match.size(); });
     }
 
     void checks(const Value& root, Tokenizer::Impl& impl) const {
