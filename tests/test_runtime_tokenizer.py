@@ -204,7 +204,8 @@ def test_added_token_options_lstrip_rstrip_single_word_normalized(tool, tmp_path
     tok.add_special_tokens([AddedToken("<|fim|>", rstrip=True)])
     tok.save(str(tmp_path / "added.json"))
     texts = ["a <mask> b", "a  <mask>  b", "<mask>", "word words sword word.", " word_x xword", "<think>x</think>",
-             "中文中文字", "<|fim|>   tail", "<mask><mask>  <mask>", "\n<mask>\n", "café! x", "cafe\u0301! y", "a cafe\u0301!b"] + corpus(500, seed=7)
+             "中文中文字", "<|fim|>   tail", "<mask><mask>  <mask>", "\n<mask>\n", "café! x", "cafe\u0301! y",
+             "a cafe\u0301!b"] + corpus(500, seed=7)
     assert_same_ids(tok, texts, native_encode(tool, tmp_path, tmp_path / "added.json", texts))
     tok.encode_special_tokens = True
     assert_same_ids(tok, texts, native_encode(tool, tmp_path, tmp_path / "added.json", texts, "--no-special"))

@@ -10,7 +10,7 @@ import random
 ENGLISH = ("the quick brown fox jumps over a lazy dog while image tokens flow through the vision encoder "
            "and the decoder answers questions about photos charts receipts and screenshots on a phone").split()
 CONTRACTIONS = ["it's", "we're", "they've", "I'm", "you'll", "she'd", "don't", "IT'S", "We'Re", "YOU'LL",
-                "o'clock", "rock'n'roll", "'s", "'", "''", "'ſ", "l'été"]
+                "o'clock", "rock'n'roll", "'s", "'", "''", "'ſ", "'ſx", "'\u212ax", "'\ufb05x", "l'été"]
 CHINESE = "我们今天在手机上运行视觉语言模型这张图片里有什么请描述一下图中的文字和数字北京上海深圳的天气很好"
 JAPANESE = ["これは", "テスト", "です。", "日本語の", "文章を", "トークナイザー", "で分割", "します", "ｶﾀｶﾅ", "ー"]
 OTHER_SCRIPTS = ["Привет мир", "Ёжик", "مرحبا بالعالم", "नमस्ते दुनिया", "안녕하세요 세계", "Γειά σου",

@@ -54,14 +54,15 @@ std::vector<Segment> Tokenizer::Impl::split_added(const std::string& text, bool 
         size_t stop = start + found->match.size();
         pos = stop;
         if (found->special && !allow_special) continue;
-        if (found->single_word && ((start > 0 && word_char(last_codepoint(std::string_view(text).substr(0, start)))) ||
-                                   (stop < text.size() && word_char(first_codepoint(std::string_view(text).substr(stop))))))
+        const std::string_view view(text);
+        if (found->single_word && ((start > 0 && word_char(last_codepoint(view.substr(0, start)))) ||
+                                   (stop < text.size() && word_char(first_codepoint(view.substr(stop))))))
             continue;
         if (found->lstrip)  // not over text an earlier match took
-            while (start > plain_from && unicode::is_whitespace(last_codepoint(std::string_view(text).substr(0, start))))
+            while (start > plain_from && unicode::is_whitespace(last_codepoint(view.substr(0, start))))
                 start = previous_boundary(text, start);
         if (found->rstrip)
-            while (stop < text.size() && unicode::is_whitespace(first_codepoint(std::string_view(text).substr(stop))))
+            while (stop < text.size() && unicode::is_whitespace(first_codepoint(view.substr(stop))))
                 stop = next_boundary(text, stop);
         if (start > plain_from) out.push_back({text.substr(plain_from, start - plain_from), -1});
         out.push_back({"", found->id});

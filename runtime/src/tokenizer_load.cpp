@@ -21,7 +21,9 @@ struct Loader {
         if (!v) fail(std::string(where) + " has no \"" + key + "\"");
         return *v;
     }
-    std::string text(const Value* v, const std::string& def = "") const { return v && v->is_string() ? v->string : def; }
+    std::string text(const Value* v, const std::string& def = "") const {
+        return v && v->is_string() ? v->string : def;
+    }
     bool flag(const Value& object, const char* key, bool def = false) const {
         const Value* v = object.find(key);
         return v && v->type == Value::Type::Bool ? v->boolean : def;
@@ -38,7 +40,8 @@ struct Loader {
         if (type != "BPE") fail("model type is " + type + "; this runtime reads BPE tokenizers only");
         for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
             if (!text(m.find(key)).empty()) fail(std::string("BPE with ") + key + " is not supported");
-        if (const Value* d = m.find("dropout"); d && !d->is_null() && d->number != 0) fail("BPE dropout is not supported");
+        if (const Value* d = m.find("dropout"); d && !d->is_null() && d->number != 0)
+            fail("BPE dropout is not supported");
         if (flag(m, "byte_fallback")) fail("BPE byte_fallback is not supported");
         const Value& vocab = member(m, "vocab", "model");
         if (!vocab.is_object()) fail("model.vocab is not an object");
@@ -52,7 +55,8 @@ struct Loader {
                 size_t space = merge.string.find(' ');
                 a = merge.string.substr(0, space);
                 b = merge.string.substr(space + 1);
-            } else if (merge.is_array() && merge.array.size() == 2 && merge.array[0].is_string() && merge.array[1].is_string()) {
+            } else if (merge.is_array() && merge.array.size() == 2 && merge.array[0].is_string() &&
+                       merge.array[1].is_string()) {
                 a = merge.array[0].string;
                 b = merge.array[1].string;
             } else {

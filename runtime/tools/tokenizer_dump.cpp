@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.size() < 2 || (args[0] != "id" && args.size() < 4) ||
         (args[0] != "encode" && args[0] != "decode" && args[0] != "id")) {
-        std::cerr << "usage: edgevlm-tokenizer-dump encode|decode TOKENIZER.json IN OUT [flags] | id TOKENIZER.json TOKEN...\n";
+        std::cerr << "usage: edgevlm-tokenizer-dump encode|decode TOKENIZER.json IN OUT [flags]\n"
+                     "       edgevlm-tokenizer-dump id TOKENIZER.json TOKEN...\n";
         return 2;
     }
     try {
