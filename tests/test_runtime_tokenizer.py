@@ -155,6 +155,7 @@ def test_decode_and_stream_decode_match_tokenizers(tool, tmp_path, trained, fami
     ids = [enc.ids for enc in tok.encode_batch(texts, add_special_tokens=False)]
     rng = random.Random(6)  # plus random ids: split UTF-8 sequences, stray continuation bytes
     ids += [[rng.randrange(tok.get_vocab_size()) for _ in range(rng.randint(1, 20))] for _ in range(2000)]
+    ids += [[100, 10**6, 101], [], [10**6]]  # ids past the vocabulary are dropped, as `tokenizers` does
     for flags, skip in (((), False), (("--skip-special",), True)):
         want = tok.decode_batch(ids, skip_special_tokens=skip)
         assert native_decode(tool, tmp_path, path, ids, *flags) == want
