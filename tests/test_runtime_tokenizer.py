@@ -285,3 +285,24 @@ def test_unicode_tables_regenerate_byte_for_byte(tmp_path):
     subprocess.run([sys.executable, str(runtime / "tools" / "gen_unicode_tables.py"), str(tmp_path)], check=True)
     for name in ("unicode_tables.cpp", "unicode_nfc_tables.cpp"):
         assert (tmp_path / name).read_bytes() == (runtime / "src" / name).read_bytes(), name
+
+
+def test_aarch64_build_encodes_like_tokenizers(tmp_path_factory, tmp_path, trained):
+    """The cross build (under qemu-aarch64 from its packed folder; char is unsigned there)."""
+    import shutil
+
+    if not all(shutil.which(t) for t in ("aarch64-linux-gnu-g++", "qemu-aarch64")):
+        pytest.skip("cross tools missing (aarch64-linux-gnu-g++, qemu-aarch64): run scripts/system-deps.sh")
+    from edgevlm.runtime.build import build_runtime
+    from edgevlm.runtime.bundle import command
+
+    bundle = build_runtime("aarch64-linux", home=tmp_path_factory.mktemp("edgevlm-home"))
+    argv = command(bundle, "edgevlm-tokenizer-dump", "qemu-aarch64")
+    for family, (tok, path) in trained.items():
+        texts = corpus(2000, seed=10, specials=SPECIALS[family])
+        (tmp_path / "texts").write_bytes(b"\0".join(t.encode() for t in texts))
+        proc = subprocess.run([*argv, "encode", str(path), str(tmp_path / "texts"), str(tmp_path / "ids"), "--nul"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        got = [[int(i) for i in line.split()] for line in (tmp_path / "ids").read_text().split("\n")[:-1]]
+        assert_same_ids(tok, texts, got)
