@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FOLDERS = ("edgevlm", "export", "backends", "calibration", "reports", "device_tests")
+PACKAGE_FOLDERS = ("edgevlm", "export", "backends", "calibration", "reports", "device_tests", "runtime")
 
 
 def _layout_section() -> str:
