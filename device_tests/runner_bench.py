@@ -60,7 +60,8 @@ def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
 
 
 def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens: int = 64, rounds: int = 3,
-                 vocab: int | None = None, seed: int = 0) -> dict:
+                 vocab: int | None = None, seed: int = 0, threads: int = 0) -> dict:
+    """threads: the runner's ExecuTorch threadpool size (0: ExecuTorch's default)."""
     import random
 
     rng = random.Random(seed)
@@ -76,14 +77,14 @@ def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens
         rows["python-pte"].append(row)
         stats = Path(os.environ.get("TMPDIR", "/tmp")) / f"runner-bench-{os.getpid()}.json"
         _child([*runner, "--pte", str(pte), "--tokens", ids, "--max-new-tokens", str(new_tokens), "--ignore-stop",
-                "--json", str(stats)])
+                "--threads", str(threads), "--json", str(stats)])
         row = json.loads(stats.read_text())
         stats.unlink()
         tokens["native-runner"] = row.pop("tokens")
         rows["native-runner"].append(row)
     best = {name: max(r, key=lambda x: x["decode_tokens_per_s"]) for name, r in rows.items()}
     return {"schema": SCHEMA, "artifact": str(pte), "prompt_tokens": prompt_len, "new_tokens": new_tokens,
-            "rounds": rounds, "best": best, "all_rounds": rows,
+            "rounds": rounds, "runner_threads": threads, "best": best, "all_rounds": rows,
             "same_tokens": tokens["python-pte"] == tokens["native-runner"],
             "runner_vs_python_decode": best["native-runner"]["decode_tokens_per_s"]
             / best["python-pte"]["decode_tokens_per_s"]}

@@ -45,6 +45,7 @@ def bench_runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt-tokens", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds; each runtime keeps its best")
+    p.add_argument("--threads", type=int, default=0, help="the runner's ExecuTorch threadpool size (0: its default)")
     p.add_argument("--json", type=Path, help="write the results (schema edgevlm.runner-bench/1) here")
 
 
@@ -58,7 +59,7 @@ def bench_runner(args) -> int:
     if not args.pte.is_file():
         raise ConfigError(f"no .pte at {args.pte}", "pass a decoder .pte file")
     report = run(args.pte, [str(build_runtime() / "edgevlm-runner")], args.prompt_tokens, args.new_tokens,
-                 args.rounds)
+                 args.rounds, threads=args.threads)
     for name, row in report["best"].items():
         print(f"{name:14s} decode {row['decode_tokens_per_s']:7.1f} tok/s, prefill {row['prefill_ms']:8.1f} ms, "
               f"load {row['model_load_ms']:7.1f} ms, peak RSS {row['peak_rss_bytes'] / 2**20:7.1f} MiB")

@@ -10,9 +10,27 @@
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 
+// The wheel ships libexecutorch_threadpool.so but not its header: these declarations match the
+// library's exported symbols (ExecuTorch's extension/threadpool/threadpool.h).
+namespace executorch::extension::threadpool {
+class ThreadPool {
+public:
+    size_t get_thread_count() const;
+    void _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
 namespace edgevlm {
 
 namespace et = executorch;
+
+size_t set_threads(size_t count) {
+    auto* pool = et::extension::threadpool::get_threadpool();
+    if (pool == nullptr) return 0;
+    if (count > 0 && count != pool->get_thread_count()) pool->_unsafe_reset_threadpool(static_cast<uint32_t>(count));
+    return pool->get_thread_count();
+}
 using et::extension::Module;
 
 namespace {

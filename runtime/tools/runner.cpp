@@ -1,7 +1,7 @@
 // edgevlm-runner: runs exported artifacts without Python.
 //
 //   edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] [--top-p P]
-//                  [--seed S] [--ignore-stop] [--json OUT]
+//                  [--seed S] [--ignore-stop] [--threads N] [--json OUT]
 // The decoder-only mode: prompt token ids in, generated ids out (one line), then where the time
 // went on stderr; --json writes the ids and stats. (Image + prompt from an artifact folder's
 // manifest joins when the tokenizer and prompt assembly land.)
@@ -23,13 +23,14 @@ struct Args {
     std::vector<int64_t> tokens;
     int max_new_tokens = 32;
     bool ignore_stop = false;  // benchmarks: always generate max_new_tokens
+    int threads = 0;           // ExecuTorch threadpool size; 0: its default
     Sampling sampling;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
     std::cerr << "error: " << problem << "\n"
               << "usage: edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] "
-                 "[--top-p P] [--seed S] [--ignore-stop] [--json OUT]\n";
+                 "[--top-p P] [--seed S] [--ignore-stop] [--threads N] [--json OUT]\n";
     std::exit(2);
 }
 
@@ -64,6 +65,7 @@ Args parse(int argc, char** argv) {
         else if (flag == "--top-p") args.sampling.top_p = std::strtof(value.c_str(), nullptr);
         else if (flag == "--seed") args.sampling.seed = std::strtoull(value.c_str(), nullptr, 10);
         else if (flag == "--json") args.json = value;
+        else if (flag == "--threads") args.threads = std::atoi(value.c_str());
         else usage("unknown option " + flag);
     }
     if (args.pte.empty()) usage("--pte is required");
@@ -93,6 +95,7 @@ std::string ids_json(const std::vector<int64_t>& ids) {
 int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     try {
+        const size_t threads = set_threads(static_cast<size_t>(args.threads));
         const auto load_start = std::chrono::steady_clock::now();
         PteDecoder decoder(args.pte);
         const double load_ms =
@@ -101,8 +104,8 @@ int main(int argc, char** argv) {
         const Generation g = generate(decoder, decoder.embed(args.tokens), args.max_new_tokens, stop, args.sampling);
         std::cout << ids_json(g.tokens) << "\n";
         const double decode_tps = g.decode_ms > 0 ? g.decode_steps * 1000.0 / g.decode_ms : 0.0;
-        std::fprintf(stderr, "load %.0f ms, prefill %lld tokens in %.1f ms (%.1f tok/s), decode %lld tokens in "
-                     "%.1f ms (%.1f tok/s), stopped by %s\n", load_ms, static_cast<long long>(g.prompt_tokens),
+        std::fprintf(stderr, "threads %zu, load %.0f ms, prefill %lld tokens in %.1f ms (%.1f tok/s), decode %lld tokens in "
+                     "%.1f ms (%.1f tok/s), stopped by %s\n", threads, load_ms, static_cast<long long>(g.prompt_tokens),
                      g.prefill_ms, g.prompt_tokens * 1000.0 / g.prefill_ms, static_cast<long long>(g.decode_steps),
                      g.decode_ms, decode_tps, g.stopped_by.c_str());
         if (!args.json.empty()) {

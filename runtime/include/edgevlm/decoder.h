@@ -74,4 +74,8 @@ Generation generate(PteDecoder& decoder, const Embeddings& prompt, int max_new_t
 
 int64_t sample(const std::vector<float>& logits, const Sampling& sampling, std::mt19937_64& rng);
 
+// ExecuTorch's threadpool (XNNPACK's workers): set to `count` threads (0 keeps the default);
+// returns the count in use.
+size_t set_threads(size_t count);
+
 }  // namespace edgevlm
