@@ -27,6 +27,26 @@ from edgevlm.safety import check_private, private_directory
 PURPOSE = "kernel cache"
 
 
+def executorch_root() -> Path:
+    """The installed executorch wheel's package folder (include/, lib/) native builds compile against."""
+    import executorch.version  # `executorch` itself is a namespace package (no __file__)
+
+    return Path(executorch.version.__file__).parent
+
+
+def cpu_signature() -> str:
+    """-march=native output is only valid on this kind of CPU: native build caches key on its flags."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def prepare(library: Path) -> Path:
     """Create or accept the cache folders of `library` (private, this user's); returns its folder."""
     folder = library.parent

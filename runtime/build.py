@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgevlm.backends.base import MissingTool
 from edgevlm.errors import EdgeVLMError
+from edgevlm.export.kernel_cache import cpu_signature
 from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, installed_executorch
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -45,20 +46,12 @@ def require_tool(name: str, package: str) -> str:
     return path
 
 
-def _cpu_flags() -> str:
-    try:
-        return next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return ""
-
-
 def build_key(target: BuildTarget, compiler: str) -> str:
     digest = hashlib.sha256(target.name.encode() + b"\0" + target.kernel_arch.encode() + b"\0")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     digest.update(version.encode() + b"\0" + installed_executorch()[1].encode() + b"\0")
     if target.kernel_arch == "native":
-        digest.update(_cpu_flags().encode() + b"\0")
+        digest.update(cpu_signature().encode() + b"\0")
     for path in source_files():
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]

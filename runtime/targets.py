@@ -46,9 +46,11 @@ def get_target(name: str) -> BuildTarget:
 
 def installed_executorch() -> tuple[Path, str]:
     """(package folder, version) of the executorch wheel this Python runs."""
-    import executorch.version  # `executorch` is a namespace package: its version module locates it
+    import executorch.version
 
-    return Path(executorch.version.__file__).parent, executorch.version.__version__
+    from edgevlm.export.kernel_cache import executorch_root
+
+    return executorch_root(), executorch.version.__version__
 
 
 def executorch_for(target: BuildTarget, cache: Path) -> Path:

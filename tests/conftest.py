@@ -30,6 +30,13 @@ def tiny_checkpoints(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def runtime_home(tmp_path_factory):
+    """One $EDGEVLM_HOME for every native-runtime test: build_runtime caches a build per key there,
+    so the host and aarch64 builds are made once per session, not once per test module."""
+    return tmp_path_factory.mktemp("edgevlm-home")
+
+
+@pytest.fixture(scope="session")
 def loaded_models(tiny_checkpoints):
     """preset name -> LoadedModel (fp32), loaded lazily and cached for the session."""
     from edgevlm.checkpoint.loader import load_model

@@ -30,26 +30,21 @@ CROSS_TOOLS = ("aarch64-linux-gnu-g++", "qemu-aarch64")  # .ci/run installs them
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    return tmp_path_factory.mktemp("edgevlm-home")
-
-
-@pytest.fixture(scope="module")
-def runner(home):
+def runner(runtime_home):
     from edgevlm.runtime.build import build_runtime
 
-    return build_runtime(home=home) / "edgevlm-runner"
+    return build_runtime(home=runtime_home) / "edgevlm-runner"
 
 
 @pytest.fixture(scope="module")
-def runners(home, runner):
+def runners(runtime_home, runner):
     """target -> argv prefix that runs edgevlm-runner built for it."""
     from edgevlm.runtime.build import build_runtime
     from edgevlm.runtime.bundle import command
 
     out = {"host": [str(runner)]}
     if all(shutil.which(tool) for tool in CROSS_TOOLS):
-        out["aarch64-linux"] = command(build_runtime("aarch64-linux", home=home), "edgevlm-runner", "qemu-aarch64")
+        out["aarch64-linux"] = command(build_runtime("aarch64-linux", home=runtime_home), "edgevlm-runner", "qemu-aarch64")
     return out
 
 

@@ -21,10 +21,10 @@ IMAGE_SIZES = [(1, 4000), (4000, 1), (17, 23), (448, 448), (1344, 1344), (3000, 
 
 
 @pytest.fixture(scope="module")
-def tool(tmp_path_factory):
+def tool(runtime_home):
     from edgevlm.runtime.build import build_runtime
 
-    return build_runtime(home=tmp_path_factory.mktemp("edgevlm-home")) / "edgevlm-preprocess-dump"
+    return build_runtime(home=runtime_home) / "edgevlm-preprocess-dump"
 
 
 def photo_like(width: int, height: int, seed: int) -> np.ndarray:
@@ -136,7 +136,7 @@ def test_bad_input_is_refused_with_a_message_not_a_crash(tool, tmp_path, args, m
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
-def test_aarch64_build_preprocesses_bit_for_bit_like_python(tmp_path_factory, tmp_path):
+def test_aarch64_build_preprocesses_bit_for_bit_like_python(runtime_home, tmp_path):
     """The cross build (run under qemu-aarch64 from its packed folder) computes the same resizes,
     patch rows and position ids: the arithmetic is plain IEEE, with no fused multiply-adds."""
     import shutil
@@ -146,7 +146,7 @@ def test_aarch64_build_preprocesses_bit_for_bit_like_python(tmp_path_factory, tm
     from edgevlm.runtime.build import build_runtime
     from edgevlm.runtime.bundle import command
 
-    bundle = build_runtime("aarch64-linux", home=tmp_path_factory.mktemp("edgevlm-home"))
+    bundle = build_runtime("aarch64-linux", home=runtime_home)
     argv = command(bundle, "edgevlm-preprocess-dump", "qemu-aarch64")
     config = CONFIGS["2.6"]
     for i, (w, h) in enumerate([(17, 23), (1344, 1344), (3000, 200), (1, 4000), (999, 1001)]):

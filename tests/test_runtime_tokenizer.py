@@ -31,10 +31,10 @@ SPECIALS = {"qwen2": CHAT_FORMATS["qwen2"].special_tokens + MULTIMODAL_TOKENS,
 
 
 @pytest.fixture(scope="module")
-def tool(tmp_path_factory):
+def tool(runtime_home):
     from edgevlm.runtime.build import build_runtime
 
-    return build_runtime(home=tmp_path_factory.mktemp("edgevlm-home")) / "edgevlm-tokenizer-dump"
+    return build_runtime(home=runtime_home) / "edgevlm-tokenizer-dump"
 
 
 def train(family: str) -> Tokenizer:
@@ -287,7 +287,7 @@ def test_unicode_tables_regenerate_byte_for_byte(tmp_path):
         assert (tmp_path / name).read_bytes() == (runtime / "src" / name).read_bytes(), name
 
 
-def test_aarch64_build_encodes_like_tokenizers(tmp_path_factory, tmp_path, trained):
+def test_aarch64_build_encodes_like_tokenizers(runtime_home, tmp_path, trained):
     """The cross build (under qemu-aarch64 from its packed folder; char is unsigned there)."""
     import shutil
 
@@ -296,7 +296,7 @@ def test_aarch64_build_encodes_like_tokenizers(tmp_path_factory, tmp_path, train
     from edgevlm.runtime.build import build_runtime
     from edgevlm.runtime.bundle import command
 
-    bundle = build_runtime("aarch64-linux", home=tmp_path_factory.mktemp("edgevlm-home"))
+    bundle = build_runtime("aarch64-linux", home=runtime_home)
     argv = command(bundle, "edgevlm-tokenizer-dump", "qemu-aarch64")
     for family, (tok, path) in trained.items():
         texts = corpus(2000, seed=10, specials=SPECIALS[family])

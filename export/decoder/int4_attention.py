@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from edgevlm.export.decoder import rope_op
+from edgevlm.export.kernel_cache import cpu_signature, executorch_root
 
 NAMESPACE = "edgevlm"
 OP_NAME = "int4_sdpa"
@@ -229,15 +230,9 @@ def register_op() -> None:
 
 # --- ExecuTorch kernel ----------------------------------------------------------------------------
 
-def _executorch_root() -> Path:
-    import executorch.version  # `executorch` itself is a namespace package (no __file__)
-
-    return Path(executorch.version.__file__).parent
-
-
 def compile_command(output: Path) -> list[str]:
     """The g++ command line that builds the kernel library (matching the wheel's own build)."""
-    root = _executorch_root()
+    root = executorch_root()
     lib = root / "lib"
     return [
         os.environ.get("EDGEVLM_CXX", "g++"),
@@ -257,17 +252,6 @@ def compile_command(output: Path) -> list[str]:
     ]
 
 
-def _cpu_signature() -> str:
-    """-march=native output is only valid on this kind of CPU: key the cache on its feature flags."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _library_path() -> Path:
     from executorch.version import __version__ as et_version
 
@@ -277,7 +261,7 @@ def _library_path() -> Path:
     for source in KERNEL_FILES:
         key.update(source.read_bytes())
     key.update("\0".join(compile_command(Path(LIBRARY_NAME))).encode())
-    key.update(f"\0{et_version}\0{platform.machine()}\0{_cpu_signature()}".encode())
+    key.update(f"\0{et_version}\0{platform.machine()}\0{cpu_signature()}".encode())
     return home() / "kernels" / key.hexdigest()[:16] / LIBRARY_NAME
 
 
