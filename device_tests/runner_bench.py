@@ -26,18 +26,10 @@ def _child(argv: list[str]) -> subprocess.CompletedProcess:
     return proc
 
 
-def _peak_rss_bytes() -> int:
-    """This process's VmHWM: after exec it is this program's own peak (a parent's wait4 figure
-    would also hold the memory the parent had when it forked)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
     """The worker: `edgevlm run`'s .pte session and loop, timed like the runner times itself."""
     from edgevlm.export.decoder.session import PteDecoderSession
+    from edgevlm.resources import peak_rss_bytes  # VmHWM: this process's own, unlike a parent's wait4 figure
 
     start = time.perf_counter()
     session = PteDecoderSession(Path(pte).parent, {"file": Path(pte).name})
@@ -56,7 +48,7 @@ def python_generation(pte: str, prompt: list[int], new_tokens: int) -> dict:
     decode_ms = (t2 - t1) * 1000
     return {"tokens": tokens, "model_load_ms": load_ms, "prefill_ms": (t1 - t0) * 1000, "decode_ms": decode_ms,
             "decode_steps": new_tokens, "decode_tokens_per_s": new_tokens * 1000 / decode_ms,
-            "peak_rss_bytes": _peak_rss_bytes()}
+            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def bench_runner(pte: Path, runner: list[str], prompt_len: int = 128, new_tokens: int = 64, rounds: int = 3,
