@@ -1,0 +1,62 @@
+// The vision half of the native runtime: one slice at a time through a static-shape vision encoder
+// (SigLIP + resampler, export/vision.py StaticVisionEncoder), whichever runtime holds it. The host
+// inputs are built exactly as export/vision.py vision_inputs builds them in Python.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "edgevlm/decoder.h"     // Embeddings
+#include "edgevlm/preprocess.h"  // PatchRow
+
+namespace edgevlm {
+
+struct VisionError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// What the host needs of the resampler to build its positional input (manifest preprocessing block).
+struct ResamplerPositions {
+    int embed_dim = 0;
+    bool on_values = false;  // 4.5 ("3D" resampler): 2D positions go on the values, not the keys
+};
+
+// The encoder's four inputs for `batch` rows (the first holds the slice, the rest are padding
+// rows with one unmasked patch, as vision_inputs pads a batch), in the exported dtypes.
+struct VisionBatch {
+    int batch = 1, max_patches = 0, patch_size = 14, embed_dim = 0;
+    std::vector<float> pixel_values;    // [batch, 3, patch, max_patches * patch]
+    std::vector<float> patch_mask;      // [batch, max_patches], 1 for real patches
+    std::vector<int32_t> position_ids;  // [batch, max_patches], 0 on padding
+    std::vector<float> resampler_pos;   // [batch, max_patches, embed_dim]
+};
+
+VisionBatch vision_batch(const PatchRow& slice, int max_patches, int batch, int num_patches_per_side,
+                         const ResamplerPositions& resampler, int patch_size = 14);
+
+// numpy float32 sincos tables of model/resampler.py (sincos_1d / sincos_2d), row-major.
+std::vector<float> sincos_2d(int embed_dim, int h, int w);
+
+class VisionEncoder {
+public:
+    virtual ~VisionEncoder() = default;
+    virtual int max_patches() const = 0;
+    virtual int batch() const = 0;
+    // [query_num, llm_width] for the slice in row 0 of `inputs`.
+    virtual Embeddings encode(const VisionBatch& inputs) = 0;
+    virtual std::string describe() const = 0;  // e.g. "executorch vision_encoder (model.pte)"
+};
+
+// The `vision_encoder` method of an ExecuTorch program (a decoder .pte exported with vision_in_pte).
+std::unique_ptr<VisionEncoder> open_pte_vision(const std::string& pte_path);
+bool pte_has_vision(const std::string& pte_path);
+
+// An ONNX vision artifact through ONNX Runtime's C API (CPU EP; the EP named in provider when the
+// runtime carries it). Built only with EDGEVLM_WITH_ORT; otherwise it throws, saying so.
+std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string& provider = "cpu");
+bool ort_available();
+
+}  // namespace edgevlm
