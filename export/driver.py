@@ -31,6 +31,7 @@ from edgevlm.export import manifest_builders
 from edgevlm.export.manifest import sha256_path, toolchain_versions, write_manifest
 from edgevlm.export.manifest_builders import vision_entry
 from edgevlm.export.recipes import DEFAULT_MAX_PATCHES, Recipe, VisionTarget, resolve_for_model
+from edgevlm.preprocess.prompt import assembly_block
 from edgevlm.export.vision import INPUT_NAMES, OUTPUT_NAMES, StaticVisionEncoder, vision_inputs
 from edgevlm.progress import log, progress_bar
 from edgevlm.resources import ScratchFiles, StageRecorder, release_memory, tune_allocator
@@ -161,7 +162,7 @@ def model_facts(loaded: LoadedModel) -> dict:
             "patch_size": pre["patch_size"], "num_patches_per_side": pre["num_patches_per_side"],
             "norm_mean": pre["norm_mean"], "norm_std": pre["norm_std"], "slice_config": pre["slice_config"],
             "slice_mode": pre["slice_mode"], "resampler_pos": pre["resampler_pos"],
-            "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>"}
+            "image_placeholder": "<image>" + loaded.tokenizer.unk_token * cfg.query_num + "</image>"}
 
 
 def model_id(loaded: LoadedModel) -> str:
@@ -235,8 +236,9 @@ def base_manifest(loaded: LoadedModel, recipe: Recipe) -> dict:
                                    for c in ACCURACY_DROP_POINTS}},
         preprocessing=preprocessing_block(cfg, loaded.processor_config),
         prompt={"chat_template": tok.chat_template, "use_image_id": cfg.use_image_id,
-                "image_placeholder": "<image>" + "<unk>" * cfg.query_num + "</image>",
-                "slice_placeholder": "<slice>" + "<unk>" * cfg.query_num + "</slice>"},
+                "image_placeholder": "<image>" + tok.unk_token * cfg.query_num + "</image>",
+                "slice_placeholder": "<slice>" + tok.unk_token * cfg.query_num + "</slice>"}
+               | ({"assembly": assembly} if (assembly := assembly_block(tok, cfg)) else {}),
         special_tokens={t: tok.maybe_token_id(t) for t in special}
                        | {"bos": tok.maybe_token_id(tok.bos_token), "eos": tok.maybe_token_id(tok.eos_token),
                           "stop": sorted(tok.stop_token_ids())},

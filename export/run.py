@@ -19,11 +19,13 @@ import torch
 
 from edgevlm.backends.base import get_vision_backend
 from edgevlm.errors import EdgeVLMError, PromptError
+from edgevlm.export.decoder import pte_names as names
 from edgevlm.export.decoder.session import DecoderSession
 from edgevlm.export.manifest import read_manifest
-from edgevlm.export.vision import ResamplerSpec, vision_inputs
+from edgevlm.export.vision import INPUT_NAMES as VISION_INPUTS, ResamplerSpec, vision_inputs
 
 VISION_PREFERENCE = ("fp32", "fp16", "int8", "w8a16", "w4a16")  # most faithful runnable artifact first
+PTE_VISION = names.VISION_ENCODER  # the decoder .pte's own vision encoder (recipe `vision_in_pte: true`)
 
 
 @dataclass
@@ -129,9 +131,12 @@ class Pipeline:
 class ArtifactRunner(Pipeline):
     """A Pipeline built from an `edgevlm export` directory alone (manifest, artifacts, tokenizer)."""
 
-    def __init__(self, artifacts_dir: Path, verify: bool = True):
+    def __init__(self, artifacts_dir: Path, verify: bool = True, vision: str = "auto"):
         """verify: check the sha256 of every file it will load (decoder, vision artifact, tokenizer)
-        against the manifest first; False skips that, with a warning (`edgevlm run --no-verify`)."""
+        against the manifest first; False skips that, with a warning (`edgevlm run --no-verify`).
+        vision: `auto` (the most faithful runnable vision artifact, else the decoder .pte's
+        vision_encoder), `pte` (that method), or a vision artifact's file name; the native runner
+        (`edgevlm-runner --vision`) chooses the same way."""
         from edgevlm.config import MiniCPMVConfig
         from edgevlm.export.decoder.session import open_decoder
         from edgevlm.export.integrity import check_files
@@ -146,18 +151,32 @@ class ArtifactRunner(Pipeline):
             raise EdgeVLMError(f"{self.root} has no decoder artifact",
                                "export one: edgevlm export --recipe ios-m4 (or android-sd8g3) --part all")
         self.decoder = decoders[0]
-        self.vision, self.vision_backend = self._pick_vision()
+        self.vision, self.vision_backend = self._pick_vision(vision)
         check_files(self.root, self.manifest, [self.decoder] + ([self.vision] if self.vision else []), verify=verify)
+        self._pte_vision = None  # the decoder .pte's vision_encoder method, loaded on first use
         super().__init__(MiniCPMVConfig.from_dict(self.manifest["config"], source=f"{self.root}/manifest.json"),
                          load_tokenizer(self.root / "tokenizer"), self.manifest["preprocessing"],
                          open_decoder(self.root, self.decoder),  # .pte or ONNX, from the entry's target
                          self.decoder["kv_cache"]["max_seq_len"], self.vision_embeds,
-                         self.vision["file"] if self.vision else "")
+                         self.vision["file"] if self.vision else
+                         f"{self.decoder['file']}:{PTE_VISION}" if self.vision_backend == PTE_VISION else "")
 
-    def _pick_vision(self):
-        candidates = sorted((a for a in self.manifest["artifacts"] if a["part"] == "vision"),
+    def _pick_vision(self, choice: str = "auto"):
+        """(vision artifact entry, its backend); (None, PTE_VISION) for the .pte's method; (None, why
+        nothing can run) when no image can be encoded."""
+        in_pte = PTE_VISION in self.decoder.get("methods", [])
+        if choice == "pte":
+            if not in_pte:
+                raise EdgeVLMError(f"{self.decoder['file']} has no {PTE_VISION} method",
+                                   "export the decoder with `vision_in_pte: true`, or pick a vision artifact")
+            return None, PTE_VISION
+        candidates = sorted((a for a in self.manifest["artifacts"] if a["part"] == "vision"
+                             and choice in ("auto", a["file"])),
                             key=lambda a: VISION_PREFERENCE.index(a["precision"]) if a["precision"] in
                             VISION_PREFERENCE else len(VISION_PREFERENCE))
+        if choice != "auto" and not candidates:
+            raise EdgeVLMError(f"--vision {choice} is not a vision artifact of {self.root}",
+                               "give a vision artifact's file name from manifest.json, `pte` or `auto`")
         reasons = []
         for artifact in candidates:
             backend = get_vision_backend(artifact["target"])
@@ -165,13 +184,38 @@ class ArtifactRunner(Pipeline):
             if reason is None:
                 return artifact, backend
             reasons.append(f"{artifact['file']}: {reason}")
+        if in_pte and choice == "auto":
+            return None, PTE_VISION
         return None, "; ".join(reasons) or "the manifest has no vision artifact"
 
     def vision_embeds(self, inputs) -> torch.Tensor:
+        if self.vision_backend == PTE_VISION:
+            if self._pte_vision is None:
+                from edgevlm.export.decoder.pte import load_pte_method
+
+                self._pte_vision = load_pte_method(self.root / self.decoder["file"], PTE_VISION)
+            return pte_vision_embeds(self._pte_vision, self.manifest, inputs, self.config)
         if self.vision is None and inputs.pixel_values:
             raise EdgeVLMError(f"no vision artifact in {self.root} can run here ({self.vision_backend})",
                                "export the ort recipe's vision part beside the decoder")
         return artifact_vision_embeds(self.root, self.manifest, self.vision, self.vision_backend, inputs, self.config)
+
+
+def pte_vision_embeds(method, manifest: dict, inputs, config) -> torch.Tensor:
+    """[slices, query_num, llm_width] from a .pte's vision_encoder method (its static shape read
+    from the method's first input, pixel_values [1, 3, patch, max_patches * patch])."""
+    if not inputs.pixel_values:
+        return torch.zeros(0, config.query_num, config.llm.hidden_size)
+    pre = manifest["preprocessing"]
+    sizes = method.metadata.input_tensor_meta(0).sizes()
+    max_patches = sizes[3] // sizes[2]
+    out = []
+    for i in range(len(inputs.pixel_values)):
+        batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], max_patches,
+                              ResamplerSpec.from_preprocessing(pre), pre["num_patches_per_side"])
+        arrays = [torch.from_numpy(batch.arrays[name]) for name in VISION_INPUTS]
+        out.append(method.execute(arrays)[0].clone())
+    return torch.cat(out)
 
 
 def artifact_vision_embeds(root: Path, manifest: dict, artifact: dict, backend, inputs, config) -> torch.Tensor:

@@ -32,7 +32,7 @@ def needed(binary: Path) -> list[str]:
 
 
 def pack(target: BuildTarget, build: Path, executorch_lib: Path, bundle: Path, executables) -> Path:
-    search = [executorch_lib, target.sysroot_lib]
+    search = [build, executorch_lib, target.sysroot_lib]  # build: libedgevlm.so (the C API)
     staging = bundle.with_name(bundle.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "lib").mkdir(parents=True)

@@ -202,6 +202,9 @@ def run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", type=Path, action="append", default=[], help="image file (repeat for several)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--vision", default="auto", metavar="auto|pte|FILE",
+                   help="vision encoder: auto (the most faithful runnable vision artifact, else the decoder .pte's "
+                        "vision_encoder), pte (that method), or a vision artifact's file name")
     p.add_argument("--reference", action="store_true",
                    help="also run the eager model (manifest's model.source) and report where the tokens diverge")
     p.add_argument("--json", type=Path, help="also write tokens, text and timings as JSON here")
@@ -216,7 +219,7 @@ def run(args) -> int:
 
     folder = artifacts_dir(args)
     images = load_inputs(args.image, args.prompt)  # before the artifacts load
-    runner = ArtifactRunner(folder, verify=not args.no_verify)
+    runner = ArtifactRunner(folder, verify=not args.no_verify, vision=args.vision)
     result = runner.generate(images, args.prompt, args.max_new_tokens,
                              on_token=lambda piece: print(piece, end="", flush=True))
     print()

@@ -79,6 +79,44 @@ def render_prompt(tokenizer, content: str, placeholders: list[str | None], enabl
     return "".join(out) + chunks[-1]
 
 
+CONTENT_PROBE = "EDGEVLM_USER_CONTENT"
+
+
+def uses_image_id(config, override: bool | None = None) -> bool:
+    """Whether placeholders start with `<image_id>i</image_id>`: 2.6+ per config (2.5 never)."""
+    return (config.use_image_id if override is None else bool(override)) and config.version != "2.5"
+
+
+def assembly_block(tokenizer, config, enable_thinking: bool = False) -> dict | None:
+    """What a runtime without Jinja needs to build `preprocess`'s prompt (the manifest's
+    prompt.assembly): the rendered chat template around the user turn, whether the template trims
+    that turn, and the placeholder rules. None when the template does more to the user turn than
+    place it (or trim it): such a prompt can only be rendered by the template itself.
+    """
+    def render(content: str) -> str:
+        return tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             enable_thinking=enable_thinking)
+
+    text = render(CONTENT_PROBE)
+    if text.count(CONTENT_PROBE) != 1:
+        return None
+    prefix, suffix = text.split(CONTENT_PROBE)
+    padded = " \n" + CONTENT_PROBE + "\n "
+    rendered = render(padded)
+    if rendered == prefix + padded + suffix:
+        content = "verbatim"
+    elif rendered == text:
+        content = "trimmed"  # Jinja's `| trim`: Python's str.strip()
+    else:
+        return None
+    marks = user_content(2, CONTENT_PROBE)
+    if render(marks) != prefix + marks + suffix:
+        return None
+    return {"prefix": prefix, "suffix": suffix, "content": content, "line_separator": "\n",
+            "image_id": uses_image_id(config), "slice_mode": bool(config.slice_mode),
+            "unk_token": tokenizer.unk_token}
+
+
 def image_bounds(input_ids: torch.Tensor, tokenizer, query_num: int) -> torch.Tensor:
     """[M, 2] (start, end) of each unk run: after every `<image>`/`<slice>`, up to its closing tag.
 
@@ -123,7 +161,7 @@ def preprocess(images, question: str, tokenizer, config, processor_config: dict 
     mean, std = norm_stats(processor_config, norm_mean, norm_std)
     sc = config.slice_config
     max_slices = sc.max_slice_nums if max_slice_nums is None else int(max_slice_nums)
-    with_ids = (config.use_image_id if use_image_id is None else bool(use_image_id)) and config.version != "2.5"
+    with_ids = uses_image_id(config, use_image_id)
     pixel_values, sizes, grids, placeholders = [], [], [], []
     for idx, image in enumerate(images):
         rows, tgt, layout = image_slices(image, max_slices, sc.scale_resolution, sc.patch_size,

@@ -182,6 +182,7 @@ Generation generate(PteDecoder& decoder, const Embeddings& prompt, int max_new_t
     const auto prefilled = clock::now();
     for (int i = 0; i < max_new_tokens; ++i) {
         const int64_t next = sample(logits, sampling, rng);
+        if (i == 0) result.first_token_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
         result.tokens.push_back(next);
         if (stop_ids.count(next)) {
             result.stopped_by = "stop_token";

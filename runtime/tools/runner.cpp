@@ -1,10 +1,12 @@
 // edgevlm-runner: runs exported artifacts without Python.
 //
-//   edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] [--top-p P]
-//                  [--seed S] [--ignore-stop] [--threads N] [--json OUT]
-// The decoder-only mode: prompt token ids in, generated ids out (one line), then where the time
-// went on stderr; --json writes the ids and stats. (Image + prompt from an artifact folder's
-// manifest joins when the tokenizer and prompt assembly land.)
+//   edgevlm-runner --artifacts DIR [--image FILE.ppm]... [--rgb FILE,W,H]... --prompt TEXT
+//                  [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--vision auto|pte|FILE]
+//                  [--no-verify] [--ignore-stop] [--threads N] [--json OUT]
+//     image(s) + question -> text, streamed to stdout; where the time went on stderr; --json writes
+//     the text, ids and stats (runtime/schemas/runner_result.schema.json).
+//   edgevlm-runner --pte FILE --tokens ID,ID,... [same generation options]
+//     decoder only: prompt ids in, generated ids out (the decoder benchmark's mode).
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -12,70 +14,99 @@
 #include <sstream>
 #include <string>
 
-#include "edgevlm/decoder.h"
+#include "edgevlm/image_file.h"
+#include "edgevlm/pipeline.h"
+#include "../src/json_write.h"
 
 using namespace edgevlm;
 
 namespace {
 
+constexpr const char* kUsage =
+    "usage: edgevlm-runner --artifacts DIR [--image FILE.ppm]... [--rgb FILE,W,H]... --prompt TEXT [options]\n"
+    "       edgevlm-runner --pte FILE --tokens ID,ID,... [options]\n"
+    "options: --max-new-tokens N (32)  --temperature T (0: greedy)  --top-p P (1)  --seed S (0)\n"
+    "         --vision auto|pte|FILE  --no-verify  --ignore-stop  --threads N  --json OUT\n";
+
 struct Args {
-    std::string pte, json;
+    std::string artifacts, pte, prompt, json, vision = "auto";
+    bool has_prompt = false, verify = true;
     std::vector<int64_t> tokens;
-    int max_new_tokens = 32;
-    bool ignore_stop = false;  // benchmarks: always generate max_new_tokens
-    int threads = 0;           // ExecuTorch threadpool size; 0: its default
-    Sampling sampling;
+    std::vector<RgbImage> images;
+    RunOptions run;
+    int threads = 0;  // ExecuTorch threadpool size; 0: its default
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-    std::cerr << "error: " << problem << "\n"
-              << "usage: edgevlm-runner --pte FILE --tokens ID,ID,... [--max-new-tokens N] [--temperature T] "
-                 "[--top-p P] [--seed S] [--ignore-stop] [--threads N] [--json OUT]\n";
+    std::cerr << "error: " << problem << "\n" << kUsage;
     std::exit(2);
+}
+
+long long parse_int(const std::string& flag, const std::string& text) {
+    char* end = nullptr;
+    const long long value = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0') usage(flag + " takes an integer, got `" + text + "`");
+    return value;
+}
+
+float parse_float(const std::string& flag, const std::string& text) {
+    char* end = nullptr;
+    const float value = std::strtof(text.c_str(), &end);
+    if (text.empty() || *end != '\0') usage(flag + " takes a number, got `" + text + "`");
+    return value;
 }
 
 std::vector<int64_t> parse_ids(const std::string& text) {
     std::vector<int64_t> ids;
     std::stringstream in(text);
     std::string item;
-    while (std::getline(in, item, ',')) {
-        char* end = nullptr;
-        const long long value = std::strtoll(item.c_str(), &end, 10);
-        if (item.empty() || *end != '\0') usage("--tokens takes comma-separated integers, got `" + item + "`");
-        ids.push_back(value);
-    }
+    while (std::getline(in, item, ',')) ids.push_back(parse_int("--tokens", item));
     if (ids.empty()) usage("--tokens is empty: give the prompt's token ids");
     return ids;
+}
+
+RgbImage parse_rgb(const std::string& spec) {  // FILE,W,H
+    const size_t second = spec.rfind(','), first = second == std::string::npos ? second : spec.rfind(',', second - 1);
+    if (first == std::string::npos) usage("--rgb takes FILE,WIDTH,HEIGHT, got `" + spec + "`");
+    return read_raw_rgb(spec.substr(0, first), static_cast<int>(parse_int("--rgb width", spec.substr(first + 1, second - first - 1))),
+                        static_cast<int>(parse_int("--rgb height", spec.substr(second + 1))));
 }
 
 Args parse(int argc, char** argv) {
     Args args;
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
-        if (flag == "--ignore-stop") {
-            args.ignore_stop = true;
-            continue;
-        }
+        if (flag == "--ignore-stop") { args.run.ignore_stop = true; continue; }
+        if (flag == "--no-verify") { args.verify = false; continue; }
+        if (flag == "--help" || flag == "-h") { std::cout << kUsage; std::exit(0); }
         if (i + 1 >= argc) usage(flag + " needs a value");
         const std::string value = argv[++i];
-        if (flag == "--pte") args.pte = value;
+        if (flag == "--artifacts") args.artifacts = value;
+        else if (flag == "--pte") args.pte = value;
         else if (flag == "--tokens") args.tokens = parse_ids(value);
-        else if (flag == "--max-new-tokens") args.max_new_tokens = std::atoi(value.c_str());
-        else if (flag == "--temperature") args.sampling.temperature = std::strtof(value.c_str(), nullptr);
-        else if (flag == "--top-p") args.sampling.top_p = std::strtof(value.c_str(), nullptr);
-        else if (flag == "--seed") args.sampling.seed = std::strtoull(value.c_str(), nullptr, 10);
+        else if (flag == "--prompt") args.prompt = value, args.has_prompt = true;
+        else if (flag == "--image") args.images.push_back(read_ppm(value));
+        else if (flag == "--rgb") args.images.push_back(parse_rgb(value));
+        else if (flag == "--vision") args.vision = value;
+        else if (flag == "--max-new-tokens") args.run.max_new_tokens = static_cast<int>(parse_int(flag, value));
+        else if (flag == "--temperature") args.run.sampling.temperature = parse_float(flag, value);
+        else if (flag == "--top-p") args.run.sampling.top_p = parse_float(flag, value);
+        else if (flag == "--seed") args.run.sampling.seed = static_cast<uint64_t>(parse_int(flag, value));
         else if (flag == "--json") args.json = value;
-        else if (flag == "--threads") args.threads = std::atoi(value.c_str());
+        else if (flag == "--threads") args.threads = static_cast<int>(parse_int(flag, value));
         else usage("unknown option " + flag);
     }
-    if (args.pte.empty()) usage("--pte is required");
-    if (args.tokens.empty()) usage("--tokens is required");
-    if (args.max_new_tokens < 1) usage("--max-new-tokens must be at least 1");
+    if (args.artifacts.empty() == args.pte.empty()) usage("give either --artifacts DIR or --pte FILE");
+    if (!args.artifacts.empty() && !args.has_prompt) usage("--prompt is required with --artifacts");
+    if (!args.pte.empty() && args.tokens.empty()) usage("--tokens is required with --pte");
+    if (args.run.max_new_tokens < 1) usage("--max-new-tokens must be at least 1");
+    if (args.run.sampling.temperature < 0) usage("--temperature must be 0 (greedy) or more");
+    if (args.run.sampling.top_p <= 0 || args.run.sampling.top_p > 1) usage("--top-p must be in (0, 1]");
+    if (args.threads < 0) usage("--threads must be 0 (default) or more");
     return args;
 }
 
-// This process's peak resident set (VmHWM, Linux): after exec it counts this program alone, where
-// a parent's wait4 figure also holds the memory the parent had when it forked.
+// This process's peak resident set (VmHWM, Linux): after exec it counts this program alone.
 long long peak_rss_bytes() {
     std::ifstream status("/proc/self/status");
     std::string line;
@@ -84,41 +115,68 @@ long long peak_rss_bytes() {
     return 0;
 }
 
-std::string ids_json(const std::vector<int64_t>& ids) {
-    std::string out = "[";
-    for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
-    return out + "]";
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text << "\n";
+    if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+int run_artifacts(const Args& args) {
+    PipelineOptions options;
+    options.vision = args.vision;
+    options.verify = args.verify;
+    options.threads = static_cast<size_t>(args.threads);
+    if (!args.verify) std::cerr << "warning: --no-verify: artifact sha256 checks skipped\n";
+    Pipeline pipeline(args.artifacts, options);
+    const RunResult r = pipeline.run(args.images, args.prompt, args.run, [](const std::string& piece) {
+        std::cout << piece << std::flush;
+    });
+    std::cout << "\n";
+    const RunStats& s = r.stats;
+    std::fprintf(stderr, "load %.0f ms, %zu image slice(s) on %s in %.1f ms, prompt %lld tokens, prefill %.1f ms "
+                 "(%.1f tok/s), first token after %.1f ms, decode %lld steps in %.1f ms (%.1f tok/s), stopped by %s\n",
+                 s.model_load_ms, s.vision_slice_ms.size(), s.vision_runtime.c_str(), s.vision_ms,
+                 static_cast<long long>(s.prompt_tokens), s.prefill_ms, s.prompt_tokens * 1000.0 / std::max(s.prefill_ms, 1e-9),
+                 s.time_to_first_token_ms, static_cast<long long>(s.decode_steps), s.decode_ms,
+                 s.decode_steps * 1000.0 / std::max(s.decode_ms, 1e-9), s.stopped_by.c_str());
+    if (!args.json.empty()) write_file(args.json, r.to_json(peak_rss_bytes()));
+    return 0;
+}
+
+int run_tokens(const Args& args) {
+    const size_t threads = set_threads(static_cast<size_t>(args.threads));
+    const auto load_start = std::chrono::steady_clock::now();
+    PteDecoder decoder(args.pte);
+    const double load_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
+    const std::set<int64_t> stop = args.run.ignore_stop ? std::set<int64_t>{} : decoder.stop_ids();
+    const Generation g = generate(decoder, decoder.embed(args.tokens), args.run.max_new_tokens, stop, args.run.sampling);
+    json::Writer ids;
+    ids.integers(g.tokens);
+    std::cout << ids.str() << "\n";
+    const double decode_tps = g.decode_ms > 0 ? g.decode_steps * 1000.0 / g.decode_ms : 0.0;
+    std::fprintf(stderr, "threads %zu, load %.0f ms, prefill %lld tokens in %.1f ms (%.1f tok/s), decode %lld tokens in "
+                 "%.1f ms (%.1f tok/s), stopped by %s\n", threads, load_ms, static_cast<long long>(g.prompt_tokens),
+                 g.prefill_ms, g.prompt_tokens * 1000.0 / g.prefill_ms, static_cast<long long>(g.decode_steps),
+                 g.decode_ms, decode_tps, g.stopped_by.c_str());
+    if (!args.json.empty()) {
+        json::Writer w;
+        w.begin_object().key("tokens").integers(g.tokens).field("stopped_by", g.stopped_by);
+        w.field("prompt_tokens", g.prompt_tokens).field("model_load_ms", load_ms).field("prefill_ms", g.prefill_ms);
+        w.field("decode_ms", g.decode_ms).field("decode_steps", g.decode_steps).field("decode_tokens_per_s", decode_tps);
+        w.field("peak_rss_bytes", static_cast<int64_t>(peak_rss_bytes())).end_object();
+        write_file(args.json, w.str());
+    }
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Args args = parse(argc, argv);
     try {
-        const size_t threads = set_threads(static_cast<size_t>(args.threads));
-        const auto load_start = std::chrono::steady_clock::now();
-        PteDecoder decoder(args.pte);
-        const double load_ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
-        const std::set<int64_t> stop = args.ignore_stop ? std::set<int64_t>{} : decoder.stop_ids();
-        const Generation g = generate(decoder, decoder.embed(args.tokens), args.max_new_tokens, stop, args.sampling);
-        std::cout << ids_json(g.tokens) << "\n";
-        const double decode_tps = g.decode_ms > 0 ? g.decode_steps * 1000.0 / g.decode_ms : 0.0;
-        std::fprintf(stderr, "threads %zu, load %.0f ms, prefill %lld tokens in %.1f ms (%.1f tok/s), decode %lld tokens in "
-                     "%.1f ms (%.1f tok/s), stopped by %s\n", threads, load_ms, static_cast<long long>(g.prompt_tokens),
-                     g.prefill_ms, g.prompt_tokens * 1000.0 / g.prefill_ms, static_cast<long long>(g.decode_steps),
-                     g.decode_ms, decode_tps, g.stopped_by.c_str());
-        if (!args.json.empty()) {
-            std::ofstream out(args.json);
-            out << "{\"tokens\": " << ids_json(g.tokens) << ", \"stopped_by\": \"" << g.stopped_by
-                << "\", \"prompt_tokens\": " << g.prompt_tokens << ", \"model_load_ms\": " << load_ms
-                << ", \"prefill_ms\": " << g.prefill_ms << ", \"decode_ms\": " << g.decode_ms
-                << ", \"decode_steps\": " << g.decode_steps << ", \"decode_tokens_per_s\": " << decode_tps
-                << ", \"peak_rss_bytes\": " << peak_rss_bytes() << "}\n";
-            if (!out) throw DecoderError("cannot write " + args.json);
-        }
-        return 0;
-    } catch (const DecoderError& e) {
+        const Args args = parse(argc, argv);
+        return args.artifacts.empty() ? run_tokens(args) : run_artifacts(args);
+    } catch (const std::exception& e) {  // every refusal of the core is a std::runtime_error with the fix
         std::cerr << "error: " << e.what() << "\n";
         return 1;
     }

@@ -64,6 +64,7 @@ struct Generation {
     std::string stopped_by;       // stop_token | max_new_tokens | max_seq_len
     int64_t prompt_tokens = 0;
     double prefill_ms = 0, decode_ms = 0;
+    double first_token_ms = 0;  // prefill + the first sample, from the start of prefill
     int64_t decode_steps = 0;
 };
 

@@ -1,0 +1,28 @@
+// SHA-256 (FIPS 180-4) of files, for the manifest's integrity checks: a runtime refuses an artifact
+// whose bytes are not the ones the export wrote. Internal to the runtime.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace edgevlm {
+
+class Sha256 {
+public:
+    Sha256();
+    void update(const void* data, size_t size);
+    std::string hex_digest();  // finishes the hash
+
+private:
+    void block(const uint8_t* chunk);
+    uint32_t state_[8];
+    uint8_t buffer_[64];
+    size_t buffered_ = 0;
+    uint64_t length_ = 0;  // bytes hashed
+};
+
+// Lower-case hex digest of a file's bytes; throws std::runtime_error naming the file if unreadable.
+std::string sha256_file(const std::string& path);
+
+}  // namespace edgevlm
