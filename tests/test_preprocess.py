@@ -231,3 +231,30 @@ def test_chat_templates_render_with_transformers_helpers():
     assert tok.apply_chat_template([{"role": "user", "content": "a\n\"b\""}]) == '"a\\n\\"b\\""'
     with pytest.raises(TokenizerError, match="cannot render this conversation: the user speaks first"):
         tok.apply_chat_template([{"role": "assistant", "content": "x"}])
+
+
+@pytest.mark.parametrize("template, content", [
+    ("<s>{% for m in messages %}[{{ m['content'] }}]{% endfor %}{% if add_generation_prompt %}>{% endif %}", "verbatim"),
+    ("{% for m in messages %}<u>{{ m['content'] | trim }}</u>{% endfor %}<a>", "trimmed"),
+    ("{% for m in messages %}{{ m['content'] | upper }}{% endfor %}", None),  # rewrites the turn: no assembly
+    ("{% for m in messages %}{{ m['content'] }}{{ m['content'] }}{% endfor %}", None),
+])
+def test_prompt_assembly_block_reproduces_the_template(template, content, loaded_models):
+    """The manifest's prompt.assembly rebuilds the rendered prompt without Jinja, or is absent."""
+    from edgevlm.preprocess.prompt import assembly_block, user_content
+
+    loaded = loaded_models["minicpmv-2.6-tiny"]
+    tok = loaded.tokenizer
+    saved, tok.chat_template = tok.chat_template, template
+    try:
+        block = assembly_block(tok, loaded.config)
+        if content is None:
+            assert block is None
+            return
+        assert block["content"] == content and block["image_id"] is True and block["unk_token"] == "<unk>"
+        for turn in (user_content(1, " a question \n"), "\u3000plain\u00a0"):
+            rendered = tok.apply_chat_template([{"role": "user", "content": turn}], add_generation_prompt=True)
+            body = turn.strip() if content == "trimmed" else turn
+            assert rendered == block["prefix"] + body + block["suffix"]
+    finally:
+        tok.chat_template = saved
