@@ -2,13 +2,15 @@
 
 The build folder is <EDGEVLM_HOME>/runtime/<key>/, private to this user (its binaries are run);
 the key hashes every source file (edgevlm's kernels included), the target, the compiler, the
-ExecuTorch release and the host CPU's flags (host kernels build -march=native), so any change
-builds anew. Builders of one key are serialised by a lock. A cross build is packed into one folder
-with the target's glibc loader and libraries (runtime/bundle.py).
+ExecuTorch release, the ONNX Runtime library (or its absence) and the host CPU's flags (host kernels
+build -march=native), so any change builds anew. Builders of one key are serialised by a lock. A
+cross build is packed into one folder with the target's glibc loader and libraries
+(runtime/bundle.py).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -19,13 +21,13 @@ from pathlib import Path
 from edgevlm.backends.base import MissingTool
 from edgevlm.errors import EdgeVLMError
 from edgevlm.export.kernel_cache import cpu_signature
-from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, installed_executorch
+from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, installed_executorch, onnxruntime_for
 
 SOURCE_DIR = Path(__file__).resolve().parent
 KERNEL_DIR = SOURCE_DIR.parent / "export" / "kernels"  # edgevlm's ExecuTorch kernels, built in too
 PURPOSE = "native runtime build"
 EXECUTABLES = ("edgevlm-runner", "edgevlm-c-api-demo", "edgevlm-preprocess-dump", "edgevlm-tokenizer-dump",
-               "edgevlm-prompt-dump")
+               "edgevlm-prompt-dump", "edgevlm-vision-dump")
 
 
 def source_files() -> list[Path]:
@@ -47,10 +49,13 @@ def require_tool(name: str, package: str) -> str:
     return path
 
 
-def build_key(target: BuildTarget, compiler: str) -> str:
+def build_key(target: BuildTarget, compiler: str, onnxruntime: Path | None) -> str:
     digest = hashlib.sha256(target.name.encode() + b"\0" + target.kernel_arch.encode() + b"\0")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     digest.update(version.encode() + b"\0" + installed_executorch()[1].encode() + b"\0")
+    # the build links a symlink to this very file: its place and its bytes
+    ort = f"{onnxruntime.resolve()} {file_digest(onnxruntime)}" if onnxruntime else "none"
+    digest.update(b"onnxruntime " + ort.encode() + b"\0")
     if target.kernel_arch == "native":
         digest.update(cpu_signature().encode() + b"\0")
     for path in source_files():
@@ -58,10 +63,38 @@ def build_key(target: BuildTarget, compiler: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Path, executorch: Path) -> list[str]:
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read once per version of it (a 27 MB libonnxruntime per build_runtime call)."""
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def link_onnxruntime(library: Path, folder: Path) -> Path:
+    """folder/onnxruntime/<SONAME> -> library: the name the linker records and the loader then looks
+    for (the wheel's file is libonnxruntime.so.1.32.0; its SONAME, libonnxruntime.so.1)."""
+    from edgevlm.runtime.bundle import dynamic_entries
+
+    sonames = dynamic_entries(library, "SONAME")
+    link = folder / "onnxruntime" / (sonames[0] if sonames else library.name)
+    link.parent.mkdir(exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(library.resolve())
+    return link
+
+
+def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Path, executorch: Path,
+                       onnxruntime: Path | None) -> list[str]:
     command = [cmake, "-S", str(SOURCE_DIR), "-B", str(build), f"-DCMAKE_CXX_COMPILER={compiler}",
                "-DCMAKE_BUILD_TYPE=Release", f"-DEXECUTORCH_ROOT={executorch}",
                f"-DEDGEVLM_KERNEL_ARCH={target.kernel_arch}"]
+    ort = ["-DEDGEVLM_WITH_ORT=ON", f"-DONNXRUNTIME_LIB={onnxruntime}"] if onnxruntime else ["-DEDGEVLM_WITH_ORT=OFF"]
+    command += ort
     ninja = which("ninja")
     if ninja:
         command += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
@@ -71,8 +104,8 @@ def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Pa
 
 
 def build_runtime(target: str = "host", home: Path | None = None) -> Path:
-    """The folder holding the built executables (edgevlm-runner, edgevlm-preprocess-dump); for a
-    cross target, the packed bundle folder (see runtime/bundle.py for how to run it)."""
+    """The folder holding the built executables (EXECUTABLES); for a cross target, the packed bundle
+    folder (see runtime/bundle.py for how to run it)."""
     from edgevlm.defaults import home as edgevlm_home
     from edgevlm.export.kernel_cache import build_lock
     from edgevlm.runtime.bundle import pack
@@ -82,14 +115,17 @@ def build_runtime(target: str = "host", home: Path | None = None) -> Path:
     cmake = require_tool("cmake", "cmake")
     compiler = require_tool(spec.compiler, spec.apt_package)
     root = private_directory((home or edgevlm_home()) / "runtime", PURPOSE)
-    folder = private_directory(root / build_key(spec, compiler), PURPOSE)
+    with build_lock(root):  # one download of a target's onnxruntime wheel at a time
+        onnxruntime = onnxruntime_for(spec, root)
+    folder = private_directory(root / build_key(spec, compiler, onnxruntime), PURPOSE)
     done = folder / "build.ok"
     with build_lock(folder):
         if not done.exists():
             build = folder / "build"
             shutil.rmtree(build, ignore_errors=True)  # a killed build's leftovers
             executorch = executorch_for(spec, root)
-            for step in (_configure_command(cmake, spec, compiler, build, executorch),
+            ort_link = link_onnxruntime(onnxruntime, folder) if onnxruntime else None
+            for step in (_configure_command(cmake, spec, compiler, build, executorch, ort_link),
                          [cmake, "--build", str(build), "--parallel", "2"]):
                 proc = subprocess.run(step, capture_output=True, text=True)
                 if proc.returncode:
@@ -97,6 +133,7 @@ def build_runtime(target: str = "host", home: Path | None = None) -> Path:
                                        f"{(proc.stdout + proc.stderr)[-3000:]}",
                                        "fix the compiler error above; the sources are in " + str(SOURCE_DIR))
             if spec.cross:
-                pack(spec, build, executorch / "lib", folder / "bundle", EXECUTABLES)
+                libraries = [executorch / "lib"] + ([ort_link.parent] if ort_link else [])
+                pack(spec, build, libraries, folder / "bundle", EXECUTABLES)
             done.write_text("ok\n")
     return folder / ("bundle" if spec.cross else "build")

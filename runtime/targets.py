@@ -1,7 +1,7 @@
 """What differs between the machines the native runtime is built for: the compiler, the CPU flags
-of edgevlm's kernels, and where that machine's ExecuTorch libraries come from (the installed
-executorch wheel for the host; the same release's aarch64 manylinux wheel, downloaded from PyPI,
-for aarch64 Linux: the Android harness pushes that build with its glibc loader)."""
+of edgevlm's kernels, and where that machine's ExecuTorch and ONNX Runtime libraries come from (the
+installed executorch / onnxruntime wheels for the host; the same releases' aarch64 manylinux wheels,
+downloaded from PyPI, for aarch64 Linux: the Android harness pushes that build with its glibc loader)."""
 
 from __future__ import annotations
 
@@ -53,33 +53,73 @@ def installed_executorch() -> tuple[Path, str]:
     return executorch_root(), executorch.version.__version__
 
 
-def executorch_for(target: BuildTarget, cache: Path) -> Path:
-    """The executorch package folder (include/, lib/) to build `target` against."""
+def platform_wheel(package: str, version: str, platform: str, cache: Path) -> Path:
+    """`package==version`'s wheel for `platform`, from cache/wheels or downloaded from PyPI."""
     import subprocess
     import sys
 
+    wheels = cache / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    pattern = f"{package}-{version}-*{platform}.whl"
+    wheel = next(wheels.glob(pattern), None)
+    if wheel is None:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", f"{package}=={version}", "--platform",
+                               platform, "--only-binary", ":all:", "--no-deps", "-d", str(wheels), "-q"],
+                              capture_output=True, text=True)
+        wheel = next(wheels.glob(pattern), None)
+        if proc.returncode or wheel is None:
+            raise EdgeVLMError(f"could not download {package}=={version} for {platform}: {proc.stderr.strip()[-800:]}",
+                               "check network access to PyPI, or put the wheel into " + str(wheels))
+    return wheel
+
+
+def unpack_wheel(wheel: Path, members, folder: Path) -> None:
+    """Extract the wheel's files whose names start with one of `members` into folder (made whole
+    or not at all)."""
+    staging = folder.with_name(folder.name + ".partial")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(staging, [m for m in archive.namelist() if m.startswith(tuple(members))])
+    staging.rename(folder)
+
+
+def executorch_for(target: BuildTarget, cache: Path) -> Path:
+    """The executorch package folder (include/, lib/) to build `target` against."""
     root, version = installed_executorch()
     if target.wheel_platform is None:
         return root
     version = version.split("+")[0]  # 1.5.1+cpu: the local label names the host build, not the release
     unpacked = cache / f"executorch-{version}-{target.wheel_platform}"
-    if (unpacked / "executorch" / "lib" / "libexecutorch.so").is_file():
-        return unpacked / "executorch"
-    wheels = cache / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    wheel = next(wheels.glob(f"executorch-{version}-*{target.wheel_platform}.whl"), None)
-    if wheel is None:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", f"executorch=={version}", "--platform",
-                               target.wheel_platform, "--only-binary", ":all:", "--no-deps", "-d", str(wheels),
-                               "-q"], capture_output=True, text=True)
-        wheel = next(wheels.glob(f"executorch-{version}-*{target.wheel_platform}.whl"), None)
-        if proc.returncode or wheel is None:
-            raise EdgeVLMError(f"could not download executorch=={version} for {target.wheel_platform}: "
-                               f"{proc.stderr.strip()[-800:]}",
-                               "check network access to PyPI, or put the wheel into " + str(wheels))
-    staging = unpacked.with_name(unpacked.name + ".partial")
-    with zipfile.ZipFile(wheel) as archive:
-        members = [m for m in archive.namelist() if m.startswith(("executorch/include/", "executorch/lib/"))]
-        archive.extractall(staging, members)
-    staging.rename(unpacked)
+    if not (unpacked / "executorch" / "lib" / "libexecutorch.so").is_file():
+        unpack_wheel(platform_wheel("executorch", version, target.wheel_platform, cache),
+                     ("executorch/include/", "executorch/lib/"), unpacked)
     return unpacked / "executorch"
+
+
+def onnxruntime_for(target: BuildTarget, cache: Path) -> Path | None:
+    """libonnxruntime.so.<version> to build `target` with (its ONNX vision encoders run through it):
+    the installed onnxruntime wheel's, or the same release's wheel for the target's platform. None,
+    with a log line, where there is none: the runtime then builds without ONNX Runtime."""
+    from edgevlm.progress import log
+
+    try:
+        import onnxruntime
+    except ImportError:
+        log.warning("building the native runtime without ONNX Runtime: onnxruntime is not installed "
+                    "(pip install onnxruntime, then rebuild, to run ONNX vision artifacts natively)")
+        return None
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    version = onnxruntime.__version__.split("+")[0]
+    if target.wheel_platform is None:
+        library = next(iter(sorted(capi.glob("libonnxruntime.so.*"))), None)
+        if library is None:
+            log.warning("building the native runtime without ONNX Runtime: %s has no libonnxruntime.so.*", capi)
+        return library
+    unpacked = cache / f"onnxruntime-{version}-{target.wheel_platform}"
+    try:
+        if not unpacked.is_dir():
+            unpack_wheel(platform_wheel("onnxruntime", version, target.wheel_platform, cache),
+                         ("onnxruntime/capi/libonnxruntime.so.",), unpacked)
+    except EdgeVLMError as e:
+        log.warning("building the %s runtime without ONNX Runtime: %s", target.name, e)
+        return None
+    return next(iter(sorted((unpacked / "onnxruntime" / "capi").glob("libonnxruntime.so.*"))), None)

@@ -34,11 +34,19 @@ struct VisionBatch {
     std::vector<float> resampler_pos;   // [batch, max_patches, embed_dim]
 };
 
+// Throws VisionError for a slice larger than max_patches (export/vision.py SlicesTooLarge) or a
+// PatchRow whose values do not hold its patches_h x patches_w patches.
 VisionBatch vision_batch(const PatchRow& slice, int max_patches, int batch, int num_patches_per_side,
                          const ResamplerPositions& resampler, int patch_size = 14);
 
-// numpy float32 sincos tables of model/resampler.py (sincos_1d / sincos_2d), row-major.
+// The float32 sincos table of model/resampler.py (sincos_2d over sincos_1d), [h*w, embed_dim]
+// row-major, bit for bit as numpy computes it with FMA SIMD sin/cos and libm powf (every host but
+// one with AVX-512, where numpy's SVML power moves some frequencies by an ulp; see the .cpp).
 std::vector<float> sincos_2d(int embed_dim, int h, int w);
+
+// Throws VisionError naming `encoder` unless `inputs` has the shapes the encoder was exported for.
+void check_vision_batch(const VisionBatch& inputs, int batch, int max_patches, int embed_dim,
+                        const std::string& encoder);
 
 class VisionEncoder {
 public:
@@ -50,13 +58,18 @@ public:
     virtual std::string describe() const = 0;  // e.g. "executorch vision_encoder (model.pte)"
 };
 
-// The `vision_encoder` method of an ExecuTorch program (a decoder .pte exported with vision_in_pte).
+// The `vision_encoder` method of an ExecuTorch program (a decoder .pte exported with vision_in_pte);
+// batch and max_patches from the method's metadata. pte_has_vision throws only when the file does
+// not load as a program.
 std::unique_ptr<VisionEncoder> open_pte_vision(const std::string& pte_path);
 bool pte_has_vision(const std::string& pte_path);
 
 // An ONNX vision artifact through ONNX Runtime's C API (CPU EP; the EP named in provider when the
-// runtime carries it). Built only with EDGEVLM_WITH_ORT; otherwise it throws, saying so.
-std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string& provider = "cpu");
+// runtime carries it: "XNNPACK", "QNN", ... or the manifest's XnnpackExecutionProvider-style
+// names). threads: intra-op threads, 0 for ONNX Runtime's default. Built only with
+// EDGEVLM_WITH_ORT; otherwise it throws, saying so.
+std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string& provider = "cpu",
+                                               int threads = 0);
 bool ort_available();
 
 }  // namespace edgevlm
