@@ -87,18 +87,23 @@ if(EDGEVLM_EXECUTORCH_XCFRAMEWORKS)
   set(_slice ${EDGEVLM_EXECUTORCH_XCFRAMEWORK_SLICE})
   set(_suffix "${EDGEVLM_EXECUTORCH_XCFRAMEWORK_SUFFIX}")
   foreach(name executorch threadpool backend_xnnpack kernels_optimized kernels_quantized)
-    set(dir "${EDGEVLM_EXECUTORCH_XCFRAMEWORKS}/${name}${_suffix}.xcframework/${_slice}")
-    file(GLOB archive "${dir}/*.a")
+    # side by side (build_apple_frameworks.sh's cmake-out/) or one folder each (Xcode's SwiftPM artifacts)
+    file(GLOB archive "${EDGEVLM_EXECUTORCH_XCFRAMEWORKS}/${name}${_suffix}.xcframework/${_slice}/*.a"
+                      "${EDGEVLM_EXECUTORCH_XCFRAMEWORKS}/*/${name}${_suffix}.xcframework/${_slice}/*.a")
     list(LENGTH archive count)
     if(NOT count EQUAL 1)
-      message(FATAL_ERROR "expected one static library in ${dir}, found ${count}: build the xcframeworks with "
-                          "ExecuTorch's scripts/build_apple_frameworks.sh (or take them from its swiftpm-<version> "
-                          "branch) and set EDGEVLM_EXECUTORCH_XCFRAMEWORKS to the folder holding them")
+      message(FATAL_ERROR "expected one static library in ${name}${_suffix}.xcframework/${_slice} under "
+                          "${EDGEVLM_EXECUTORCH_XCFRAMEWORKS}, found ${count}: build the xcframeworks with ExecuTorch's "
+                          "scripts/build_apple_frameworks.sh (or take them from its swiftpm-<version> branch) and set "
+                          "EDGEVLM_EXECUTORCH_XCFRAMEWORKS to the folder holding them")
     endif()
     add_library(edgevlm_et_${name} STATIC IMPORTED)
     set_target_properties(edgevlm_et_${name} PROPERTIES IMPORTED_LOCATION "${archive}")
+    if(name STREQUAL "executorch")
+      get_filename_component(_headers "${archive}" DIRECTORY)
+      set(_headers "${_headers}/Headers")
+    endif()
   endforeach()
-  set(_headers "${EDGEVLM_EXECUTORCH_XCFRAMEWORKS}/executorch${_suffix}.xcframework/${_slice}/Headers")
   target_include_directories(executorch_prebuilt INTERFACE "${_headers}"
                              "${_headers}/executorch/runtime/core/portable_type/c10")
   # edgevlm's kernels include extension/kernel_util, which the executorch xcframework does not export
@@ -145,8 +150,8 @@ else()
   elseif(TARGET executorch)
     # ---- 1. a source build's install: static archives by default ------------------------------------
     _edgevlm_require_targets("${executorch_DIR}"
-      "configure ExecuTorch with the android-arm64-v8a, ios or macos preset (they set EXECUTORCH_BUILD_XNNPACK, "
-      "_EXTENSION_MODULE, _EXTENSION_TENSOR, _KERNELS_OPTIMIZED and _KERNELS_QUANTIZED to ON) and install it again"
+      "configure ExecuTorch with the android-arm64-v8a, ios or macos preset (they turn on EXECUTORCH_BUILD_XNNPACK, \
+EXECUTORCH_BUILD_EXTENSION_MODULE, _EXTENSION_TENSOR, _KERNELS_OPTIMIZED and _KERNELS_QUANTIZED) and install it again"
       executorch executorch_core extension_module_static extension_tensor extension_threadpool xnnpack_backend
       optimized_native_cpu_ops_lib quantized_ops_lib)
     foreach(target executorch xnnpack_backend optimized_native_cpu_ops_lib quantized_ops_lib)
