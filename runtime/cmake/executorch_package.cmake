@@ -169,6 +169,9 @@ EXECUTORCH_BUILD_EXTENSION_MODULE, _EXTENSION_TENSOR, _KERNELS_OPTIMIZED and _KE
     target_include_directories(executorch_prebuilt INTERFACE ${EXECUTORCH_INCLUDE_DIRS})
     if(ANDROID)
       target_link_libraries(executorch_prebuilt INTERFACE log)  # cpuinfo and ExecuTorch's Android PAL log there
+    elseif(APPLE)
+      # what ExecuTorch's Package.swift links for these components (the optimized kernels' BLAS)
+      target_link_libraries(executorch_prebuilt INTERFACE "-framework Accelerate" "-framework Foundation")
     endif()
     set(EDGEVLM_EXECUTORCH_SOURCE_KIND "ExecuTorch install")
   elseif(EXECUTORCH_LIBRARIES AND CMAKE_VERSION VERSION_LESS 3.28)
