@@ -2,9 +2,17 @@
 # System packages the tests use beyond pip (Debian/Ubuntu): a C++17 compiler for edgevlm's kernels
 # and the native runtime, binutils' readelf, and the aarch64 cross compiler + qemu-user that build
 # and run the runtime for aarch64 Linux (tests/test_runtime_*.py skip those checks, saying why,
-# where they cannot be installed). Needs root or sudo; does nothing for packages already there.
+# where they cannot be installed); for the phone build files (tests/test_runtime_platforms.py):
+# the linter ShellCheck, a JDK (jni.h, java), clang (Objective-C++ check), npm's kotlin-compiler.
+# Needs root or sudo; does nothing for packages already there.
 set -euo pipefail
-packages=(g++ binutils g++-aarch64-linux-gnu qemu-user)
+packages=(g++ binutils g++-aarch64-linux-gnu qemu-user shellcheck openjdk-17-jdk-headless clang)
+# kotlinc for EdgeVLM.kt (runtime/platforms/android), from the npm registry; optional like the rest
+if ! command -v kotlinc >/dev/null && command -v npm >/dev/null \
+    && [ ! -x "$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc" ] && [ -w "$(npm root -g 2>/dev/null)" ]; then
+  npm install -g -q kotlin-compiler@2.4.20 >/dev/null 2>&1 \
+    || echo "system-deps: npm could not install kotlin-compiler; the Kotlin checks skip" >&2
+fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi

@@ -72,4 +72,12 @@ std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, con
                                                int threads = 0);
 bool ort_available();
 
+#ifdef EDGEVLM_WITH_COREML
+// A Core ML vision artifact (backends/coreml.py): an .mlpackage, compiled on first use and cached as
+// .mlmodelc under the user's Caches folder, or an .mlmodelc as it is. compute_units: "cpu-and-ne"
+// (the ios-m4 recipe's), "all", "cpu-only" or "cpu-and-gpu" (the manifest's CPU_AND_NE spelling
+// too). Apple platforms only (src/vision_coreml.mm).
+std::unique_ptr<VisionEncoder> open_coreml_vision(const std::string& path, const std::string& compute_units = "cpu-and-ne");
+#endif
+
 }  // namespace edgevlm
