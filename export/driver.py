@@ -161,7 +161,8 @@ def model_facts(loaded: LoadedModel) -> dict:
     return {"model_id": model_id(loaded), "model_version": cfg.version, "llm_family": cfg.llm.arch,
             "patch_size": pre["patch_size"], "num_patches_per_side": pre["num_patches_per_side"],
             "norm_mean": pre["norm_mean"], "norm_std": pre["norm_std"], "slice_config": pre["slice_config"],
-            "slice_mode": pre["slice_mode"], "resampler_pos": pre["resampler_pos"],
+            "slice_mode": pre["slice_mode"],
+            "resampler_pos": {k: v for k, v in pre["resampler_pos"].items() if k != "frequencies"},  # metadata stays small
             "image_placeholder": "<image>" + loaded.tokenizer.unk_token * cfg.query_num + "</image>"}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from edgevlm.config import MiniCPMVConfig
+from edgevlm.model.resampler import sincos_frequencies
 
 
 def preprocessing_block(config: MiniCPMVConfig, processor_config: dict) -> dict:
@@ -20,7 +21,10 @@ def preprocessing_block(config: MiniCPMVConfig, processor_config: dict) -> dict:
         "patch_size": config.vision_config.patch_size,
         "num_patches_per_side": config.vision_config.num_patches_per_side,
         "resampler_pos": {"kind": "2d_sincos", "added_to": "values" if config.has_temporal_resampler else "keys",
-                          "embed_dim": config.llm.hidden_size},
+                          "embed_dim": config.llm.hidden_size,
+                          # this host's numpy frequencies of the 2D table's halves: a runtime that reads
+                          # them builds the table bit for bit as `edgevlm run` does here
+                          "frequencies": sincos_frequencies(config.llm.hidden_size // 2).tolist()},
     }
 
 

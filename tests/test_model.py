@@ -10,7 +10,7 @@ import torch
 
 from edgevlm.model.minicpmv import pad_slices
 from edgevlm.model.resampler import Resampler, sincos_1d, sincos_2d
-from edgevlm.model.siglip import navit_position_ids
+from edgevlm.preprocess import navit_position_ids
 
 torch.manual_seed(0)
 

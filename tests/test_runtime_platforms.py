@@ -1,7 +1,7 @@
 """The phone build files of the native runtime (runtime/platforms/, runtime/cmake/), checked as far as
 a Linux machine without the Android NDK or Xcode can: the ExecuTorch CMake package module against the
 executorch wheel's package and a stand-in of a source build's install, the Android and Apple build scripts (syntax, shellcheck, refusals), the
-JNI bridge and Kotlin class compiled and run together on the host JVM against a stand-in C API, and
+JNI bridge and Kotlin class compiled and run together on the host JVM over the real libedgevlm, and
 vision_coreml.mm type-checked against a declared subset of Apple's API. runtime/platforms/README.md
 says what this leaves unexercised."""
 
@@ -224,23 +224,43 @@ def test_jni_bridge_compiles_against_jni_h():
 
 
 @pytest.fixture(scope="module")
-def jvm_harness(tmp_path_factory):
-    """EdgeVLM.kt + the harness compiled into one jar, and libedgevlm_jni.so built from the real bridge
-    with the stand-in C API: (jar, library folder)."""
+def jvm_harness(tmp_path_factory, runtime_home):
+    """EdgeVLM.kt + the harness compiled into one jar, and libedgevlm_jni.so built from the bridge and
+    linked to the real libedgevlm (the C API over the whole pipeline): (jar, library folder, runtime build)."""
     home, compiler = java_home(), kotlinc()
     if home is None or not shutil.which("g++") or not shutil.which("java"):
         pytest.skip("needs a JDK (java, jni.h) and g++ (apt-get install openjdk-17-jdk-headless)")
     if compiler is None:
         pytest.skip("needs kotlinc (npm install -g kotlin-compiler; scripts/system-deps.sh does)")
+    from edgevlm.runtime.build import build_runtime
+
+    build = build_runtime(home=runtime_home)
     out = tmp_path_factory.mktemp("jvm")
     library = run(["g++", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", *jni_includes(home),
-                   f"-I{RUNTIME / 'include'}", ANDROID / "edgevlm_jni.cpp", FIXTURES / "c_api_stub.cpp",
-                   "-o", out / "libedgevlm_jni.so"])
+                   f"-I{RUNTIME / 'include'}", ANDROID / "edgevlm_jni.cpp", f"-L{build}", "-ledgevlm",
+                   f"-Wl,-rpath,{build}", "-o", out / "libedgevlm_jni.so"])
     assert library.returncode == 0, library.stderr
     jar = out / "harness.jar"
     kotlin = run([compiler, ANDROID / "EdgeVLM.kt", FIXTURES / "JniHarness.kt", "-include-runtime", "-d", jar])
     assert kotlin.returncode == 0 and jar.is_file(), kotlin.stdout + kotlin.stderr
-    return jar, out
+    return jar, out, build
+
+
+@pytest.fixture(scope="module")
+def oracle_export(tmp_path_factory):
+    """The shipped edgevlm-tiny (trained: it answers in words, so text streams) exported with an ONNX
+    vision artifact and an INT4-cache decoder."""
+    import yaml
+
+    from edgevlm.defaults import oracle_model_dir
+    from edgevlm.export.driver import export_model
+    from edgevlm.export.recipes import load_recipe
+
+    root = tmp_path_factory.mktemp("oracle")
+    (root / "recipe.yaml").write_text(yaml.safe_dump({
+        "name": "jni", "vision": [{"backend": "ort", "precision": "fp32", "max_patches": 1120}],
+        "decoder": [{"backend": "executorch", "weights": "fp32", "kv_cache": "int4", "max_seq_len": 1024}]}))
+    return export_model(oracle_model_dir(), load_recipe(str(root / "recipe.yaml")), root / "out")
 
 
 JNI_TYPES = {"Z": "jboolean", "B": "jbyte", "C": "jchar", "S": "jshort", "I": "jint", "J": "jlong", "F": "jfloat",
@@ -257,7 +277,7 @@ def jni_types(descriptor: str) -> tuple[list[str], str]:
 
 
 def test_jni_exports_match_the_kotlin_natives(jvm_harness):
-    jar, _ = jvm_harness
+    jar, _, _ = jvm_harness
     javap = run(["javap", "-s", "-p", "-cp", jar, "ai.edgevlm.EdgeVLM", "ai.edgevlm.EdgeVLMException",
                  "ai.edgevlm.TextCallback"])
     assert javap.returncode == 0, javap.stderr
@@ -280,10 +300,35 @@ def test_jni_exports_match_the_kotlin_natives(jvm_harness):
     assert '"onText", "(Ljava/lang/String;)V"' in source
 
 
-def test_jni_bridge_runs_on_the_jvm(jvm_harness):
-    jar, library = jvm_harness
-    proc = run(["java", f"-Djava.library.path={library}", "-cp", jar, "edgevlm.test.JniHarnessKt"])
+@pytest.mark.slow
+def test_jni_bridge_runs_on_the_jvm(jvm_harness, oracle_export, tmp_path):
+    """Kotlin -> JNI -> libedgevlm on a real export: ARGB ints and RGBA bytes give the tokens
+    edgevlm-runner gives for the same pixels, text streams through the callback, and every refusal
+    arrives as the right exception."""
+    import json
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    jar, library, build = jvm_harness
+    image = Image.new("RGB", (448, 448), "white")
+    ImageDraw.Draw(image).ellipse((100, 120, 330, 350), fill=(220, 30, 40))
+    image.save(tmp_path / "shape.ppm")
+    rgb = np.asarray(image).astype(np.uint32)
+    argb = (0x80 << 24) | (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]  # half alpha: dropped
+    (tmp_path / "argb.bin").write_bytes(argb.astype(">u4").tobytes())
+    prompt = "What colour is the shape?"
+    proc = run(["java", f"-Djava.library.path={library}", "-cp", jar, "edgevlm.test.JniHarnessKt", oracle_export,
+                tmp_path / "argb.bin", 448, 448, prompt])
     assert proc.returncode == 0 and ", 0 failed" in proc.stdout, proc.stdout + proc.stderr
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] if " " in line else "" for line in proc.stdout.splitlines()}
+    argb_result, rgba_result = json.loads(lines["ARGB"]), json.loads(lines["RGBA"])
+    native = run([build / "edgevlm-runner", "--artifacts", oracle_export, "--image", tmp_path / "shape.ppm",
+                  "--prompt", prompt, "--max-new-tokens", "8", "--json", tmp_path / "runner.json"])
+    assert native.returncode == 0, native.stderr
+    expected = json.loads((tmp_path / "runner.json").read_text())
+    assert argb_result["tokens"] == rgba_result["tokens"] == expected["tokens"]
+    assert expected["text"].strip() and lines["STREAMED"] == expected["text"].replace("\n", "\\n")
 
 
 # ---- Core ML vision encoder -------------------------------------------------------------------------

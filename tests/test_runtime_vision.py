@@ -149,7 +149,7 @@ def assert_tables_match(got: np.ndarray, want: np.ndarray, embed_dim: int, h: in
     assert np.array_equal(got[h * w:], want[h * w:])  # padding stays zero
 
 
-SIZES = [(1, 1), (32, 32), (8, 123), (37, 28)]
+SIZES = [(1, 1), (32, 32), (8, 123), (37, 28), (25, 41), (49, 58)]  # 25, 49, 58: float32 vs float64 bucketing differ
 RESAMPLERS = {"2.6-keys": ResamplerSpec(3584, temporal=False), "4.5-values": ResamplerSpec(4096, temporal=True)}
 
 

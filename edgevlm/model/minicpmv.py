@@ -12,29 +12,16 @@ from torch import nn
 from edgevlm.config import MiniCPMVConfig
 from edgevlm.model.llm import build_llm
 from edgevlm.model.resampler import Resampler
-from edgevlm.model.siglip import navit_position_ids
+from edgevlm.preprocess.patches import pad_slices as preprocess_pad_slices
 
 
 def pad_slices(pixel_values: list[torch.Tensor], tgt_sizes: torch.Tensor, num_patches_per_side: int,
                max_patches: int | None = None):
-    """Pad per-slice patch rows [3, p, n_i*p] to one batch with its patch mask and position ids.
-
-    max_patches fixes the padded length (the static shape an exported encoder is compiled for);
-    by default the batch's longest slice.
-    """
-    counts = [int(h) * int(w) for h, w in tgt_sizes.tolist()]
-    max_patches = max(counts) if max_patches is None else max_patches
-    if max(counts) > max_patches:
-        raise ValueError(f"a slice has {max(counts)} patches, more than the padded length {max_patches}")
-    channels, patch = pixel_values[0].shape[:2]
-    batch = torch.zeros(len(pixel_values), channels, patch, max_patches * patch, dtype=pixel_values[0].dtype)
-    mask = torch.zeros(len(pixel_values), max_patches, dtype=torch.bool)
-    position_ids = torch.zeros(len(pixel_values), max_patches, dtype=torch.long)
-    for i, (pv, n, (h, w)) in enumerate(zip(pixel_values, counts, tgt_sizes.tolist())):
-        batch[i, :, :, : n * patch] = pv
-        mask[i, :n] = True
-        position_ids[i, :n] = navit_position_ids(int(h), int(w), num_patches_per_side)
-    return batch, mask, position_ids
+    """(batch, patch mask, position ids) of edgevlm.preprocess.pad_slices, the batch in the slices'
+    dtype: one padding and one position arithmetic (the official float32 bucketing) for the eager
+    model, the exported encoders' host inputs and the native runtime."""
+    padded = preprocess_pad_slices(pixel_values, tgt_sizes, num_patches_per_side, max_patches=max_patches)
+    return padded.pixel_values.to(pixel_values[0].dtype), padded.patch_attention_mask, padded.position_ids
 
 
 class MiniCPMV(nn.Module):

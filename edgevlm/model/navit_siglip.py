@@ -2,7 +2,8 @@
 MiniCPM-V's official `modeling_navit_siglip.py` derives from, with the same state-dict keys.
 
 The exporter traces its own SigLIP (model/siglip.py) on these same parameters, so export parity
-checks compare two implementations. Only the positions are MiniCPM-V's (`navit_position_ids`):
+checks compare two implementations. Only the positions are MiniCPM-V's (`preprocess.navit_position_ids`,
+the official float32 arithmetic):
 Idefics2 buckets `i * (1/h)` where the official code buckets `arange(0, 1, 1/h)`, which differ
 for grid sides 25, 49, 50, 55, ... (each slice's positions would move by one bucket).
 """

@@ -21,11 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def sincos_1d(embed_dim: int, positions: np.ndarray) -> np.ndarray:
-    """[M] positions -> [M, embed_dim]: sin of the first half frequencies, then cos (float32)."""
+def sincos_frequencies(embed_dim: int) -> np.ndarray:
+    """[embed_dim // 2] float32 frequencies of sincos_1d, as the official code computes them (numpy's
+    float32 power: libm's powf on most hosts, SVML's on AVX-512 ones, an ulp apart on a few)."""
     omega = np.arange(embed_dim // 2, dtype=np.float32)
     omega /= embed_dim / 2.0
-    omega = 1.0 / 10000 ** omega
+    return 1.0 / 10000 ** omega
+
+
+def sincos_1d(embed_dim: int, positions: np.ndarray) -> np.ndarray:
+    """[M] positions -> [M, embed_dim]: sin of the first half frequencies, then cos (float32)."""
+    omega = sincos_frequencies(embed_dim)
     out = np.einsum("m,d->md", positions.reshape(-1).astype(np.float32), omega)
     return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 

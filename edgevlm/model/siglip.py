@@ -18,20 +18,6 @@ from torch import nn
 from edgevlm.config import VisionConfig
 
 
-def navit_position_ids(tgt_h: int, tgt_w: int, num_patches_per_side: int) -> torch.Tensor:
-    """Bucketed position ids of an (h, w) patch grid into the square position table.
-
-    Fractional coordinates 0, 1/h, 2/h, ... are bucketed against boundaries 1/n, 2/n, ...; this is
-    how the official NaViT SigLIP maps any slice shape onto the 70x70 table (float32 arithmetic,
-    as torch.arange with Python floats produces).
-    """
-    n = num_patches_per_side
-    boundaries = torch.arange(1 / n, 1.0, 1 / n)
-    rows = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / tgt_h), boundaries, right=True)
-    cols = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / tgt_w), boundaries, right=True)
-    return (rows[:, None] * n + cols).flatten()
-
-
 class SiglipVisionEmbeddings(nn.Module):
     def __init__(self, config: VisionConfig):
         super().__init__()

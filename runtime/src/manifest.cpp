@@ -98,6 +98,9 @@ void read_preprocessing(const Reader& r, const Value& pre, Manifest& m) {
     if (added_to != "keys" && added_to != "values")
         r.fail("preprocessing.resampler_pos.added_to", "is `" + added_to + "`, not keys or values");
     m.resampler.on_values = added_to == "values";
+    if (pos.find("frequencies"))
+        for (double f : r.numbers(pos, "frequencies", "preprocessing.resampler_pos"))
+            m.resampler.frequencies.push_back(static_cast<float>(f));
 }
 
 void read_prompt(const Reader& r, const Value& root, Manifest& m) {
@@ -134,13 +137,21 @@ void read_artifacts(const Reader& r, const Value& root, Manifest& m) {
         const std::string where = "artifacts[" + std::to_string(i) + "]";
         const std::string part = r.text(a, "part", where);
         if (part == "vision") {
-            VisionArtifact v{r.file(a, where), r.text(a, "target", where), r.text(a, "precision", where), "", 0, 1,
-                             r.files(a, "extra_files", where)};
+            VisionArtifact v{r.file(a, where), r.text(a, "target", where), r.text(a, "precision", where), "", "", {},
+                             0, 1, r.files(a, "extra_files", where)};
             v.max_patches = static_cast<int>(r.integer(a, "max_patches", where));
             v.batch = static_cast<int>(r.integer(a, "batch", where));
-            if (const Value* details = a.find("details"))
+            if (const Value* details = a.find("details")) {
                 if (const Value* ep = details->find("execution_provider"); ep && ep->is_string())
                     v.execution_provider = ep->string;
+                if (const Value* units = details->find("compute_units"); units && units->is_string())
+                    v.compute_units = units->string;
+                if (const Value* type = details->find("backend_type"); type && type->is_string())
+                    v.provider_options.emplace_back("backend_type", type->string);
+                if (const Value* given = details->find("provider_options"); given && given->is_object())
+                    for (const auto& [key, value] : given->object)  // numbers keep their JSON text
+                        v.provider_options.emplace_back(key, value.string);
+            }
             m.vision.push_back(v);
         } else if (part == "decoder") {
             DecoderArtifact d{r.file(a, where), r.text(a, "target", where), r.text(a, "precision", where), 0, {},
@@ -209,10 +220,11 @@ void verify_files(const Manifest& manifest, const std::vector<ManifestFile>& fil
         if (::stat(path.c_str(), &info) != 0)
             throw ManifestError(path + " is missing: the artifact folder is incomplete; copy the whole folder "
                                 "`edgevlm export` wrote");
-        if (f.bytes >= 0 && info.st_size != f.bytes)
-            throw ManifestError(path + " is " + std::to_string(info.st_size) + " bytes, the manifest says " +
+        int64_t bytes = 0;
+        const std::string digest = sha256_path(path, &bytes);  // a file, or a folder such as an .mlpackage
+        if (f.bytes >= 0 && bytes != f.bytes)
+            throw ManifestError(path + " is " + std::to_string(bytes) + " bytes, the manifest says " +
                                 std::to_string(f.bytes) + ": the file changed after export; copy it again or re-export");
-        const std::string digest = sha256_file(path);
         if (digest != f.sha256)
             throw ManifestError(path + " has sha256 " + digest + ", the manifest says " + f.sha256 +
                                 ": the file changed after export; copy it again or re-export");

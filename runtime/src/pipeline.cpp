@@ -33,11 +33,66 @@ std::string ort_provider(const VisionArtifact& a) {
     return a.execution_provider;
 }
 
+// Whether this build can run the artifact: ONNX ones on ORT's CPU EP, or Core ML packages on Apple builds.
+// (QNN EPContext models and other EPs run only when named with --vision: the device decides.)
+bool runs_here(const VisionArtifact& a) {
+    if (a.target == "coreml") return coreml_available();
+    return ort_available() && ort_provider(a) == "cpu";
+}
+
+std::unique_ptr<VisionEncoder> open_vision(const Manifest& m, const VisionArtifact& a) {
+    if (a.target == "coreml") {
+#ifdef EDGEVLM_WITH_COREML
+        return open_coreml_vision(m.path(a.main), a.compute_units.empty() ? "cpu-and-ne" : a.compute_units);
+#else
+        throw VisionError(a.main.file + " is a Core ML package: this runtime was built without Core ML (Apple "
+                          "builds: -DEDGEVLM_WITH_COREML=ON, runtime/platforms/apple)");
+#endif
+    }
+    return open_ort_vision(m.path(a.main), ort_provider(a), 0, a.provider_options);
+}
+
 const DecoderArtifact& pick_decoder(const Manifest& m) {
     for (const DecoderArtifact& d : m.decoders)
         if (d.target == "executorch") return d;
     throw ManifestError(m.root + " has no ExecuTorch decoder (.pte): the native runtime runs `backend: executorch` "
                         "decoders; export one with `edgevlm export --recipe ios-m4` (or android-sd8g3)");
+}
+
+// Which vision encoder a pipeline opens for `choice` (auto | pte | a vision artifact's file name),
+// as export/run.py ArtifactRunner._pick_vision chooses.
+struct VisionChoice {
+    const VisionArtifact* artifact = nullptr;  // a vision artifact of its own (ONNX or Core ML)
+    bool use_pte = false;                      // the decoder .pte's vision_encoder method
+};
+
+VisionChoice choose_vision(const Manifest& m, const DecoderArtifact& decoder, const std::string& choice) {
+    VisionChoice out;
+    if (choice == "pte") {
+        if (!decoder.has_method("vision_encoder"))
+            throw VisionError(decoder.main.file + " has no vision_encoder method: export it with the recipe's decoder "
+                              "`vision_in_pte: true`, or pick a vision artifact with --vision FILE");
+        out.use_pte = true;
+    } else if (choice == "auto") {
+        std::vector<const VisionArtifact*> runnable;
+        for (const VisionArtifact& a : m.vision)
+            if (runs_here(a)) runnable.push_back(&a);
+        std::stable_sort(runnable.begin(), runnable.end(),
+                         [](const VisionArtifact* a, const VisionArtifact* b) { return preference(*a) < preference(*b); });
+        if (!runnable.empty()) out.artifact = runnable.front();
+        else out.use_pte = decoder.has_method("vision_encoder");
+    } else {
+        for (const VisionArtifact& a : m.vision)
+            if (a.main.file == choice) out.artifact = &a;
+        if (out.artifact == nullptr)
+            throw VisionError("--vision " + choice + " is not a vision artifact of " + m.root +
+                              " (give a file name from its manifest, `pte` or `auto`)");
+        if (ort_provider(*out.artifact).empty() && out.artifact->target != "coreml")
+            throw VisionError(out.artifact->main.file + " is a " + out.artifact->target + " artifact, which this "
+                              "runtime cannot run (it runs ONNX artifacts through ONNX Runtime, Core ML packages on "
+                              "Apple builds, and the .pte's vision_encoder)");
+    }
+    return out;
 }
 
 }  // namespace
@@ -79,43 +134,19 @@ Pipeline::Pipeline(const std::string& artifact_dir, const PipelineOptions& optio
     const ManifestFile* tokenizer = manifest_.support_file("tokenizer/tokenizer.json");
     if (tokenizer == nullptr) throw ManifestError(artifact_dir + "/manifest.json lists no tokenizer/tokenizer.json: re-export");
 
-    // the vision encoder: an ONNX artifact through ONNX Runtime, or the .pte's own method
     std::vector<ManifestFile> to_check{decoder.main, *tokenizer};
-    const VisionArtifact* onnx = nullptr;
-    bool use_pte = false;
-    if (options.vision == "pte") {
-        if (!decoder.has_method("vision_encoder"))
-            throw VisionError(decoder.main.file + " has no vision_encoder method: export it with the recipe's decoder "
-                              "`vision_in_pte: true`, or pick an ONNX vision artifact with --vision FILE");
-        use_pte = true;
-    } else if (options.vision == "auto") {
-        std::vector<const VisionArtifact*> runnable;
-        if (ort_available())
-            for (const VisionArtifact& a : manifest_.vision)
-                if (ort_provider(a) == "cpu") runnable.push_back(&a);
-        std::stable_sort(runnable.begin(), runnable.end(),
-                         [](const VisionArtifact* a, const VisionArtifact* b) { return preference(*a) < preference(*b); });
-        if (!runnable.empty()) onnx = runnable.front();
-        else use_pte = decoder.has_method("vision_encoder");
-    } else {
-        for (const VisionArtifact& a : manifest_.vision)
-            if (a.main.file == options.vision) onnx = &a;
-        if (onnx == nullptr)
-            throw VisionError("--vision " + options.vision + " is not a vision artifact of " + artifact_dir +
-                              " (give a file name from its manifest, `pte` or `auto`)");
-        if (ort_provider(*onnx).empty())
-            throw VisionError(onnx->main.file + " is a " + onnx->target + " artifact, which this runtime cannot run "
-                              "(it runs ONNX artifacts through ONNX Runtime and the .pte's vision_encoder)");
-    }
-    if (onnx != nullptr) {
-        to_check.push_back(onnx->main);
-        to_check.insert(to_check.end(), onnx->extra_files.begin(), onnx->extra_files.end());
+    const VisionChoice vision = choose_vision(manifest_, decoder, options.vision);
+    const VisionArtifact* artifact = vision.artifact;
+    const bool use_pte = vision.use_pte;
+    if (artifact != nullptr) {
+        to_check.push_back(artifact->main);
+        to_check.insert(to_check.end(), artifact->extra_files.begin(), artifact->extra_files.end());
     }
     if (options.verify) verify_files(manifest_, to_check);
 
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(manifest_.path(*tokenizer)));
     decoder_ = std::make_unique<PteDecoder>(manifest_.path(decoder.main));
-    if (onnx != nullptr) vision_ = open_ort_vision(manifest_.path(onnx->main), ort_provider(*onnx));
+    if (artifact != nullptr) vision_ = open_vision(manifest_, *artifact);
     else if (use_pte) vision_ = open_pte_vision(manifest_.path(decoder.main));
     else
         vision_unavailable_ = manifest_.vision.empty() && !decoder.has_method("vision_encoder")

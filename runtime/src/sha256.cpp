@@ -1,7 +1,9 @@
 #include "sha256.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -79,14 +81,48 @@ std::string Sha256::hex_digest() {
     return out;
 }
 
-std::string sha256_file(const std::string& path) {
+namespace {
+
+int64_t hash_file_into(Sha256& hash, const std::string& path) {
     std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), std::fclose);
     if (!file) throw std::runtime_error("cannot read " + path);
-    Sha256 hash;
     std::vector<uint8_t> chunk(1 << 20);
     size_t got;
-    while ((got = std::fread(chunk.data(), 1, chunk.size(), file.get())) > 0) hash.update(chunk.data(), got);
+    int64_t total = 0;
+    while ((got = std::fread(chunk.data(), 1, chunk.size(), file.get())) > 0) {
+        hash.update(chunk.data(), got);
+        total += static_cast<int64_t>(got);
+    }
     if (std::ferror(file.get())) throw std::runtime_error("error reading " + path);
+    return total;
+}
+
+}  // namespace
+
+std::string sha256_path(const std::string& path, int64_t* bytes) {
+    namespace fs = std::filesystem;
+    Sha256 hash;
+    int64_t total = 0;
+    if (!fs::is_directory(path)) {
+        total = hash_file_into(hash, path);
+    } else {
+        std::vector<std::vector<std::string>> files;  // relative paths as components: Python's Path order
+        for (const auto& entry : fs::recursive_directory_iterator(path, fs::directory_options::follow_directory_symlink)) {
+            if (!entry.is_regular_file()) continue;
+            std::vector<std::string> parts;
+            for (const auto& part : fs::relative(entry.path(), path)) parts.push_back(part.string());
+            files.push_back(parts);
+        }
+        std::sort(files.begin(), files.end());
+        for (const auto& parts : files) {
+            std::string relative;
+            for (const auto& part : parts) relative += (relative.empty() ? "" : "/") + part;
+            hash.update(relative.data(), relative.size());
+            hash.update("", 1);  // the NUL after the name
+            total += hash_file_into(hash, path + "/" + relative);
+        }
+    }
+    if (bytes) *bytes = total;
     return hash.hex_digest();
 }
 

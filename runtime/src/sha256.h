@@ -22,7 +22,10 @@ private:
     uint64_t length_ = 0;  // bytes hashed
 };
 
-// Lower-case hex digest of a file's bytes; throws std::runtime_error naming the file if unreadable.
-std::string sha256_file(const std::string& path);
+// Lower-case hex digest of a file's bytes, or a directory's (e.g. an .mlpackage) as export/manifest.py sha256_path takes
+// it: every file under it in Python's Path order (by path components), each as its relative path,
+// a NUL byte, then its bytes. `bytes` receives the total size. Throws std::runtime_error
+// naming a file it cannot read.
+std::string sha256_path(const std::string& path, int64_t* bytes = nullptr);
 
 }  // namespace edgevlm

@@ -43,7 +43,8 @@ float numpy_sincos(float x, bool cosine) {
 // The power is libm's powf, as numpy's float32 power on hosts without AVX-512 (glibc's and Android
 // bionic's powf are both Arm's optimized-routines code). numpy on AVX-512 hosts takes SVML's powf16
 // instead, an ulp away on ~5% of these: its tables differ from every other host's
-// (tests/test_runtime_vision.py bounds the difference).
+// (tests/test_runtime_vision.py bounds the difference). Manifests carry the exporter's frequencies
+// (preprocessing.resampler_pos.frequencies), so a runtime reading them matches the export host.
 std::vector<float> frequencies(int dim) {
     std::vector<float> omega(dim / 2);
     const auto scale = static_cast<float>(dim / 2.0);
@@ -55,8 +56,7 @@ std::vector<float> frequencies(int dim) {
 }
 
 // sincos_1d(dim, 0..count-1): row m = [sin(m * omega), cos(m * omega)]
-std::vector<float> sincos_1d(int dim, int count) {
-    const std::vector<float> omega = frequencies(dim);
+std::vector<float> sincos_1d(int dim, int count, const std::vector<float>& omega) {
     const size_t half = omega.size();
     std::vector<float> out(static_cast<size_t>(count) * dim);
     for (int m = 0; m < count; ++m) {
@@ -72,13 +72,18 @@ std::vector<float> sincos_1d(int dim, int count) {
 
 }  // namespace
 
-std::vector<float> sincos_2d(int embed_dim, int h, int w) {
+std::vector<float> sincos_2d(int embed_dim, int h, int w, const std::vector<float>& given) {
     if (embed_dim <= 0 || embed_dim % 4 != 0)
         throw VisionError("the resampler's embed_dim is " + std::to_string(embed_dim) +
                           ": its 2D sincos table needs a positive multiple of 4 (check the manifest's "
                           "preprocessing.resampler_pos.embed_dim)");
     const int half = embed_dim / 2;  // first half: the column index; second half: the row index
-    const std::vector<float> cols = sincos_1d(half, w), rows = sincos_1d(half, h);
+    if (!given.empty() && given.size() != static_cast<size_t>(half / 2))
+        throw VisionError("the manifest's resampler_pos.frequencies holds " + std::to_string(given.size()) +
+                          " values; embed_dim " + std::to_string(embed_dim) + " needs " + std::to_string(half / 2) +
+                          ": re-export the folder");
+    const std::vector<float> omega = given.empty() ? frequencies(half) : given;
+    const std::vector<float> cols = sincos_1d(half, w, omega), rows = sincos_1d(half, h, omega);
     std::vector<float> out(static_cast<size_t>(h) * w * embed_dim);
     for (int i = 0; i < h; ++i)
         for (int j = 0; j < w; ++j) {
@@ -125,7 +130,7 @@ VisionBatch vision_batch(const PatchRow& slice, int max_patches, int batch, int 
     std::copy(ids.begin(), ids.end(), out.position_ids.begin());
     // 2.5-style resamplers add these to the keys, 4.5's to the values: the same 2D table for an image
     out.resampler_pos.assign(batch * L * E, 0.0f);
-    const std::vector<float> table = sincos_2d(resampler.embed_dim, h, w);
+    const std::vector<float> table = sincos_2d(resampler.embed_dim, h, w, resampler.frequencies);
     std::copy(table.begin(), table.end(), out.resampler_pos.begin());
     return out;
 }

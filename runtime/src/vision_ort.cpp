@@ -88,7 +88,8 @@ std::string provider_name(const std::string& provider) {
 
 class OrtVision final : public VisionEncoder {
 public:
-    OrtVision(const std::string& path, const std::string& provider, int threads) : path_(path), provider_(provider) {
+    OrtVision(const std::string& path, const std::string& provider, int threads, const ProviderOptions& provider_options)
+        : path_(path), provider_(provider) {
         if (!std::ifstream(path, std::ios::binary))
             throw VisionError("cannot open " + path + ": no such file, or not readable");
         OrtEnv* env = nullptr;
@@ -99,10 +100,13 @@ public:
         Options owned(options);
         call<ort::SetSessionLogSeverityLevel>("setting the log level", options, ort::kLoggingLevelError);
         if (threads > 0) call<ort::SetIntraOpNumThreads>("setting the thread count", options, threads);
-        if (provider != "cpu" && provider != "CPUExecutionProvider")
+        if (provider != "cpu" && provider != "CPUExecutionProvider") {
+            std::vector<const char*> keys, values;
+            for (const auto& [key, value] : provider_options) keys.push_back(key.c_str()), values.push_back(value.c_str());
             call<ort::SessionOptionsAppendExecutionProvider>(
                 "adding the " + provider + " execution provider (is it in this onnxruntime build?)", options,
-                provider_name(provider).c_str(), nullptr, nullptr, size_t{0});
+                provider_name(provider).c_str(), keys.data(), values.data(), keys.size());
+        }
         OrtSession* session = nullptr;
         call<ort::CreateSession>("loading " + path + " into ONNX Runtime", env_.get(), path.c_str(), options, &session);
         session_.reset(session);
@@ -202,8 +206,8 @@ private:
 }  // namespace
 
 std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string& provider,
-                                               int threads) {
-    return std::make_unique<OrtVision>(onnx_path, provider, threads);
+                                               int threads, const ProviderOptions& provider_options) {
+    return std::make_unique<OrtVision>(onnx_path, provider, threads, provider_options);
 }
 
 bool ort_available() { return true; }
@@ -214,7 +218,8 @@ bool ort_available() { return true; }
 
 namespace edgevlm {
 
-std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string&, int) {
+std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string&, int,
+                                               const ProviderOptions&) {
     throw VisionError("this runtime was built without ONNX Runtime, so it cannot run " + onnx_path +
                       ": install onnxruntime into the Python environment that builds it (pip install onnxruntime) "
                       "and rebuild (`edgevlm build-runner`), or encode with a .pte exported with vision_in_pte");

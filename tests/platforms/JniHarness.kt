@@ -1,12 +1,17 @@
-// Drives ai.edgevlm.EdgeVLM (runtime/platforms/android/EdgeVLM.kt) through the real JNI bridge
-// linked against c_api_stub.cpp, on the host JVM; tests/test_runtime_platforms.py runs it.
-// Prints one line per failed check and exits 1 if any failed.
+// Drives ai.edgevlm.EdgeVLM (runtime/platforms/android/EdgeVLM.kt) through the real JNI bridge and
+// the real libedgevlm (the C API over the whole pipeline) on the host JVM, on an exported folder;
+// tests/test_runtime_platforms.py runs it and compares the printed results with edgevlm-runner's.
+//   JniHarness FOLDER ARGB_FILE WIDTH HEIGHT PROMPT
+// ARGB_FILE: big-endian 0xAARRGGBB ints, what Bitmap.getPixels returns. Prints `ARGB <json>`,
+// `RGBA <json>` and `STREAMED <text>` lines, one line per failed check, and exits 1 if any failed.
 package edgevlm.test
 
 import ai.edgevlm.EdgeVLM
 import ai.edgevlm.EdgeVLMException
 import ai.edgevlm.RunOptions
 import ai.edgevlm.TextCallback
+import java.io.DataInputStream
+import java.io.File
 import kotlin.system.exitProcess
 
 var failures = 0
@@ -31,40 +36,37 @@ inline fun <reified T : Throwable> expect(what: String, body: () -> Unit): T? {
     return null
 }
 
-fun main() {
-    val missing = expect<EdgeVLMException>("open of a folder without a manifest throws") { EdgeVLM.open("missing") }
+fun main(args: Array<String>) {
+    val (folder, argbFile) = args
+    val width = args[2].toInt()
+    val height = args[3].toInt()
+    val prompt = args[4]
+    val argb = DataInputStream(File(argbFile).inputStream().buffered()).use { input -> IntArray(width * height) { input.readInt() } }
+
+    val missing = expect<EdgeVLMException>("open of a folder without a manifest throws") { EdgeVLM.open("$folder-missing") }
     check("its status is MANIFEST", missing?.status == EdgeVLMException.MANIFEST) { "${missing?.status}" }
-    check("it carries edgevlm_last_error", missing?.message?.contains("export the folder first") == true)
+    check("it carries edgevlm_last_error", missing?.message?.contains("manifest.json") == true) { "${missing?.message}" }
 
-    val vlm = EdgeVLM.open("dir-é🙂", vision = "vision.onnx", verify = false, threads = 3)
+    val vlm = EdgeVLM.open(folder)
+    val options = RunOptions(maxNewTokens = 8)
     val pieces = StringBuilder()
-    val prompt = "What is in 🙂 picture? ü"
-    // 0xAARRGGBB: a half-transparent (0x80) and an opaque pixel
-    val argb = intArrayOf(0x80112233.toInt(), 0xFF445566.toInt())
-    val json = vlm.run(argb, 2, 1, prompt, RunOptions(maxNewTokens = 5, temperature = 0.5f, topP = 0.9f, seed = 7L),
-                       TextCallback { pieces.append(it) })
-    check("folder path arrives as UTF-8", json.contains("\"dir\":\"dir-é🙂\"")) { json }
-    check("open options arrive", json.contains("\"vision\":\"vision.onnx\",\"verify\":0,\"threads\":3")) { json }
-    check("ARGB ints become RGBA bytes", json.contains("\"pixels\":\"11223380445566ff\"")) { json }
-    check("one RGBA8 image of 2x1", json.contains("\"images\":1,\"size\":\"2x1\",\"format\":1")) { json }
-    check("run options arrive", json.contains("\"max_new_tokens\":5,\"temperature\":0.5,\"top_p\":0.9,\"seed\":7")) { json }
-    check("prompt arrives as UTF-8", json.contains("\"prompt\":\"$prompt\"")) { json }
-    check("streamed text comes back as UTF-16", pieces.toString() == "$prompt|🙂é") { pieces.toString() }
+    println("ARGB " + vlm.run(argb, width, height, prompt, options, TextCallback { pieces.append(it) }))
+    println("STREAMED " + pieces.toString().replace("\n", "\\n"))
+    // the same pixels as RGBA bytes (Bitmap.copyPixelsToBuffer's order)
+    val rgba = ByteArray(4 * width * height)
+    for (i in argb.indices) {
+        rgba[4 * i] = (argb[i] shr 16).toByte()
+        rgba[4 * i + 1] = (argb[i] shr 8).toByte()
+        rgba[4 * i + 2] = argb[i].toByte()
+        rgba[4 * i + 3] = (argb[i] ushr 24).toByte()
+    }
+    println("RGBA " + vlm.run(rgba, width, height, prompt, options))
 
-    val rgba = byteArrayOf(1, 2, 3, 4, -1, -2, -3, -4)
-    val fromBytes = vlm.run(rgba, 1, 2, "x")
-    check("RGBA bytes pass unchanged", fromBytes.contains("\"pixels\":\"01020304fffefdfc\"")) { fromBytes }
-    check("no callback is fine", fromBytes.contains("\"size\":\"1x2\"")) { fromBytes }
-
-    val textOnly = vlm.run("no image")
-    check("a prompt alone sends no image", textOnly.contains("\"images\":0")) { textOnly }
-
-    val failed = expect<EdgeVLMException>("a failed run throws") { vlm.run("fail") }
-    check("its status is PROMPT", failed?.status == EdgeVLMException.PROMPT) { "${failed?.status}" }
-    check("its message is the C API's", failed?.message == "the prompt is past the cache") { "${failed?.message}" }
-
+    val long = expect<EdgeVLMException>("a prompt past the cache throws") { vlm.run("word ".repeat(4000)) }
+    check("its status is PROMPT", long?.status == EdgeVLMException.PROMPT) { "${long?.status}" }
+    check("its message names the cache", long?.message?.contains("cache") == true) { "${long?.message}" }
     expect<IllegalStateException>("a throwing callback's exception reaches the caller") {
-        vlm.run("x", RunOptions(), TextCallback { throw IllegalStateException("stop") })
+        vlm.run(argb, width, height, prompt, options, TextCallback { throw IllegalStateException("stop") })
     }
     expect<IllegalArgumentException>("a pixel array shorter than width x height is refused") {
         vlm.run(intArrayOf(1, 2, 3), 2, 2, "x")

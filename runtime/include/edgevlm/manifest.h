@@ -31,7 +31,9 @@ struct ManifestFile {
 
 struct VisionArtifact {
     ManifestFile main;
-    std::string target, precision, execution_provider;
+    std::string target, precision;
+    std::string execution_provider, compute_units;  // details: the intended ORT EP / Core ML compute units
+    ProviderOptions provider_options;               // details: backend_type + provider_options (QNN EP)
     int max_patches = 0, batch = 1;
     std::vector<ManifestFile> extra_files;  // e.g. a QNN context binary beside its EPContext model
 };

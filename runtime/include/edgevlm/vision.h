@@ -7,6 +7,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "edgevlm/decoder.h"     // Embeddings
@@ -22,6 +23,9 @@ struct VisionError : std::runtime_error {
 struct ResamplerPositions {
     int embed_dim = 0;
     bool on_values = false;  // 4.5 ("3D" resampler): 2D positions go on the values, not the keys
+    // The exporter's float32 frequencies (embed_dim / 4 of them), which pin the table to the export
+    // host's numpy; empty: computed here (libm powf).
+    std::vector<float> frequencies;
 };
 
 // The encoder's four inputs for `batch` rows (the first holds the slice, the rest are padding
@@ -42,7 +46,7 @@ VisionBatch vision_batch(const PatchRow& slice, int max_patches, int batch, int 
 // The float32 sincos table of model/resampler.py (sincos_2d over sincos_1d), [h*w, embed_dim]
 // row-major, bit for bit as numpy computes it with FMA SIMD sin/cos and libm powf (every host but
 // one with AVX-512, where numpy's SVML power moves some frequencies by an ulp; see the .cpp).
-std::vector<float> sincos_2d(int embed_dim, int h, int w);
+std::vector<float> sincos_2d(int embed_dim, int h, int w, const std::vector<float>& frequencies = {});
 
 // Throws VisionError naming `encoder` unless `inputs` has the shapes the encoder was exported for.
 void check_vision_batch(const VisionBatch& inputs, int batch, int max_patches, int embed_dim,
@@ -67,10 +71,21 @@ bool pte_has_vision(const std::string& pte_path);
 // An ONNX vision artifact through ONNX Runtime's C API (CPU EP; the EP named in provider when the
 // runtime carries it: "XNNPACK", "QNN", ... or the manifest's XnnpackExecutionProvider-style
 // names). threads: intra-op threads, 0 for ONNX Runtime's default. Built only with
-// EDGEVLM_WITH_ORT; otherwise it throws, saying so.
+// EDGEVLM_WITH_ORT; otherwise it throws, saying so. provider_options go to the EP as given (the
+// QNN EP: backend_type, htp_arch, soc_model, ... from the manifest's details.provider_options).
+using ProviderOptions = std::vector<std::pair<std::string, std::string>>;
 std::unique_ptr<VisionEncoder> open_ort_vision(const std::string& onnx_path, const std::string& provider = "cpu",
-                                               int threads = 0);
+                                               int threads = 0, const ProviderOptions& provider_options = {});
 bool ort_available();
+
+// Whether this runtime was built with Core ML (EDGEVLM_WITH_COREML, Apple only).
+constexpr bool coreml_available() {
+#ifdef EDGEVLM_WITH_COREML
+    return true;
+#else
+    return false;
+#endif
+}
 
 #ifdef EDGEVLM_WITH_COREML
 // A Core ML vision artifact (backends/coreml.py): an .mlpackage, compiled on first use and cached as
