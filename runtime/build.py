@@ -91,7 +91,9 @@ def link_onnxruntime(library: Path, folder: Path) -> Path:
 
 def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Path, executorch: Path,
                        onnxruntime: Path | None) -> list[str]:
+    c_compiler = which(Path(compiler).name.replace("g++", "gcc")) or compiler  # the C API demo is C
     command = [cmake, "-S", str(SOURCE_DIR), "-B", str(build), f"-DCMAKE_CXX_COMPILER={compiler}",
+               f"-DCMAKE_C_COMPILER={c_compiler}",
                "-DCMAKE_BUILD_TYPE=Release", f"-DEXECUTORCH_ROOT={executorch}",
                f"-DEDGEVLM_KERNEL_ARCH={target.kernel_arch}"]
     ort = ["-DEDGEVLM_WITH_ORT=ON", f"-DONNXRUNTIME_LIB={onnxruntime}"] if onnxruntime else ["-DEDGEVLM_WITH_ORT=OFF"]
@@ -102,6 +104,13 @@ def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Pa
     if target.cross:
         command += ["-DCMAKE_SYSTEM_NAME=Linux", f"-DCMAKE_SYSTEM_PROCESSOR={target.processor}"]
     return command
+
+
+def build_errors(output: str, limit: int = 3000) -> str:
+    """The lines that say what failed (a compiler's or linker's `error`), else the output's end:
+    a page of warnings must not push the error out of the message."""
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    return ("\n".join(errors) if errors else output)[-limit:]
 
 
 def build_runtime(target: str = "host", home: Path | None = None) -> Path:
@@ -131,7 +140,7 @@ def build_runtime(target: str = "host", home: Path | None = None) -> Path:
                 proc = subprocess.run(step, capture_output=True, text=True)
                 if proc.returncode:
                     raise EdgeVLMError(f"native runtime build ({spec.name}) failed at `{' '.join(step[:3])} ...`:\n"
-                                       f"{(proc.stdout + proc.stderr)[-3000:]}",
+                                       f"{build_errors(proc.stdout + proc.stderr)}",
                                        "fix the compiler error above; the sources are in " + str(SOURCE_DIR))
             if spec.cross:
                 libraries = [executorch / "lib"] + ([ort_link.parent] if ort_link else [])
