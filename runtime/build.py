@@ -109,7 +109,8 @@ def _configure_command(cmake: str, target: BuildTarget, compiler: str, build: Pa
 def build_errors(output: str, limit: int = 3000) -> str:
     """The lines that say what failed (a compiler's or linker's `error`), else the output's end:
     a page of warnings must not push the error out of the message."""
-    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    signs = ("error", "undefined reference", "multiple definition", "no such file")
+    errors = [line for line in output.splitlines() if any(sign in line.lower() for sign in signs)]
     return ("\n".join(errors) if errors else output)[-limit:]
 
 

@@ -162,3 +162,28 @@ def test_aarch64_build_preprocesses_bit_for_bit_like_python(runtime_home, tmp_pa
         assert np.array_equal(values.view(np.uint32), want.view(np.uint32)), (w, h)
         ids = np.fromfile(tmp_path / "out.i64", dtype=np.int64)
         assert np.array_equal(ids, torch.cat([navit_position_ids(int(a), int(b), 70) for a, b in sizes_t.tolist()]))
+
+
+@pytest.mark.parametrize("times, duration, group", [
+    ([0.0, 0.5, 1.0, 1.5], None, 6),
+    ([0.05, 0.15, 0.25, 0.35, 0.45], None, 2),  # exact ties snap to the earlier point
+    ([0.0, 0.33, 0.66, 0.99, 1.32, 1.65, 1.98, 2.31], None, 6),
+    ([0.0, 1.0 / 3, 2.0 / 3, 1.0], 1.05, 3),
+    ([12.34, 0.0, 7.77], 20.0, 6),  # out of order, duration given
+    ([0.0], None, 6),
+    ([3.0, 3.04, 3.06], 0.05, 6),  # duration before the frames: all snap to the last point
+])
+def test_temporal_ids_match_python(tool, times, duration, group):
+    """MiniCPM-V 4.5 video temporal ids and groups, as edgevlm.preprocess.video computes them."""
+    from edgevlm.preprocess.video import group_frames, temporal_ids_from_timestamps
+
+    proc = subprocess.run([str(tool), "temporal", "0.1", str(-1 if duration is None else duration), str(group),
+                           *map(repr, times)], capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout)
+    want = temporal_ids_from_timestamps(times, duration=duration)
+    assert got["ids"] == want and got["groups"] == group_frames(want, group)
+
+
+def test_temporal_ids_refuse_negative_times(tool):
+    proc = subprocess.run([str(tool), "temporal", "0.1", "-1", "6", "1.0", "-0.5"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "non-negative" in proc.stderr

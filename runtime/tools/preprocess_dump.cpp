@@ -5,6 +5,7 @@
 //   edgevlm-preprocess-dump positions MAX_SIDE PATCHES_PER_SIDE OUT.i64   (ids of every h, w in 1..MAX_SIDE)
 //   edgevlm-preprocess-dump slices IN.rgb W H MAX_SLICES SCALE PATCH SLICE_MODE(0|1) PATCHES_PER_SIDE
 //                                  MEAN_R MEAN_G MEAN_B STD_R STD_G STD_B OUT_PREFIX
+//   edgevlm-preprocess-dump temporal SCALE DURATION(-1: after the last frame) GROUP_SIZE SECONDS...
 // `slices` writes OUT_PREFIX.json (layout, per-slice tgt sizes), .f32 (patch rows) and .i64 (position ids).
 #include <cstdio>
 #include <cstdlib>
@@ -78,6 +79,22 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (mode == "slices" && argc == 17) return slices(argv);
+        if (mode == "temporal" && argc >= 5) {  // SCALE DURATION GROUP T...: {"ids", "groups"} on stdout
+            std::vector<double> times;
+            for (int i = 5; i < argc; ++i) times.push_back(std::strtod(argv[i], nullptr));
+            const auto ids = temporal_ids_from_timestamps(times, std::strtod(argv[2], nullptr), std::strtod(argv[3], nullptr));
+            std::string out = "{\"ids\": [";
+            for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
+            out += "], \"groups\": [";
+            const auto groups = group_frames(ids, std::atoi(argv[4]));
+            for (size_t g = 0; g < groups.size(); ++g) {
+                out += g ? ", [" : "[";
+                for (size_t i = 0; i < groups[g].size(); ++i) out += (i ? ", " : "") + std::to_string(groups[g][i]);
+                out += "]";
+            }
+            std::printf("%s]}\n", out.c_str());
+            return 0;
+        }
         if (mode == "positions" && argc == 5) {
             std::vector<int64_t> ids;
             const int max_side = std::atoi(argv[2]), per_side = std::atoi(argv[3]);

@@ -85,4 +85,13 @@ PatchRow to_patch_row(const RgbImage& view, const Normalization& norm, int patch
 // NaViT position-table ids of an h x w patch grid (the official float32 bucketing).
 std::vector<int64_t> navit_position_ids(int h, int w, int num_patches_per_side);
 
+// MiniCPM-V 4.5 video (edgevlm.preprocess.video): frame times in seconds -> temporal ids, each time
+// snapped to the nearest point of arange(0, duration, scale) (ties to the earlier point), divided
+// by scale and truncated; duration < 0: just past the last frame. Throws PreprocessError for a
+// negative or non-finite time.
+std::vector<int32_t> temporal_ids_from_timestamps(const std::vector<double>& seconds, double scale = 0.1,
+                                                  double duration = -1.0);
+// Consecutive groups of up to group_size ids (the frames the 3D resampler merges), 6 in 4.5.
+std::vector<std::vector<int32_t>> group_frames(const std::vector<int32_t>& ids, int group_size = 6);
+
 }  // namespace edgevlm
