@@ -142,7 +142,8 @@ def test_build_runner_command_copies_working_executables(tmp_path, monkeypatch, 
     assert main(["build-runner", "--out", str(tmp_path / "bin")]) == 0
     assert "edgevlm-runner" in capsys.readouterr().out
     usage = subprocess.run([str(tmp_path / "bin" / "edgevlm-runner")], capture_output=True, text=True)
-    assert usage.returncode == 2 and "--pte is required" in usage.stderr
+    assert usage.returncode == 2 and "give either --artifacts DIR or --pte FILE" in usage.stderr
+    assert (tmp_path / "bin" / "libedgevlm.so").is_file()
 
 
 def test_bench_runner_reports_both_paths_on_the_same_tokens(runner, exports):
@@ -151,7 +152,7 @@ def test_bench_runner_reports_both_paths_on_the_same_tokens(runner, exports):
     root, artifact = exports("8da4w-int4-custom")
     report = bench_runner(root / artifact["file"], [str(runner)], prompt_len=12, new_tokens=8, rounds=1, vocab=900)
     assert report["schema"] == SCHEMA and report["same_tokens"]
-    for name in ("python-pte", "native-runner"):
+    for name in ("python-pte", "native-runner", "native-runner-read"):
         row = report["best"][name]
         assert row["decode_steps"] == 8 and row["decode_tokens_per_s"] > 0 and row["peak_rss_bytes"] > 0
     # the Python path carries torch and the pybind; the runner only libexecutorch and the program

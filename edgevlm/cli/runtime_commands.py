@@ -24,19 +24,20 @@ def build_runner(args) -> int:
         folder = built
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            for name in EXECUTABLES:
+            for name in EXECUTABLES + ("libedgevlm.so",):  # the C API library beside the runner
                 shutil.copy2(built / name, args.out / name)
             folder = args.out
-        print(f"built {', '.join(EXECUTABLES)} in {folder}")
-        print(f"run: {folder / 'edgevlm-runner'} --pte DECODER.pte --tokens 1,2,3")
+        print(f"built {', '.join(EXECUTABLES)} and libedgevlm.so (C API: runtime/include/edgevlm/c_api.h) in {folder}")
+        print(f"run: {folder / 'edgevlm-runner'} --artifacts EXPORT_DIR --image PHOTO.ppm --prompt 'What is in the picture?'")
         return 0
     folder = built
     if args.out:
         shutil.copytree(built, args.out, dirs_exist_ok=True)
         folder = args.out
     print(f"packed the {args.target} runtime in {folder} (executables, ld-linux loader, lib/)")
-    print("run on the device:  ./ld-linux-aarch64.so.1 --library-path lib ./edgevlm-runner --pte ... --tokens ...")
-    print("run here:           " + " ".join(command(folder, "edgevlm-runner", "qemu-aarch64")) + " --pte ...")
+    print("run on the device:  ./ld-linux-aarch64.so.1 --library-path lib ./edgevlm-runner --artifacts DIR --image F.ppm "
+          "--prompt ...")
+    print("run here:           " + " ".join(command(folder, "edgevlm-runner", "qemu-aarch64")) + " --artifacts ...")
     return 0
 
 
@@ -61,7 +62,7 @@ def bench_runner(args) -> int:
     report = run(args.pte, [str(build_runtime() / "edgevlm-runner")], args.prompt_tokens, args.new_tokens,
                  args.rounds, threads=args.threads)
     for name, row in report["best"].items():
-        print(f"{name:14s} decode {row['decode_tokens_per_s']:7.1f} tok/s, prefill {row['prefill_ms']:8.1f} ms, "
+        print(f"{name:18s} decode {row['decode_tokens_per_s']:7.1f} tok/s, prefill {row['prefill_ms']:8.1f} ms, "
               f"load {row['model_load_ms']:7.1f} ms, peak RSS {row['peak_rss_bytes'] / 2**20:7.1f} MiB")
     print(f"runner / python decode: {report['runner_vs_python_decode']:.2f}x; same tokens: {report['same_tokens']}")
     if args.json:

@@ -74,7 +74,7 @@ char* copy_string(const std::string& text) {
 extern "C" {
 
 void edgevlm_open_options_default(edgevlm_open_options* options) {
-    if (options != nullptr) *options = {nullptr, 1, 0};
+    if (options != nullptr) *options = {nullptr, 1, 0, 1};
 }
 
 void edgevlm_run_options_default(edgevlm_run_options* options) {
@@ -94,6 +94,7 @@ edgevlm_status edgevlm_open(const char* artifact_dir, const edgevlm_open_options
         o.vision = given.vision ? given.vision : "auto";
         o.verify = given.verify != 0;
         o.threads = static_cast<size_t>(given.threads);
+        o.mmap = given.mmap != 0;
         auto handle = std::make_unique<edgevlm_pipeline>();
         handle->pipeline = std::make_unique<edgevlm::Pipeline>(artifact_dir, o);
         *pipeline = handle.release();

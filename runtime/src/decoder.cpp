@@ -76,9 +76,9 @@ struct PteDecoder::Impl {
     }
 };
 
-PteDecoder::PteDecoder(const std::string& pte_path) : impl_(std::make_unique<Impl>()) {
+PteDecoder::PteDecoder(const std::string& pte_path, bool mmap) : impl_(std::make_unique<Impl>()) {
     impl_->path = pte_path;
-    impl_->module = std::make_unique<Module>(pte_path, Module::LoadMode::Mmap);
+    impl_->module = std::make_unique<Module>(pte_path, mmap ? Module::LoadMode::Mmap : Module::LoadMode::File);
     const auto error = impl_->module->load();
     if (error != et::runtime::Error::Ok)
         throw DecoderError("cannot load " + pte_path + " (" + error_name(error) +
@@ -121,20 +121,22 @@ Embeddings PteDecoder::embed(const std::vector<int64_t>& ids) {
     return result;
 }
 
-std::vector<float> PteDecoder::step(const Embeddings& embeds, int64_t start) {
+const std::vector<float>& PteDecoder::step(const Embeddings& embeds, int64_t start) {
     if (start + embeds.rows > max_seq_len_)
         throw DecoderError("positions " + std::to_string(start) + ".." + std::to_string(start + embeds.rows - 1) +
                            " are past the decoder's cache (" + std::to_string(max_seq_len_) + " positions)");
-    std::vector<float> rows(embeds.values);
     std::vector<int64_t> position{start};
-    auto x = et::extension::from_blob(rows.data(), {1, static_cast<int>(embeds.rows), static_cast<int>(embeds.width)});
+    // the method reads its inputs only: the caller's rows are passed without a copy
+    auto x = et::extension::from_blob(const_cast<float*>(embeds.values.data()),
+                                      {1, static_cast<int>(embeds.rows), static_cast<int>(embeds.width)});
     auto pos = et::extension::from_blob(position.data(), {1}, et::aten::ScalarType::Long);
     auto out = impl_->module->execute(kDecoderMethod, {x, pos});
     if (!out.ok()) throw DecoderError("text_decoder failed: " + error_name(out.error()));
     used_ = true;
     const auto& logits = out->at(0).toTensor();
     const float* data = logits.const_data_ptr<float>();
-    return std::vector<float>(data, data + logits.numel());
+    logits_.assign(data, data + logits.numel());
+    return logits_;
 }
 
 void PteDecoder::reset() {
@@ -178,10 +180,10 @@ Generation generate(PteDecoder& decoder, const Embeddings& prompt, int max_new_t
     decoder.reset();
     int64_t position = prompt.rows;
     const auto start = clock::now();
-    std::vector<float> logits = decoder.step(prompt, 0);
+    const std::vector<float>* logits = &decoder.step(prompt, 0);
     const auto prefilled = clock::now();
     for (int i = 0; i < max_new_tokens; ++i) {
-        const int64_t next = sample(logits, sampling, rng);
+        const int64_t next = sample(*logits, sampling, rng);
         if (i == 0) result.first_token_ms = std::chrono::duration<double, std::milli>(clock::now() - start).count();
         result.tokens.push_back(next);
         if (stop_ids.count(next)) {
@@ -193,7 +195,7 @@ Generation generate(PteDecoder& decoder, const Embeddings& prompt, int max_new_t
             result.stopped_by = "max_seq_len";
             break;
         }
-        logits = decoder.step(decoder.embed({next}), position);
+        logits = &decoder.step(decoder.embed({next}), position);
         ++position;
     }
     const auto done = clock::now();

@@ -145,7 +145,7 @@ Pipeline::Pipeline(const std::string& artifact_dir, const PipelineOptions& optio
     if (options.verify) verify_files(manifest_, to_check);
 
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(manifest_.path(*tokenizer)));
-    decoder_ = std::make_unique<PteDecoder>(manifest_.path(decoder.main));
+    decoder_ = std::make_unique<PteDecoder>(manifest_.path(decoder.main), options.mmap);
     if (artifact != nullptr) vision_ = open_vision(manifest_, *artifact);
     else if (use_pte) vision_ = open_pte_vision(manifest_.path(decoder.main));
     else

@@ -2,7 +2,7 @@
 //
 //   edgevlm-runner --artifacts DIR [--image FILE.ppm]... [--rgb FILE,W,H]... --prompt TEXT
 //                  [--max-new-tokens N] [--temperature T] [--top-p P] [--seed S] [--vision auto|pte|FILE]
-//                  [--no-verify] [--ignore-stop] [--threads N] [--json OUT]
+//                  [--no-verify] [--ignore-stop] [--threads N] [--no-mmap] [--json OUT]
 //     image(s) + question -> text, streamed to stdout; where the time went on stderr; --json writes
 //     the text, ids and stats (runtime/schemas/runner_result.schema.json).
 //   edgevlm-runner --pte FILE --tokens ID,ID,... [same generation options]
@@ -26,11 +26,11 @@ constexpr const char* kUsage =
     "usage: edgevlm-runner --artifacts DIR [--image FILE.ppm]... [--rgb FILE,W,H]... --prompt TEXT [options]\n"
     "       edgevlm-runner --pte FILE --tokens ID,ID,... [options]\n"
     "options: --max-new-tokens N (32)  --temperature T (0: greedy)  --top-p P (1)  --seed S (0)\n"
-    "         --vision auto|pte|FILE  --no-verify  --ignore-stop  --threads N  --json OUT\n";
+    "         --vision auto|pte|FILE  --no-verify  --ignore-stop  --threads N  --no-mmap  --json OUT\n";
 
 struct Args {
     std::string artifacts, pte, prompt, json, vision = "auto";
-    bool has_prompt = false, verify = true;
+    bool has_prompt = false, verify = true, mmap = true;  // --no-mmap reads the program into memory
     std::vector<int64_t> tokens;
     std::vector<RgbImage> images;
     RunOptions run;
@@ -78,6 +78,7 @@ Args parse(int argc, char** argv) {
         const std::string flag = argv[i];
         if (flag == "--ignore-stop") { args.run.ignore_stop = true; continue; }
         if (flag == "--no-verify") { args.verify = false; continue; }
+        if (flag == "--no-mmap") { args.mmap = false; continue; }
         if (flag == "--help" || flag == "-h") { std::cout << kUsage; std::exit(0); }
         if (i + 1 >= argc) usage(flag + " needs a value");
         const std::string value = argv[++i];
@@ -125,6 +126,7 @@ int run_artifacts(const Args& args) {
     PipelineOptions options;
     options.vision = args.vision;
     options.verify = args.verify;
+    options.mmap = args.mmap;
     options.threads = static_cast<size_t>(args.threads);
     if (!args.verify) std::cerr << "warning: --no-verify: artifact sha256 checks skipped\n";
     Pipeline pipeline(args.artifacts, options);
@@ -146,7 +148,7 @@ int run_artifacts(const Args& args) {
 int run_tokens(const Args& args) {
     const size_t threads = set_threads(static_cast<size_t>(args.threads));
     const auto load_start = std::chrono::steady_clock::now();
-    PteDecoder decoder(args.pte);
+    PteDecoder decoder(args.pte, args.mmap);
     const double load_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - load_start).count();
     const std::set<int64_t> stop = args.run.ignore_stop ? std::set<int64_t>{} : decoder.stop_ids();

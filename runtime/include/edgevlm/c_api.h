@@ -38,6 +38,7 @@ typedef struct {
     const char* vision; /* "auto" (NULL too), "pte", or a vision artifact's file name */
     int32_t verify;     /* check every loaded file's sha256 against the manifest (1, the default) */
     int32_t threads;    /* ExecuTorch threadpool size; 0 keeps its default */
+    int32_t mmap;       /* map the decoder program (1, the default: less resident memory, same speed); 0 reads it */
 } edgevlm_open_options;
 
 typedef struct {

@@ -22,6 +22,7 @@ struct PipelineOptions {
     std::string vision = "auto";
     bool verify = true;  // sha256 of every file loaded, against the manifest
     size_t threads = 0;  // ExecuTorch threadpool size; 0 keeps its default
+    bool mmap = true;    // map the decoder program (less resident memory than reading it, same speed)
 };
 
 struct RunOptions {
