@@ -204,32 +204,29 @@ class ArtifactRunner(Pipeline):
 def pte_vision_embeds(method, manifest: dict, inputs, config) -> torch.Tensor:
     """[slices, query_num, llm_width] from a .pte's vision_encoder method (its static shape read
     from the method's first input, pixel_values [1, 3, patch, max_patches * patch])."""
-    if not inputs.pixel_values:
-        return torch.zeros(0, config.query_num, config.llm.hidden_size)
-    pre = manifest["preprocessing"]
     sizes = method.metadata.input_tensor_meta(0).sizes()
-    max_patches = sizes[3] // sizes[2]
-    out = []
-    for i in range(len(inputs.pixel_values)):
-        batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], max_patches,
-                              ResamplerSpec.from_preprocessing(pre), pre["num_patches_per_side"])
-        arrays = [torch.from_numpy(batch.arrays[name]) for name in VISION_INPUTS]
-        out.append(method.execute(arrays)[0].clone())
-    return torch.cat(out)
+    return slice_embeds(manifest, inputs, config, sizes[3] // sizes[2], None,
+                        lambda arrays: method.execute([torch.from_numpy(arrays[name]) for name in VISION_INPUTS])[0])
 
 
 def artifact_vision_embeds(root: Path, manifest: dict, artifact: dict, backend, inputs, config) -> torch.Tensor:
     """[slices, query_num, llm_width] from a vision artifact, one static-shape call per slice."""
+    return slice_embeds(manifest, inputs, config, artifact["max_patches"], artifact["batch"],
+                        lambda arrays: backend.run(Path(root) / artifact["file"], arrays, artifact["details"]))
+
+
+def slice_embeds(manifest: dict, inputs, config, max_patches: int, batch: int | None, encode) -> torch.Tensor:
+    """Every slice through `encode` (the encoder's input arrays -> its [batch, Q, D] output) at the
+    encoder's static shape; row 0 of each output, copied (a runtime may reuse its output buffer)."""
     if not inputs.pixel_values:
         return torch.zeros(0, config.query_num, config.llm.hidden_size)
     pre = manifest["preprocessing"]
     spec = ResamplerSpec.from_preprocessing(pre)
     out = []
     for i in range(len(inputs.pixel_values)):
-        batch = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], artifact["max_patches"],
-                              spec, pre["num_patches_per_side"], batch=artifact["batch"])
-        result = backend.run(Path(root) / artifact["file"], batch.arrays, artifact["details"])
-        out.append(torch.from_numpy(np.asarray(result[:1], dtype=np.float32)))
+        arrays = vision_inputs(inputs.pixel_values[i:i + 1], inputs.tgt_sizes[i:i + 1], max_patches, spec,
+                               pre["num_patches_per_side"], batch=batch).arrays
+        out.append(torch.tensor(np.asarray(encode(arrays)[:1], dtype=np.float32)))
     return torch.cat(out)
 
 
