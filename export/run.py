@@ -204,22 +204,28 @@ class ArtifactRunner(Pipeline):
 def pte_vision_embeds(method, manifest: dict, inputs, config) -> torch.Tensor:
     """[slices, query_num, llm_width] from a .pte's vision_encoder method (its static shape read
     from the method's first input, pixel_values [1, 3, patch, max_patches * patch])."""
-    sizes = method.metadata.input_tensor_meta(0).sizes()
-    return slice_embeds(manifest, inputs, config, sizes[3] // sizes[2], None,
+    def shape():
+        sizes = method.metadata.input_tensor_meta(0).sizes()
+        return sizes[3] // sizes[2], None
+
+    return slice_embeds(manifest, inputs, config, shape,
                         lambda arrays: method.execute([torch.from_numpy(arrays[name]) for name in VISION_INPUTS])[0])
 
 
 def artifact_vision_embeds(root: Path, manifest: dict, artifact: dict, backend, inputs, config) -> torch.Tensor:
     """[slices, query_num, llm_width] from a vision artifact, one static-shape call per slice."""
-    return slice_embeds(manifest, inputs, config, artifact["max_patches"], artifact["batch"],
+    return slice_embeds(manifest, inputs, config, lambda: (artifact["max_patches"], artifact["batch"]),
                         lambda arrays: backend.run(Path(root) / artifact["file"], arrays, artifact["details"]))
 
 
-def slice_embeds(manifest: dict, inputs, config, max_patches: int, batch: int | None, encode) -> torch.Tensor:
+def slice_embeds(manifest: dict, inputs, config, shape, encode) -> torch.Tensor:
     """Every slice through `encode` (the encoder's input arrays -> its [batch, Q, D] output) at the
-    encoder's static shape; row 0 of each output, copied (a runtime may reuse its output buffer)."""
+    encoder's static shape (`shape()` -> (max_patches, batch or None), asked only when there are
+    slices: a text-only prompt may have no encoder); row 0 of each output, copied (a runtime may
+    reuse its output buffer)."""
     if not inputs.pixel_values:
         return torch.zeros(0, config.query_num, config.llm.hidden_size)
+    max_patches, batch = shape()
     pre = manifest["preprocessing"]
     spec = ResamplerSpec.from_preprocessing(pre)
     out = []
