@@ -1,0 +1,1 @@
+"""Benchmark devices: one spec grammar, one interface (devices/base.py)."""
