@@ -18,14 +18,16 @@ from pathlib import Path
 
 from edgevlm.backends.executorch_decoder import ExecuTorchDecoderBackend
 from edgevlm.device_tests import optimum_export
-from edgevlm.device_tests.host_bench import host_device
+from edgevlm.device_tests.devices.base import unavailable
+from edgevlm.device_tests.devices.host import host_thermal
+from edgevlm.device_tests.host_bench import host_report
 from edgevlm.device_tests.roofline import add_rooflines, eager_weight_bytes, read_bandwidth, weight_bytes_per_token
-from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
+from edgevlm.device_tests.schema import validate_bench
 from edgevlm.export.decoder import pte_names
 from edgevlm.export.decoder.kv_cache import KVCacheSpec
 from edgevlm.export.decoder.pte import DecoderPteSpec, export_pte
 from edgevlm.export.decoder.static_attention import NAME as STATIC
-from edgevlm.export.manifest import sha256_path, toolchain_versions
+from edgevlm.export.manifest import sha256_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +153,12 @@ def run_worker(job: dict, timeout: float = 3600) -> dict:
     return json.loads(lines[-1])
 
 
+def decoder_entry(measured: dict) -> dict:
+    """A worker's measurements -> the bench/2 fields of an "ok" decoder result."""
+    return {"status": "ok", "decoder": measured, "load_ms": measured["load_ms"],
+            "peak_memory_bytes": round(measured["peak_rss_mib"] * 2**20)}
+
+
 def _job(plan: BenchPlan, llm_cfg, runner: str, **extra) -> dict:
     return {"runner": runner, "prompts": list(plan.prompts), "contexts": list(plan.contexts),
             "prefill_runs": plan.prefill_runs, "prefill_warmup": plan.prefill_warmup,
@@ -162,6 +170,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
                   optimum_venv: Path | None = None) -> dict:
     from edgevlm.checkpoint.loader import load_model
 
+    thermal_before = host_thermal()
     model_dir, work = Path(model_dir), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model_dir)
@@ -173,14 +182,14 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
     entries = []  # (result entry, job or None, weight bytes per token, kv bytes per token, kv positions read)
 
     if plan.eager:
-        entries.append(({"runtime": "pytorch-eager:fp32 (transformers DynamicCache)", "artifact": None, "sha256": None,
+        entries.append(({"part": "decoder", "runtime": "pytorch-eager:fp32 (transformers DynamicCache)", "artifact": None, "sha256": None,
                          "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}},
                         _job(plan, cfg, "eager", model=str(model_dir)), eager_weight_bytes(loaded.model.llm), fp32_kv,
                         None))
     for name, art in export_ours(loaded, plan, work).items():
         spec, path = art["spec"], art["path"]
         kv = spec.cache.bytes_per_token(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim)
-        entry = {"runtime": f"edgevlm-executorch:{plan.weights}-g{plan.group_size}+kv-{name}"
+        entry = {"part": "decoder", "runtime": f"edgevlm-executorch:{plan.weights}-g{plan.group_size}+kv-{name}"
                             + (f"-g{spec.cache.group_size}" if spec.cache.quantized else "") + f" ({plan.attention})",
                  "artifact": str(path), "sha256": sha256_path(path), "artifact_bytes": path.stat().st_size,
                  "kv_cache": spec.cache.to_dict() | {"bytes_per_token": kv, "attention": plan.attention}}
@@ -190,7 +199,7 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
                         weight_bytes_per_token(path.stat().st_size, embed_bytes), kv, positions))
     release_memory()  # the exports' freed buffers: the optimum export and the workers need that memory
     if plan.optimum:
-        entry = {"runtime": f"optimum-executorch:{plan.weights}-g{plan.group_size}+kv-fp32 (custom sdpa, custom kv)",
+        entry = {"part": "decoder", "runtime": f"optimum-executorch:{plan.weights}-g{plan.group_size}+kv-fp32 (custom sdpa, custom kv)",
                  "artifact": None, "sha256": None, "kv_cache": {"format": "fp32", "bytes_per_token": fp32_kv}}
         built = optimum_export.export(loaded, work, plan.max_seq_len, plan.weights, plan.group_size,
                                        optimum_venv or optimum_export.default_venv())
@@ -241,12 +250,10 @@ def bench_decoder(model_dir: Path, work: Path, plan: BenchPlan = BenchPlan(),
         measured = best_round(rounds[i])
         for context, timing in measured["decode"].items():
             add_rooflines(timing, weight_bytes + kv * (positions or int(context)), bandwidth["gb_s"])
-        results.append(entry | {"status": "ok", "decoder": measured,
-                                "weight_bytes_per_token": weight_bytes})
-    report = {
-        "schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},
-        "runtime_versions": toolchain_versions(),
-        "model": model_block,
+        results.append(entry | decoder_entry(measured) | {"weight_bytes_per_token": weight_bytes})
+    report = host_report("decoder", None, None, thermal_before, results, model=model_block)
+    report["device"]["read_bandwidth"] = bandwidth
+    report |= {
         "input": {"prompts": list(plan.prompts), "contexts": list(plan.contexts), "max_seq_len": plan.max_seq_len,
                   "weights": plan.weights, "group_size": plan.group_size, "attention": plan.attention},
         "results": results,
@@ -280,12 +287,13 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
     """`edgevlm bench` for the decoder .pte artifacts of a manifest (prompts/contexts clipped to each cache)."""
     from edgevlm.export.manifest import read_manifest
 
+    thermal_before = host_thermal()
     artifacts_dir = Path(artifacts_dir)
     manifest = read_manifest(artifacts_dir)
     bandwidth = read_bandwidth()
     results = []
     for artifact in [a for a in manifest["artifacts"] if a["part"] == "decoder"]:
-        entry = {"runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
+        entry = {"part": "decoder", "runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
                  "sha256": artifact["sha256"], "artifact_bytes": artifact["bytes"], "kv_cache": artifact["kv_cache"]}
         if not artifact["file"].endswith(".pte") or pte_names.TEXT_DECODER not in artifact.get("methods", []):
             results.append(entry | {"status": "not run", "reason": "not an ExecuTorch multimodal decoder .pte "
@@ -308,9 +316,17 @@ def bench_manifest_decoders(artifacts_dir: Path, plan: BenchPlan = BenchPlan(dec
             add_rooflines(timing, weight_bytes_per_token(artifact["bytes"], embed_bytes) +
                           artifact["kv_cache"]["bytes_per_token"] * (limit if static else int(context)),
                           bandwidth["gb_s"])
-        results.append(entry | {"status": "ok", "decoder": measured})
-    report = {"schema": BENCH_SCHEMA_ID, "kind": "decoder", "device": host_device() | {"read_bandwidth": bandwidth},
-              "runtime_versions": toolchain_versions(), "model": manifest["model"], "results": results}
+        for context in plan.contexts:  # present with the reason, as bench/2 wants
+            if context > limit:
+                measured["decode"][str(context)] = unavailable(
+                    f"context {context} exceeds the program's {limit}-token cache")
+        for prompt in plan.prompts:
+            if prompt >= limit:
+                measured["prefill"][str(prompt)] = unavailable(
+                    f"a {prompt}-token prompt leaves no room in the program's {limit}-token cache")
+        results.append(entry | decoder_entry(measured))
+    report = host_report("decoder", manifest, artifacts_dir, thermal_before, results)
+    report["device"]["read_bandwidth"] = bandwidth
     validate_bench(report)
     return report
 

@@ -71,7 +71,7 @@ def print_manifest_decoders(report: dict) -> None:
     from rich.table import Table
 
     bw = report["device"]["read_bandwidth"]["gb_s"]
-    table = Table(title=f"decoder artifacts on {report['device']['cpu']} (read bandwidth {bw:.1f} GB/s)")
+    table = Table(title=f"decoder artifacts on {report['device']['model']} (read bandwidth {bw:.1f} GB/s)")
     for column in ("artifact", "KV", "TTFT ms", "prefill tok/s", "decode tok/s @context (% roofline: beside | run best)",
                    "peak RSS MiB"):
         table.add_column(column)
@@ -81,8 +81,8 @@ def print_manifest_decoders(report: dict) -> None:
             table.add_row(r["artifact"], kv, "-", "-", f"not run: {r['reason'][:200]}", "-")
             continue
         d = r["decoder"]
-        prefill = ", ".join(f"{p}: {t['tokens_per_s']:.1f}" for p, t in d["prefill"].items())
-        decode = ", ".join(f"@{c}: {_decode_cell(t)}" for c, t in d["decode"].items())
+        prefill = ", ".join(f"{p}: {t['tokens_per_s']:.1f}" for p, t in d["prefill"].items() if "unavailable" not in t)
+        decode = ", ".join(f"@{c}: {_decode_cell(t)}" for c, t in d["decode"].items() if "unavailable" not in t)
         table.add_row(r["artifact"], kv, f"{d['ttft_ms']:.0f}", prefill, decode, f"{d['peak_rss_mib']:.0f}")
     _console().print(table)
 

@@ -8,8 +8,6 @@ are timed only on request and labelled: their numbers say nothing about device l
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,7 +19,15 @@ from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
 from edgevlm.export.host import manifest_slices
 from edgevlm.export.manifest import read_manifest, toolchain_versions
 from edgevlm.export.vision import ResamplerSpec, vision_inputs
+from edgevlm.device_tests.devices.base import unavailable
 from edgevlm.stats import timing_summary
+
+HOST_POWER = ("the host benchmarks do not sample power: `edgevlm device-bench --device adb` (battery fuel gauge) "
+              "or `--device macos` (powermetrics) do")
+# The in-process host benchmark times every runtime in one process and the backends open their
+# session inside the first call: `edgevlm device-bench` runs each in its own process and splits them.
+ONE_PROCESS_MEMORY = unavailable("every runtime runs in one process here: `edgevlm device-bench` measures its peak")
+LOAD_IN_FIRST_CALL = unavailable("the backend opens its session inside the first call: cold_ms includes the load")
 
 
 def time_calls(fn, warmup: int, runs: int) -> dict:
@@ -35,21 +41,46 @@ def time_calls(fn, warmup: int, runs: int) -> dict:
     return timing_summary(samples, warmup)
 
 
+def cold_then_warm(fn, warmup: int, runs: int) -> dict:
+    """The first call timed on its own (cold_ms), then the metrics of `runs` calls after warm-up
+    (the cold call counts as one warm-up call)."""
+    start = time.perf_counter()
+    fn()
+    cold_ms = (time.perf_counter() - start) * 1000
+    metrics = time_calls(fn, max(warmup - 1, 0), runs)
+    return {"cold_ms": cold_ms, "metrics": metrics | {"warmup": max(warmup, 1)}}
+
+
 def host_device() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"kind": "host", "cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(terse=True),
-            "torch_threads": torch.get_num_threads()}
+    """The bench/2 device block of this host (thermal read now, before and after are the same call
+    sites' business: the in-process host benches read it at start and end)."""
+    from edgevlm.device_tests.devices.host import HostDevice
+
+    facts = HostDevice().facts()
+    facts["cpu"] |= {"torch_threads": torch.get_num_threads()}
+    return facts
+
+
+def host_report(kind: str, manifest: dict | None, root: Path | None, thermal_before: dict, results: list,
+                model: dict | None = None) -> dict:
+    """The parts of a bench/2 report every in-process host benchmark shares."""
+    from edgevlm.device_tests.devices.host import host_thermal
+    from edgevlm.device_tests.schema import artifact_hashes
+    from edgevlm.export.manifest import sha256_path
+
+    device = host_device() | {"thermal_before": thermal_before, "thermal_after": host_thermal()}
+    artifacts = (artifact_hashes(manifest, sha256_path(root / "manifest.json")) if manifest is not None else
+                 unavailable("no export folder: the benchmark exported its own programs"))
+    return {"schema": BENCH_SCHEMA_ID, "kind": kind, "device": device, "artifacts": artifacts,
+            "runtime_versions": toolchain_versions(), "model": model or manifest["model"],
+            "results": results, "power": unavailable(HOST_POWER)}
 
 
 def bench_vision(artifacts_dir: Path, warmup: int = 3, runs: int = 10, include_emulators: bool = False) -> dict:
     artifacts_dir = Path(artifacts_dir)
+    from edgevlm.device_tests.devices.host import host_thermal
+
+    thermal_before = host_thermal()
     manifest = read_manifest(artifacts_dir)
     pre = manifest["preprocessing"]
     spec = ResamplerSpec.from_preprocessing(pre)
@@ -68,22 +99,14 @@ def bench_vision(artifacts_dir: Path, warmup: int = 3, runs: int = 10, include_e
             results.append(_bench_eager(manifest["model"]["source"], inputs, warmup, runs, artifact))
             eager_done.add(key)
         results.append(_bench_artifact(artifacts_dir, artifact, inputs, warmup, runs, include_emulators))
-    report = {
-        "schema": BENCH_SCHEMA_ID,
-        "kind": "vision_encoder",
-        "device": host_device(),
-        "runtime_versions": toolchain_versions(),
-        "model": manifest["model"],
-        "input": {"case": case["name"], "tgt_size": sizes[largest].tolist(),
-                  "patches": int(sizes[largest].prod())},
-        "results": results,
-    }
+    report = host_report("vision_encoder", manifest, artifacts_dir, thermal_before, results)
+    report["input"] = {"case": case["name"], "tgt_size": sizes[largest].tolist(), "patches": int(sizes[largest].prod())}
     validate_bench(report)
     return report
 
 
 def _bench_artifact(root: Path, artifact: dict, inputs: dict, warmup: int, runs: int, include_emulators: bool) -> dict:
-    entry = {"runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
+    entry = {"part": "vision", "runtime": f"{artifact['target']}:{artifact['precision']}", "artifact": artifact["file"],
              "sha256": artifact["sha256"], "max_patches": artifact["max_patches"], "batch": artifact["batch"]}
     backend = get_vision_backend(artifact["target"])
     reason = backend.runtime_available()
@@ -94,17 +117,20 @@ def _bench_artifact(root: Path, artifact: dict, inputs: dict, warmup: int, runs:
         return {**entry, "status": "not run", "reason": reason}
     path = root / artifact["file"]
     details = artifact.get("details", {})
-    metrics = time_calls(lambda: backend.run(path, inputs, details), warmup, runs)
+    timed = cold_then_warm(lambda: backend.run(path, inputs, details), warmup, runs)
     if emulated:
         entry["note"] = "emulator timing; not device latency"
-    return {**entry, "status": "ok", "metrics": metrics}
+    return {**entry, "status": "ok", "emulated": emulated, "load_ms": LOAD_IN_FIRST_CALL,
+            "peak_memory_bytes": ONE_PROCESS_MEMORY, **timed}
 
 
 def _bench_eager(model_dir: str, inputs: dict, warmup: int, runs: int, artifact: dict) -> dict:
     from edgevlm.checkpoint.loader import load_model
     from edgevlm.export.vision import INPUT_NAMES, StaticVisionEncoder
 
+    start = time.perf_counter()
     loaded = load_model(Path(model_dir))
+    load_ms = (time.perf_counter() - start) * 1000
     encoder = StaticVisionEncoder(loaded.model.vpm, loaded.model.resampler).eval()
     args = tuple(torch.from_numpy(inputs[n]) for n in INPUT_NAMES)
 
@@ -112,6 +138,6 @@ def _bench_eager(model_dir: str, inputs: dict, warmup: int, runs: int, artifact:
         with torch.inference_mode():
             encoder(*args)
 
-    metrics = time_calls(call, warmup, runs)
-    return {"runtime": "pytorch-eager:fp32", "artifact": None, "sha256": None, "max_patches": artifact["max_patches"],
-            "batch": artifact["batch"], "status": "ok", "metrics": metrics}
+    return {"part": "vision", "runtime": "pytorch-eager:fp32", "artifact": None, "sha256": None,
+            "max_patches": artifact["max_patches"], "batch": artifact["batch"], "status": "ok", "emulated": False,
+            "load_ms": load_ms, "peak_memory_bytes": ONE_PROCESS_MEMORY, **cold_then_warm(call, warmup, runs)}

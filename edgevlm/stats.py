@@ -25,6 +25,9 @@ def percentile(samples: Iterable[float], q: float) -> float:
 
 
 def timing_summary(samples_ms: list[float], warmup: int) -> dict:
-    """Timed calls (ms) -> the bench schema's metrics: runs, warmup, median, spread [min, p90], mean."""
+    """Timed calls (ms) -> the bench schema's metrics: runs, warmup, median, spread [min, p90], max,
+    mean and the sample standard deviation (0 for a single call: nothing spread)."""
     return {"runs": len(samples_ms), "warmup": warmup, "median_ms": median(samples_ms),
-            "p90_ms": percentile(samples_ms, 90), "min_ms": min(samples_ms), "mean_ms": statistics.fmean(samples_ms)}
+            "p90_ms": percentile(samples_ms, 90), "min_ms": min(samples_ms), "max_ms": max(samples_ms),
+            "mean_ms": statistics.fmean(samples_ms),
+            "std_ms": statistics.stdev(samples_ms) if len(samples_ms) > 1 else 0.0}

@@ -118,4 +118,5 @@ def test_one_median_and_spread():
     samples = [float(x) for x in range(1, 11)]
     assert percentile(samples, 90) == 9.0 and percentile(samples, 90) in samples
     assert timing_summary(samples[::-1], warmup=2) == {"runs": 10, "warmup": 2, "median_ms": 5.5, "p90_ms": 9.0,
-                                                        "min_ms": 1.0, "mean_ms": 5.5}
+                                                        "min_ms": 1.0, "max_ms": 10.0, "mean_ms": 5.5,
+                                                        "std_ms": pytest.approx(3.0277, abs=1e-4)}

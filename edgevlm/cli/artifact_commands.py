@@ -134,7 +134,7 @@ def bench(args) -> int:
                 verify=not args.no_verify)
     report = bench_vision(folder, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
     table = Table(title=f"vision encoder, {report['input']['case']} slice {report['input']['tgt_size']} "
-                        f"({report['input']['patches']} patches) on {report['device']['cpu']}")
+                        f"({report['input']['patches']} patches) on {report['device']['model']}")
     for column in ("runtime", "static patches", "median ms", "p90 ms", "note"):
         table.add_column(column)
     for r in report["results"]:
