@@ -137,6 +137,24 @@ class ShellDevice(Device):
         result = self.shell(["cat", remote], timeout=10)
         return result.stdout if result.returncode == 0 else None
 
+    def thermal(self) -> dict:
+        """The schema's thermal reading: {"celsius", "sensor", "zones"} or `unavailable(reason)`."""
+        return unavailable(f"{self.kind} devices report no temperature")
+
+    def temperature_c(self) -> float | None:
+        """The reading cool-down waits on, or None."""
+        reading = self.thermal()
+        return None if is_unavailable(reading) else reading["celsius"]
+
+    def battery_root(self) -> str | dict:
+        """The battery's sysfs folder the power sampler reads, or `unavailable(reason)`."""
+        return unavailable(f"{self.kind} devices have no battery to sample")
+
+    def runtime_target(self) -> str:
+        """The native runtime build this device runs (runtime/targets.py)."""
+        return "aarch64-linux"
+
     def runner_argv(self, folder: str, tool: str) -> list[str]:
         """How a bundled native tool is started on this device (qemu wraps it in the emulator)."""
-        return [f"{folder}/bin/{tool}"]
+        bin_dir = f"{folder}/bin"  # a cross build runs through its own glibc loader
+        return [f"{bin_dir}/ld-linux-aarch64.so.1", "--library-path", f"{bin_dir}/lib", f"{bin_dir}/{tool}"]

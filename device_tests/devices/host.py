@@ -99,10 +99,6 @@ class HostDevice(ShellDevice):
     def thermal(self) -> dict:
         return host_thermal()
 
-    def temperature_c(self) -> float | None:
-        reading = self.thermal()
-        return None if "unavailable" in reading else reading["celsius"]
-
     def battery_root(self) -> str | dict:
         folder = battery_folder()
         if folder is None:

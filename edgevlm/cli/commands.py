@@ -165,6 +165,7 @@ def default_job(args) -> int:
 
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
 from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
+from edgevlm.cli import device_commands as _device  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 from edgevlm.cli import quality_commands as _quality  # noqa: E402
 from edgevlm.cli import recipe_commands as _recipes  # noqa: E402
@@ -204,6 +205,9 @@ COMMANDS = [
             "or aarch64 Linux", _runtime.build_runner_args, _runtime.build_runner),
     Command("bench-runner", "the native runner beside the Python .pte path on one decoder: decode tok/s, prefill, "
             "peak RSS, same tokens (JSON results)", _runtime.bench_runner_args, _runtime.bench_runner),
+    Command("device-bench", "benchmark an export on a device (host, qemu-aarch64, adb phone, macos, AI Hub, AWS Device "
+            "Farm): vision ms, prefill/decode tok/s per context, memory, power and energy (schema edgevlm.bench/2)",
+            _device.device_bench_args, _device.device_bench),
     Command("aihub", "compile and profile the QNN vision artifact on a Qualcomm AI Hub device (token + network)",
             _artifacts.aihub_args, _artifacts.aihub),
     Command("train-oracle", "train edgevlm-tiny, the quality-oracle model, on synthetic VQA on the CPU (seeded)",
