@@ -116,7 +116,7 @@ def test_parse_devices_real_formats():
 
 
 @pytest.mark.parametrize("listing,spec,expect", [
-    ("List of devices attached\n\n", "adb", "no device attached: `adb devices -l` printed nothing"),
+    ("List of devices attached\n\n", "adb", "no device attached: `adb devices -l` lists none"),
     ("List of devices attached\nR5CX21ABCDE            unauthorized usb:1-1 transport_id:3\n\n", "adb",
      "accept the 'Allow USB debugging?' RSA key prompt"),
     ("List of devices attached\nR5CX21ABCDE            offline usb:1-1 transport_id:3\n\n", "adb", "is offline"),
@@ -261,6 +261,6 @@ def test_real_adb_reports_no_device(monkeypatch):
         if parse_devices(listing):  # a phone is attached to this machine after all
             assert msg is None or "no device attached" not in msg
         else:
-            assert msg.startswith("no device attached: `adb devices -l` printed nothing")
+            assert msg.startswith("no device attached: `adb devices -l` lists none")
     finally:
         subprocess.run(["adb", "kill-server"], capture_output=True, timeout=60)

@@ -133,7 +133,7 @@ class AdbDevice(ShellDevice):
                 listed = ", ".join(d["serial"] for d in parse_devices(r.stdout)) or "none"
                 return f"no device {self.serial} attached (`adb devices -l` lists: {listed})"
         if not devices:
-            return ("no device attached: `adb devices -l` printed nothing; connect the phone by USB, "
+            return ("no device attached: `adb devices -l` lists none; connect the phone by USB, "
                     "enable Developer options > USB debugging (or `adb connect IP:PORT` for Wi-Fi debugging)")
         if len(devices) > 1:
             listing = "; ".join(f"{d['serial']} ({d['state']}, {d.get('model', '?')})" for d in devices)
