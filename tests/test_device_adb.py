@@ -230,14 +230,24 @@ def test_facts_from_the_phone_outputs(fake_adb):
     assert [c["count"] for c in facts["cpu_clusters"]] == [2, 2, 3, 1]
     assert facts["cpu_clusters"][-1]["core"] == "Cortex-X4"
     assert dev.temperature_c() == (51.8, "cpu zone cpu-2-0-0 (hottest of 4)")
+    assert dev.power_supply_root() == "/sys/class/power_supply/battery"
 
 
 def test_facts_unavailable_pieces_say_why(fake_adb):
     dev = AdbDevice("adb:R5CX21ABCDE")
-    fake_adb.canned({"getprop": GETPROP, "dumpsys battery": "Can't find service: battery\n"})
-    facts = dev.facts()  # the scripts run on this machine's empty-ish sysfs
+    q = shlex.quote
+    fake_adb.canned({"getprop": GETPROP, "dumpsys battery": "Can't find service: battery\n",
+                     f"sh -c {q(android.THERMAL_SCRIPT)}": "", f"sh -c {q(android.CPU_SCRIPT)}": "",
+                     f"sh -c {q(android.POWER_SUPPLY_SCRIPT)}": "usb\tUSB\n"})
+    facts = dev.facts()
+    assert facts["model"] == "SM-S928B"
     assert facts["battery"] == {"unavailable": "dumpsys battery printed no battery state"}
-    assert is_unavailable(facts["battery_root"]) or facts["battery_root"].startswith("/sys/class/power_supply/")
+    assert facts["thermal_zones"] == {"unavailable": "reading /sys/class/thermal: printed nothing"}
+    assert facts["cpu_clusters"] == {"unavailable": "reading cpufreq: printed nothing"}
+    assert facts["battery_root"] == {"unavailable": "no power_supply folder of type Battery on the phone"}
+    assert dev.temperature_c() == {"unavailable": "reading /sys/class/thermal: printed nothing"}
+    with pytest.raises(EdgeVLMError, match="type Battery"):
+        dev.power_supply_root()
 
 
 def test_bad_spec():

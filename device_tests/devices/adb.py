@@ -224,6 +224,13 @@ class AdbDevice(ShellDevice):
             facts["battery_root"] = unavailable(e.problem)
         return facts
 
+    def power_supply_root(self) -> str:
+        """The battery's power_supply folder, for the sampler's --root."""
+        text = self._script(android.POWER_SUPPLY_SCRIPT, "reading /sys/class/power_supply")
+        if isinstance(text, dict):
+            raise EdgeVLMError(text["unavailable"], "check `adb shell ls /sys/class/power_supply` on the phone")
+        return android.pick_battery_supply(text)
+
     def temperature_c(self) -> tuple[float, str] | dict:
         """For cool-down between runs: the hottest CPU zone, else the skin zone, with which."""
         text = self._script(android.THERMAL_SCRIPT, "reading /sys/class/thermal")
