@@ -88,3 +88,138 @@ def end_to_end(rounds: list[dict]) -> dict:
 
 def load_rounds(raw: Path, names: list[str]) -> list[dict]:
     return [json.loads((raw / name).read_text()) for name in names]
+
+
+def phases_of(bench: dict) -> list:
+    from edgevlm.device_tests.power import Phase
+
+    return [Phase(p["name"], p["start_ns"] / 1e9, p["end_ns"] / 1e9, p.get("count", 0), p.get("unit", ""))
+            for p in bench["phases"]]
+
+
+def _round_power(raw: Path, idle_file: str, power_file: str, bench: dict, allow_charging: bool) -> tuple[dict, dict]:
+    """One round: (per-phase power, how the watts were derived)."""
+    from edgevlm.device_tests import power
+
+    idle = power.BatteryPower.from_samples(power.parse_sampler_csv((raw / idle_file).read_text()),
+                                           allow_charging=allow_charging)
+    idle_w = power.idle_watts(idle.watts)
+    phases = phases_of(bench)
+    run = power.BatteryPower.from_samples(power.parse_sampler_csv((raw / power_file).read_text()),
+                                          windows=[(p.start_s, p.end_s) for p in phases],
+                                          allow_charging=allow_charging)
+    return {"idle_w": idle_w, "phases": power.attribute(run.watts, phases, idle_w)}, run.describe()
+
+
+def _mean_phase(per_round: list[dict]) -> dict:
+    """A phase over rounds: the mean of each figure over the rounds that could measure it."""
+    measured = [p for p in per_round if "power" not in p]
+    if not measured:
+        return per_round[0]["power"]
+    keys = ("mean_w", "net_w", "energy_j", "net_energy_j", "duration_s")
+    out = {k: sum(p[k] for p in measured) / len(measured) for k in keys}
+    out["samples"] = sum(p["samples"] for p in measured)
+    per_unit = [p["energy_per_unit_j"] for p in measured if not is_unavailable(p["energy_per_unit_j"])]
+    out["energy_per_unit_j"] = sum(per_unit) / len(per_unit) if per_unit else measured[0]["energy_per_unit_j"]
+    out["unit"] = measured[0]["unit"]
+    return out
+
+
+def power_block(raw: Path, steps: dict, rounds: list[dict], allow_charging: bool) -> dict:
+    from edgevlm.device_tests import power
+
+    files = steps["files"]
+    if is_unavailable(steps["battery_root"]):
+        return steps["battery_root"]
+    per_round, derived = [], None
+    for idle_file, power_file, bench in zip(files["idle"], files["power"], rounds):
+        measured, derived = _round_power(raw, idle_file, power_file, bench, allow_charging)
+        per_round.append(measured)
+    names = [p["name"] for p in rounds[0]["phases"]]
+    phases = {n: _mean_phase([r["phases"][n] for r in per_round]) for n in names}
+    header = power.parse_sampler_header((raw / files["power"][0]).read_text())
+    slices = len(rounds[0]["e2e"]["stats"]["vision_slice_ms"])
+    warm = phases.get("vision_warm", unavailable("no vision phase"))
+    if is_unavailable(warm) or is_unavailable(warm["energy_per_unit_j"]):
+        per_image = warm if is_unavailable(warm) else warm["energy_per_unit_j"]
+        per_slice = per_image
+    else:
+        per_slice = warm["energy_per_unit_j"]
+        per_image = per_slice * slices
+    per_token = {}
+    for name, phase in phases.items():
+        if name.startswith(("decode:", "prefill:")):
+            per_token[name] = phase if is_unavailable(phase) else phase["energy_per_unit_j"]
+    schema_phases = {n: (p if is_unavailable(p) else {k: v for k, v in p.items()
+                                                      if k not in ("energy_per_unit_j", "unit")})
+                     for n, p in phases.items()}
+    return {"method": f"battery fuel gauge: {header['root']}/current_now x voltage_now sampled on the device "
+                      f"({header['clock']}, the benchmark's clock), idle power measured right before and subtracted",
+            "sample_rate_hz": header["hz"], "idle_w": sum(r["idle_w"] for r in per_round) / len(per_round),
+            "phases": schema_phases, "energy_per_image_j": per_image, "energy_per_slice_j": per_slice,
+            "image_slices": slices, "energy_per_token_j": per_token or unavailable("no prefill/decode phase"),
+            "samples_file": files["power"][0], "charging": derived["charging_samples"] > 0,
+            "derivation": derived, "notes": derived["notes"]}
+
+
+def assemble(manifest: dict, artifacts: Path, facts: dict, steps: dict, raw: Path, plan) -> dict:
+    from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, artifact_hashes
+    from edgevlm.export.manifest import sha256_path
+
+    rounds = load_rounds(raw, steps["files"]["bench"])
+    emulated = facts["emulated"]
+    device = facts | {"thermal_before": steps["thermal_before"], "thermal_after": steps["thermal_after"]}
+    e2e = end_to_end(rounds)
+    raw_files = {name: f"{raw.name}/{name}" for group in steps["files"].values() for name in group}
+    report = {
+        "schema": BENCH_SCHEMA_ID, "kind": "device", "device": device,
+        "artifacts": artifact_hashes(manifest, sha256_path(artifacts / "manifest.json")),
+        "runtime_versions": manifest["toolchain"] | {"edgevlm-bench": rounds[0]["schema"]},
+        "model": manifest["model"],
+        "input": {"prompt": plan.prompt, "image": str(plan.image) if plan.image else "demo scene",
+                  "contexts": list(plan.contexts), "runs": plan.runs, "warmup": plan.warmup,
+                  "decode_tokens": plan.decode_tokens, "threads": rounds[0]["threads"], "end_to_end": e2e},
+        "results": [vision_result(manifest, rounds, emulated), decoder_result(manifest, rounds, emulated)],
+        "power": power_block(raw, steps, rounds, plan.allow_charging),
+        "rounds": steps["rounds"], "raw_files": raw_files,
+    }
+    if emulated:
+        report["input"]["note"] = "timings under qemu-user emulation: they say nothing about a phone's speed"
+    return report
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    device = report["device"]
+    name = device["model"] if isinstance(device["model"], str) else device["spec"]
+    table = Table(title=f"{report['model'].get('id', report['model']['version'])} on {name}"
+                        + (" (emulated)" if device["emulated"] else ""))
+    for column in ("part", "runtime", "load ms", "cold ms", "warm median ms [min, p90]", "tokens/s by context"):
+        table.add_column(column)
+
+    def ms(value):
+        return value["unavailable"][:40] if is_unavailable(value) else f"{value:.1f}"
+
+    for r in report["results"]:
+        if r["status"] != "ok":
+            table.add_row(r["part"], r["runtime"], "-", "-", f"not run: {r['reason'][:80]}", "-")
+        elif r["part"] == "vision":
+            m = r["metrics"]
+            table.add_row("vision", r["runtime"][:60], ms(r["load_ms"]), ms(r["cold_ms"]),
+                          f"{m['median_ms']:.1f} [{m['min_ms']:.1f}, {m['p90_ms']:.1f}] x{m['runs']}", "-")
+        else:
+            d = r["decoder"]
+            rates = ", ".join(f"@{c} prefill {p['tokens_per_s']:.0f} / decode {d['decode'][c]['tokens_per_s']:.1f}"
+                              for c, p in d["prefill"].items() if not is_unavailable(p))
+            table.add_row("decoder", r["runtime"], ms(r["load_ms"]), "-", f"TTFT {ms(d['ttft_ms'])} ms", rates)
+    Console().print(table)
+    power = report["power"]
+    if is_unavailable(power):
+        print(f"power: not measured ({power['unavailable']})")
+    else:
+        tokens = {k: v for k, v in power["energy_per_token_j"].items() if not is_unavailable(v)}
+        print(f"power: idle {power['idle_w']:.2f} W; energy per image "
+              f"{ms(power['energy_per_image_j'])} J; per token {tokens}")
+    print(f"answer: {report['input']['end_to_end']['text']!r}")

@@ -81,3 +81,14 @@ def timed(step: str, **fields):
     start = time.perf_counter()
     yield
     log.info("%s done", step, extra={"step": step, "seconds": round(time.perf_counter() - start, 3), **fields})
+
+
+@contextlib.contextmanager
+def stage(description: str, **fields):
+    """A long step a user waits on: a spinner with its name on a terminal, its duration logged."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status(description), timed(description, **fields):
+        yield
+    console.print(f"[dim]done:[/dim] {description}", highlight=False)

@@ -225,11 +225,14 @@ def test_facts_from_the_phone_outputs(fake_adb):
         f"sh -c {q(android.POWER_SUPPLY_SCRIPT)}": "battery\tBattery\nbms\tBMS\nusb\tUSB\n",
     })
     facts = dev.facts()
-    assert facts["soc_model"] == "SM8650" and facts["sdk"] == 34
-    assert facts["battery"]["updates_stopped"] and facts["battery_root"] == "/sys/class/power_supply/battery"
-    assert [c["count"] for c in facts["cpu_clusters"]] == [2, 2, 3, 1]
-    assert facts["cpu_clusters"][-1]["core"] == "Cortex-X4"
-    assert dev.temperature_c() == (51.8, "cpu zone cpu-2-0-0 (hottest of 4)")
+    assert facts["android"]["soc_model"] == "SM8650" and facts["android"]["sdk"] == 34
+    assert facts["soc"] == "QTI SM8650" and facts["os"].startswith("Android 14 (API 34), samsung/")
+    assert facts["android"]["battery"]["updates_stopped"]
+    assert facts["android"]["battery_root"] == "/sys/class/power_supply/battery"
+    clusters = facts["cpu"]["clusters"]
+    assert [c["count"] for c in clusters] == [2, 2, 3, 1] and clusters[-1]["core"] == "Cortex-X4"
+    assert dev.temperature_c() == 51.8
+    assert dev.thermal()["sensor"] == "cpu zone cpu-2-0-0 (hottest of 4)"
     assert dev.power_supply_root() == "/sys/class/power_supply/battery"
 
 
@@ -240,12 +243,12 @@ def test_facts_unavailable_pieces_say_why(fake_adb):
                      f"sh -c {q(android.THERMAL_SCRIPT)}": "", f"sh -c {q(android.CPU_SCRIPT)}": "",
                      f"sh -c {q(android.POWER_SUPPLY_SCRIPT)}": "usb\tUSB\n"})
     facts = dev.facts()
-    assert facts["model"] == "SM-S928B"
-    assert facts["battery"] == {"unavailable": "dumpsys battery printed no battery state"}
-    assert facts["thermal_zones"] == {"unavailable": "reading /sys/class/thermal: printed nothing"}
-    assert facts["cpu_clusters"] == {"unavailable": "reading cpufreq: printed nothing"}
-    assert facts["battery_root"] == {"unavailable": "no power_supply folder of type Battery on the phone"}
-    assert dev.temperature_c() == {"unavailable": "reading /sys/class/thermal: printed nothing"}
+    assert facts["model"] == "samsung SM-S928B"
+    assert facts["android"]["battery"] == {"unavailable": "dumpsys battery printed no battery state"}
+    assert dev.thermal() == {"unavailable": "reading /sys/class/thermal: printed nothing"}
+    assert dev.temperature_c() is None
+    assert facts["cpu"]["clusters"] == {"unavailable": "reading cpufreq: printed nothing"}
+    assert facts["android"]["battery_root"] == {"unavailable": "no power_supply folder of type Battery on the phone"}
     with pytest.raises(EdgeVLMError, match="type Battery"):
         dev.power_supply_root()
 

@@ -200,29 +200,44 @@ class AdbDevice(ShellDevice):
         return r.stdout
 
     def facts(self) -> dict:
-        facts: dict = {"kind": "adb", "serial": self.serial}
+        """The schema's device block (model, soc, os, cpu) from getprop, cpufreq and cpuinfo, with
+        every Android reading kept under `android` (battery state, power_supply folder)."""
         props = self.shell(["getprop"], timeout=60)
         if props.returncode == 0 and props.stdout.strip():
-            facts.update(android.device_facts(android.parse_getprop(props.stdout)))
+            found = android.device_facts(android.parse_getprop(props.stdout))
         else:
-            facts["getprop"] = unavailable(f"getprop failed: {props.stderr.strip()[-200:]}")
-        thermal = self._script(android.THERMAL_SCRIPT, "reading /sys/class/thermal")
-        facts["thermal_zones"] = thermal if isinstance(thermal, dict) else android.parse_thermal(thermal)
+            why = unavailable(f"getprop failed: {props.stderr.strip()[-200:]}")
+            found = {name: why for name in android.FACT_PROPS}
         cpus = self._script(android.CPU_SCRIPT, "reading cpufreq")
         cpuinfo = self.read_text("/proc/cpuinfo")
-        facts["cpu_clusters"] = cpus if isinstance(cpus, dict) else android.parse_cpu_clusters(cpus, cpuinfo)
+        clusters = cpus if isinstance(cpus, dict) else android.parse_cpu_clusters(cpus, cpuinfo)
         battery = self.shell(["dumpsys", "battery"], timeout=60)
         try:
-            facts["battery"] = android.parse_dumpsys_battery(battery.stdout)
+            battery_state = android.parse_dumpsys_battery(battery.stdout)
         except EdgeVLMError as e:
-            facts["battery"] = unavailable(e.problem)
-        supplies = self._script(android.POWER_SUPPLY_SCRIPT, "reading /sys/class/power_supply")
+            battery_state = unavailable(e.problem)
+        return {"kind": "adb", "spec": self.spec, "emulated": False, "serial": self.serial,
+                "model": _joined(found, "manufacturer", "model"),
+                "soc": _joined(found, "soc_manufacturer", "soc_model", fallback="board_platform"),
+                "os": _android_os(found), "cpu": {"clusters": clusters},
+                "android": found | {"battery": battery_state, "battery_root": self.battery_root()}}
+
+    def thermal(self) -> dict:
+        """The hottest CPU zone, else the skin zone (says which), with every zone read."""
+        text = self._script(android.THERMAL_SCRIPT, "reading /sys/class/thermal")
+        if isinstance(text, dict):
+            return text
+        zones = android.parse_thermal(text)
+        picked = android.pick_temperature(zones)
+        if isinstance(picked, dict):
+            return picked
+        return {"celsius": picked[0], "sensor": picked[1], "zones": {z["type"]: z["temp_c"] for z in zones}}
+
+    def battery_root(self) -> str | dict:
         try:
-            facts["battery_root"] = (supplies if isinstance(supplies, dict)
-                                     else android.pick_battery_supply(supplies))
+            return self.power_supply_root()
         except EdgeVLMError as e:
-            facts["battery_root"] = unavailable(e.problem)
-        return facts
+            return unavailable(e.problem)
 
     def power_supply_root(self) -> str:
         """The battery's power_supply folder, for the sampler's --root."""
@@ -231,7 +246,21 @@ class AdbDevice(ShellDevice):
             raise EdgeVLMError(text["unavailable"], "check `adb shell ls /sys/class/power_supply` on the phone")
         return android.pick_battery_supply(text)
 
-    def temperature_c(self) -> tuple[float, str] | dict:
-        """For cool-down between runs: the hottest CPU zone, else the skin zone, with which."""
-        text = self._script(android.THERMAL_SCRIPT, "reading /sys/class/thermal")
-        return text if isinstance(text, dict) else android.pick_temperature(android.parse_thermal(text))
+
+def _joined(found: dict, *names: str, fallback: str | None = None):
+    """Manufacturer + model as one text; unavailable only when every part is."""
+    parts = [found[n] for n in names if isinstance(found.get(n), str)]
+    if parts:
+        return " ".join(parts)
+    if fallback and isinstance(found.get(fallback), str):
+        return found[fallback]
+    return found[names[-1]]
+
+
+def _android_os(found: dict):
+    release, fingerprint = found.get("android_release"), found.get("os_build")
+    if not isinstance(release, str):
+        return release
+    sdk = found.get("sdk")
+    text = f"Android {release}" + (f" (API {sdk})" if isinstance(sdk, int) else "")
+    return text + (f", {fingerprint}" if isinstance(fingerprint, str) else "")
