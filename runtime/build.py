@@ -32,7 +32,7 @@ EXECUTABLES = ("edgevlm-runner", "edgevlm-c-api-demo", "edgevlm-preprocess-dump"
 
 def source_files() -> list[Path]:
     return sorted([p for pattern in ("CMakeLists.txt", "cmake/*.cmake", "include/**/*.h", "src/*.h", "src/*.cpp",
-                                                 "src/*.mm", "tools/*.cpp", "tools/*.c")
+                                                 "src/*.mm", "tools/*.h", "tools/*.cpp", "tools/*.c")
                    for p in SOURCE_DIR.glob(pattern)] + list(KERNEL_DIR.glob("*")))
 
 
