@@ -26,7 +26,7 @@ from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, ins
 SOURCE_DIR = Path(__file__).resolve().parent
 KERNEL_DIR = SOURCE_DIR.parent / "export" / "kernels"  # edgevlm's ExecuTorch kernels, built in too
 PURPOSE = "native runtime build"
-EXECUTABLES = ("edgevlm-runner", "edgevlm-bench", "edgevlm-c-api-demo", "edgevlm-preprocess-dump", "edgevlm-tokenizer-dump",
+EXECUTABLES = ("edgevlm-runner", "edgevlm-bench", "edgevlm-power-sampler", "edgevlm-c-api-demo", "edgevlm-preprocess-dump", "edgevlm-tokenizer-dump",
                "edgevlm-prompt-dump", "edgevlm-vision-dump")
 
 
