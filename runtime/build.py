@@ -26,13 +26,13 @@ from edgevlm.runtime.targets import BuildTarget, executorch_for, get_target, ins
 SOURCE_DIR = Path(__file__).resolve().parent
 KERNEL_DIR = SOURCE_DIR.parent / "export" / "kernels"  # edgevlm's ExecuTorch kernels, built in too
 PURPOSE = "native runtime build"
-EXECUTABLES = ("edgevlm-runner", "edgevlm-c-api-demo", "edgevlm-preprocess-dump", "edgevlm-tokenizer-dump",
+EXECUTABLES = ("edgevlm-runner", "edgevlm-bench", "edgevlm-power-sampler", "edgevlm-c-api-demo", "edgevlm-preprocess-dump", "edgevlm-tokenizer-dump",
                "edgevlm-prompt-dump", "edgevlm-vision-dump")
 
 
 def source_files() -> list[Path]:
     return sorted([p for pattern in ("CMakeLists.txt", "cmake/*.cmake", "include/**/*.h", "src/*.h", "src/*.cpp",
-                                                 "src/*.mm", "tools/*.cpp", "tools/*.c")
+                                                 "src/*.mm", "tools/*.h", "tools/*.cpp", "tools/*.c")
                    for p in SOURCE_DIR.glob(pattern)] + list(KERNEL_DIR.glob("*")))
 
 

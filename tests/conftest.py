@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,10 @@ def tiny_checkpoints(tmp_path_factory):
 @pytest.fixture(scope="session")
 def runtime_home(tmp_path_factory):
     """One $EDGEVLM_HOME for every native-runtime test: build_runtime caches a build per key there,
-    so the host and aarch64 builds are made once per session, not once per test module."""
-    return tmp_path_factory.mktemp("edgevlm-home")
+    so the host and aarch64 builds are made once per session, not once per test module.
+    EDGEVLM_TEST_RUNTIME_HOME keeps them across sessions (the build key still hashes every source)."""
+    kept = os.environ.get("EDGEVLM_TEST_RUNTIME_HOME")
+    return Path(kept) if kept else tmp_path_factory.mktemp("edgevlm-home")
 
 
 @pytest.fixture(scope="session")

@@ -144,6 +144,9 @@ def test_build_runner_command_copies_working_executables(tmp_path, monkeypatch, 
     usage = subprocess.run([str(tmp_path / "bin" / "edgevlm-runner")], capture_output=True, text=True)
     assert usage.returncode == 2 and "give either --artifacts DIR or --pte FILE" in usage.stderr
     assert (tmp_path / "bin" / "libedgevlm.so").is_file()
+    for tool in ("edgevlm-bench", "edgevlm-power-sampler"):  # the device benchmark's tools, copied working
+        usage = subprocess.run([str(tmp_path / "bin" / tool), "--bogus", "1"], capture_output=True, text=True)
+        assert usage.returncode == 2 and "unknown option --bogus" in usage.stderr, tool
 
 
 def test_bench_runner_reports_both_paths_on_the_same_tokens(runner, exports):

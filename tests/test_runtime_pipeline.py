@@ -15,69 +15,19 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from edgevlm.export.driver import export_model
-from edgevlm.export.recipes import load_recipe
-from edgevlm.export.run import ArtifactRunner
+from tests.runtime_helpers import CROSS_TOOLS, build, folders, images, python_run  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
 PRESETS = ("minicpmv-2.5-tiny", "minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny")
-VISION = {"backend": "ort", "precision": "fp32", "max_patches": 1120}
-FP32_DECODER = {"backend": "executorch", "weights": "fp32", "kv_cache": "int4", "max_seq_len": 1536,
-                "vision_in_pte": True}
 # the ios-m4 / android-sd8g3 decoder (8da4w AWQ weights, int8 embedding, INT4 cache, our kernels)
 INT4_DECODER = {"backend": "executorch", "weights": "8da4w", "group_size": 32, "weight_calibration": "awq",
                 "embedding": "int8", "kv_cache": "int4", "kv_group_size": "auto", "attention": "custom",
                 "max_seq_len": 1536}
 QUESTIONS = ("What is in the picture?", "  Describe it,\n then stop.  ", "这是什么？ 写一句话 🙂")
 SCHEMA = json.loads((Path(__file__).parents[1] / "runtime" / "schemas" / "runner_result.schema.json").read_text())
-CROSS_TOOLS = ("aarch64-linux-gnu-g++", "qemu-aarch64")
-
-
-@pytest.fixture(scope="module")
-def build(runtime_home) -> Path:
-    from edgevlm.runtime.build import build_runtime
-
-    return build_runtime(home=runtime_home)
-
-
-@pytest.fixture(scope="module")
-def folders(tiny_checkpoints, tmp_path_factory):
-    """preset -> export folder (ONNX fp32 vision + fp32-weight decoder .pte carrying vision_encoder)."""
-    cache = {}
-
-    def get(preset: str, decoder: dict = FP32_DECODER) -> Path:
-        key = (preset, json.dumps(decoder, sort_keys=True))
-        if key not in cache:
-            root = tmp_path_factory.mktemp(preset)
-            recipe = root / "recipe.yaml"
-            document = {"name": "native", "vision": [VISION], "decoder": [decoder]}
-            if decoder.get("weight_calibration") == "awq":
-                document["calibration"] = {"source": "builtin", "images": 4}
-            recipe.write_text(yaml.safe_dump(document))
-            cache[key] = export_model(tiny_checkpoints[preset], load_recipe(str(recipe)), root / "out")
-        return cache[key]
-    return get
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """name -> (png for Python, the same pixels as a binary PPM for the runner)."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(7)
-    out = {}
-    for w, h in ((448, 448), (1000, 600), (17, 23)):
-        y, x = np.mgrid[0:h, 0:w]
-        pixels = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1).astype(np.int64)
-        pixels = np.clip(pixels + rng.integers(-20, 21, pixels.shape), 0, 255).astype(np.uint8)
-        name = f"{w}x{h}"
-        Image.fromarray(pixels).save(root / f"{name}.png")
-        Image.fromarray(pixels).save(root / f"{name}.ppm")
-        out[name] = (root / f"{name}.png", root / f"{name}.ppm")
-    return out
 
 
 def native(build: Path, folder: Path, ppms: list[Path], question: str, tmp_path: Path, *extra: str,
@@ -92,13 +42,6 @@ def native(build: Path, folder: Path, ppms: list[Path], question: str, tmp_path:
     result = json.loads(out.read_text())
     jsonschema.validate(result, SCHEMA)
     return result, proc.stdout
-
-
-def python_run(folder: Path, pngs: list[Path], question: str, vision: str = "auto"):
-    from edgevlm.preprocess import load_image
-
-    runner = ArtifactRunner(folder, vision=vision)
-    return runner.generate([load_image(p) for p in pngs], question, max_new_tokens=12)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -38,6 +38,8 @@ def build_runner(args) -> int:
     print("run on the device:  ./ld-linux-aarch64.so.1 --library-path lib ./edgevlm-runner --artifacts DIR --image F.ppm "
           "--prompt ...")
     print("run here:           " + " ".join(command(folder, "edgevlm-runner", "qemu-aarch64")) + " --artifacts ...")
+    print("device benchmark:   ... ./edgevlm-bench --artifacts DIR --image F.ppm --prompt ... --json bench.json, beside "
+          "./edgevlm-power-sampler --root /sys/class/power_supply/battery --out power.csv")
     return 0
 
 

@@ -145,9 +145,13 @@ Pipeline::Pipeline(const std::string& artifact_dir, const PipelineOptions& optio
     if (options.verify) verify_files(manifest_, to_check);
 
     tokenizer_ = std::make_unique<Tokenizer>(Tokenizer::load(manifest_.path(*tokenizer)));
+    auto part = clock_type::now();
     decoder_ = std::make_unique<PteDecoder>(manifest_.path(decoder.main), options.mmap);
+    decoder_load_ms_ = ms_since(part);
+    part = clock_type::now();
     if (artifact != nullptr) vision_ = open_vision(manifest_, *artifact);
     else if (use_pte) vision_ = open_pte_vision(manifest_.path(decoder.main));
+    if (vision_) vision_load_ms_ = ms_since(part);
     else
         vision_unavailable_ = manifest_.vision.empty() && !decoder.has_method("vision_encoder")
                                   ? "the folder has no vision encoder (exported with --part decoder?)"

@@ -17,8 +17,10 @@
 #include "edgevlm/image_file.h"
 #include "edgevlm/pipeline.h"
 #include "../src/json_write.h"
+#include "tool_common.h"
 
 using namespace edgevlm;
+using namespace edgevlm::tools;
 
 namespace {
 
@@ -42,36 +44,6 @@ struct Args {
     std::exit(2);
 }
 
-long long parse_int(const std::string& flag, const std::string& text) {
-    char* end = nullptr;
-    const long long value = std::strtoll(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0') usage(flag + " takes an integer, got `" + text + "`");
-    return value;
-}
-
-float parse_float(const std::string& flag, const std::string& text) {
-    char* end = nullptr;
-    const float value = std::strtof(text.c_str(), &end);
-    if (text.empty() || *end != '\0') usage(flag + " takes a number, got `" + text + "`");
-    return value;
-}
-
-std::vector<int64_t> parse_ids(const std::string& text) {
-    std::vector<int64_t> ids;
-    std::stringstream in(text);
-    std::string item;
-    while (std::getline(in, item, ',')) ids.push_back(parse_int("--tokens", item));
-    if (ids.empty()) usage("--tokens is empty: give the prompt's token ids");
-    return ids;
-}
-
-RgbImage parse_rgb(const std::string& spec) {  // FILE,W,H
-    const size_t second = spec.rfind(','), first = second == std::string::npos ? second : spec.rfind(',', second - 1);
-    if (first == std::string::npos) usage("--rgb takes FILE,WIDTH,HEIGHT, got `" + spec + "`");
-    return read_raw_rgb(spec.substr(0, first), static_cast<int>(parse_int("--rgb width", spec.substr(first + 1, second - first - 1))),
-                        static_cast<int>(parse_int("--rgb height", spec.substr(second + 1))));
-}
-
 Args parse(int argc, char** argv) {
     Args args;
     for (int i = 1; i < argc; ++i) {
@@ -84,14 +56,14 @@ Args parse(int argc, char** argv) {
         const std::string value = argv[++i];
         if (flag == "--artifacts") args.artifacts = value;
         else if (flag == "--pte") args.pte = value;
-        else if (flag == "--tokens") args.tokens = parse_ids(value);
+        else if (flag == "--tokens") args.tokens = parse_ids(flag, value);
         else if (flag == "--prompt") args.prompt = value, args.has_prompt = true;
         else if (flag == "--image") args.images.push_back(read_ppm(value));
         else if (flag == "--rgb") args.images.push_back(parse_rgb(value));
         else if (flag == "--vision") args.vision = value;
         else if (flag == "--max-new-tokens") args.run.max_new_tokens = static_cast<int>(parse_int(flag, value));
-        else if (flag == "--temperature") args.run.sampling.temperature = parse_float(flag, value);
-        else if (flag == "--top-p") args.run.sampling.top_p = parse_float(flag, value);
+        else if (flag == "--temperature") args.run.sampling.temperature = static_cast<float>(parse_float(flag, value));
+        else if (flag == "--top-p") args.run.sampling.top_p = static_cast<float>(parse_float(flag, value));
         else if (flag == "--seed") args.run.sampling.seed = static_cast<uint64_t>(parse_int(flag, value));
         else if (flag == "--json") args.json = value;
         else if (flag == "--threads") args.threads = static_cast<int>(parse_int(flag, value));
@@ -105,21 +77,6 @@ Args parse(int argc, char** argv) {
     if (args.run.sampling.top_p <= 0 || args.run.sampling.top_p > 1) usage("--top-p must be in (0, 1]");
     if (args.threads < 0) usage("--threads must be 0 (default) or more");
     return args;
-}
-
-// This process's peak resident set (VmHWM, Linux): after exec it counts this program alone.
-long long peak_rss_bytes() {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line))
-        if (line.rfind("VmHWM:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
-    return 0;
-}
-
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path);
-    out << text << "\n";
-    if (!out) throw std::runtime_error("cannot write " + path);
 }
 
 int run_artifacts(const Args& args) {
@@ -178,6 +135,8 @@ int main(int argc, char** argv) {
     try {
         const Args args = parse(argc, argv);
         return args.artifacts.empty() ? run_tokens(args) : run_artifacts(args);
+    } catch (const UsageError& e) {
+        usage(e.what());
     } catch (const std::exception& e) {  // every refusal of the core is a std::runtime_error with the fix
         std::cerr << "error: " << e.what() << "\n";
         return 1;

@@ -56,6 +56,20 @@ struct RunResult {
     std::string to_json(int64_t peak_rss_bytes = -1) const;
 };
 
+// What Pipeline::bench_vision measured: the largest slice of one image, encoded first cold (the
+// first encode since load), then `warmup` untimed and `runs` timed times. Times in ms; the
+// timestamps (monotonic_ns) bound the cold encode and the timed runs, for energy attribution.
+struct VisionBench {
+    int patches_h = 0, patches_w = 0;
+    std::string runtime;
+    double cold_ms = 0;
+    std::vector<double> warm_ms;
+    int64_t cold_start_ns = 0, cold_end_ns = 0, warm_start_ns = 0, warm_end_ns = 0;
+};
+
+// clock_gettime(CLOCK_MONOTONIC) in ns: the clock edgevlm-bench and edgevlm-power-sampler share.
+int64_t monotonic_ns();
+
 class Pipeline {
 public:
     Pipeline(const std::string& artifact_dir, const PipelineOptions& options = {});
@@ -68,6 +82,14 @@ public:
     const Manifest& manifest() const { return manifest_; }
     std::string vision_description() const;
     double model_load_ms() const { return model_load_ms_; }
+    double decoder_load_ms() const { return decoder_load_ms_; }  // opening the decoder program
+    double vision_load_ms() const { return vision_load_ms_; }    // opening the vision encoder; 0 without one
+    bool has_vision() const { return vision_ != nullptr; }
+    const std::string& vision_unavailable() const { return vision_unavailable_; }  // why has_vision() is false
+    PteDecoder& decoder() { return *decoder_; }  // for benchmarks that drive the decoder directly
+
+    // Throws VisionError (with vision_unavailable()) when there is no vision encoder.
+    VisionBench bench_vision(const RgbImage& image, int warmup, int runs);
 
 private:
     std::vector<Embeddings> encode_images(const std::vector<RgbImage>& images, std::vector<std::optional<Size>>& grids,
@@ -78,7 +100,7 @@ private:
     std::unique_ptr<PteDecoder> decoder_;
     std::unique_ptr<VisionEncoder> vision_;
     std::string vision_unavailable_;  // why no vision encoder was opened, for an image request
-    double model_load_ms_ = 0;
+    double model_load_ms_ = 0, decoder_load_ms_ = 0, vision_load_ms_ = 0;
 };
 
 }  // namespace edgevlm
