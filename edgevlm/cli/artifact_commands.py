@@ -179,6 +179,7 @@ def aihub(args) -> int:
     folder = artifacts_dir(args)
     manifest = read_manifest(folder)
     artifact, _ = hub.qnn_source(manifest, folder)
+    hub.preflight()  # client, token, network: each named before the artifact is hashed and uploaded
     check_files(folder, manifest, [artifact], prefixes=())  # upload only the exported bytes
     result = hub.submit(folder, manifest, args.device, wait=not args.no_wait)
     print(f"AI Hub jobs: {result['jobs']}")
