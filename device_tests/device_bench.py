@@ -47,12 +47,17 @@ class DeviceBenchPlan:
             raise ConfigError("--contexts must list positive lengths, e.g. 128,1024,4096", "fix --contexts")
 
 
+def bench_options(plan: DeviceBenchPlan, prefix: str, out: str) -> list[str]:
+    """edgevlm-bench's arguments for a bundle folder (`prefix`: the folder + "/", or "" when the
+    command runs inside it, as the farm's test spec does)."""
+    return ["--artifacts", f"{prefix}artifacts", "--image", f"{prefix}inputs/image.ppm", "--prompt", plan.prompt,
+            "--vision", plan.vision, "--contexts", ",".join(map(str, plan.contexts)), "--runs", str(plan.runs),
+            "--warmup", str(plan.warmup), "--decode-tokens", str(plan.decode_tokens),
+            "--max-new-tokens", str(plan.max_new_tokens), "--threads", str(plan.threads), "--json", out]
+
+
 def bench_argv(device: ShellDevice, folder: str, plan: DeviceBenchPlan, out: str) -> list[str]:
-    return [*device.runner_argv(folder, "edgevlm-bench"), "--artifacts", f"{folder}/artifacts",
-            "--image", f"{folder}/inputs/image.ppm", "--prompt", plan.prompt, "--vision", plan.vision,
-            "--contexts", ",".join(map(str, plan.contexts)), "--runs", str(plan.runs), "--warmup", str(plan.warmup),
-            "--decode-tokens", str(plan.decode_tokens), "--max-new-tokens", str(plan.max_new_tokens),
-            "--threads", str(plan.threads), "--json", out]
+    return [*device.runner_argv(folder, "edgevlm-bench"), *bench_options(plan, f"{folder}/", out)]
 
 
 def sampler_argv(device: ShellDevice, folder: str, root: str, hz: int, out: str, duration: float | None = None):

@@ -76,31 +76,46 @@ def host_report(kind: str, manifest: dict | None, root: Path | None, thermal_bef
             "results": results, "power": unavailable(HOST_POWER)}
 
 
+class BenchSlice:
+    """The slice every vision timing uses: the largest slice of the manifest's largest verification
+    image. `inputs(artifact)` pads it to that artifact's static shape (max_patches, batch)."""
+
+    def __init__(self, artifacts_dir: Path, manifest: dict):
+        from edgevlm.preprocess import load_image
+
+        self.pre = manifest["preprocessing"]
+        self.spec = ResamplerSpec.from_preprocessing(self.pre)
+        self.case = max(manifest["verification"]["cases"], key=lambda c: max(h * w for h, w in c["tgt_sizes"]))
+        slices, sizes = manifest_slices(load_image(Path(artifacts_dir) / self.case["image"]), self.pre)
+        largest = int(np.argmax([int(s.prod()) for s in sizes]))
+        self.slices, self.sizes = slices[largest:largest + 1], sizes[largest:largest + 1]
+
+    def inputs(self, artifact: dict) -> dict:
+        return vision_inputs(self.slices, self.sizes, artifact["max_patches"], self.spec,
+                             self.pre["num_patches_per_side"], batch=artifact["batch"]).arrays
+
+    def describe(self) -> dict:
+        return {"case": self.case["name"], "tgt_size": self.sizes[0].tolist(), "patches": int(self.sizes[0].prod())}
+
+
 def bench_vision(artifacts_dir: Path, warmup: int = 3, runs: int = 10, include_emulators: bool = False) -> dict:
     artifacts_dir = Path(artifacts_dir)
     from edgevlm.device_tests.devices.host import host_thermal
 
     thermal_before = host_thermal()
     manifest = read_manifest(artifacts_dir)
-    pre = manifest["preprocessing"]
-    spec = ResamplerSpec.from_preprocessing(pre)
-    case = max(manifest["verification"]["cases"], key=lambda c: max(h * w for h, w in c["tgt_sizes"]))
-    from edgevlm.preprocess import load_image
-
-    slices, sizes = manifest_slices(load_image(artifacts_dir / case["image"]), pre)
-    largest = int(np.argmax([int(s.prod()) for s in sizes]))
+    bench_slice = BenchSlice(artifacts_dir, manifest)
     results = []
     eager_done = set()
     for artifact in [a for a in manifest["artifacts"] if a["part"] == "vision"]:
-        inputs = vision_inputs(slices[largest:largest + 1], sizes[largest:largest + 1], artifact["max_patches"],
-                               spec, pre["num_patches_per_side"], batch=artifact["batch"]).arrays
+        inputs = bench_slice.inputs(artifact)
         key = (artifact["max_patches"], artifact["batch"])
         if key not in eager_done and Path(manifest["model"]["source"]).is_dir():
             results.append(_bench_eager(manifest["model"]["source"], inputs, warmup, runs, artifact))
             eager_done.add(key)
         results.append(_bench_artifact(artifacts_dir, artifact, inputs, warmup, runs, include_emulators))
     report = host_report("vision_encoder", manifest, artifacts_dir, thermal_before, results)
-    report["input"] = {"case": case["name"], "tgt_size": sizes[largest].tolist(), "patches": int(sizes[largest].prod())}
+    report["input"] = bench_slice.describe()
     validate_bench(report)
     return report
 

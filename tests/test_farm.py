@@ -12,7 +12,7 @@ import pytest
 from edgevlm.backends import aihub
 from edgevlm.backends.base import BackendError
 from edgevlm.cli.main import main
-from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
+from edgevlm.device_tests.schema import validate_bench
 
 PROFILE = {
     "execution_summary": {
@@ -43,14 +43,8 @@ def _manifest(tmp_path, with_qdq=True):
             "prompt": {}, "special_tokens": {}}
 
 
-def test_missing_token_is_reported_with_the_fix(monkeypatch, tmp_path, capsys, int4_kv_export):
-    monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert "no Qualcomm AI Hub API token" in aihub.token_problem()
-    with pytest.raises(BackendError, match="client.ini does not exist and QAI_HUB_API_TOKEN is not set") as err:
-        aihub.client()
-    assert "qai-hub configure --api_token" in err.value.fix
-    # through the CLI, on a real export with a QNN entry: a clear message, exit 3 (the environment)
+def _qnn_export(int4_kv_export, tmp_path):
+    """A real export given a QNN entry (its QDQ model: the ORT vision model), as `edgevlm aihub` reads it."""
     import json
     import shutil
 
@@ -62,9 +56,93 @@ def test_missing_token_is_reported_with_the_fix(monkeypatch, tmp_path, capsys, i
     manifest["artifacts"].append(dict(manifest["artifacts"][0], target="qnn", extra_files=[
         {"file": "v.qdq.onnx", "sha256": sha256_path(art / "v.qdq.onnx")}]))
     (art / "manifest.json").write_text(json.dumps(manifest))
+    return art
+
+
+def test_missing_client_is_reported_before_the_token(monkeypatch, tmp_path, capsys, int4_kv_export):
+    """qai-hub is not installed in this environment (the farm extra): that is named first, with the
+    install command for a source checkout, even though no token exists either."""
+    import importlib.util
+    import time
+
+    assert importlib.util.find_spec("qai_hub") is None, "this test needs qai-hub absent (it checks the real import)"
+    monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    art = _qnn_export(int4_kv_export, tmp_path)
+    start = time.monotonic()
     code = main(["aihub", "--artifacts", str(art)])
     out = capsys.readouterr()
-    assert code == 3 and "API token" in out.err + out.out and "Traceback" not in out.err
+    assert code == 3 and "Traceback" not in out.err and time.monotonic() - start < 30
+    assert "the Qualcomm AI Hub client (the qai-hub package) is not installed" in out.err
+    assert "pip install -e '.[farm]'" in out.err and "API token" not in out.err
+
+
+def test_missing_token_then_unreachable_api_in_order(monkeypatch, tmp_path):
+    """With the client present (the installed check satisfied here by monkeypatch: qai-hub is not
+    installed in this environment), a missing token is named next; with a token, an unreachable API
+    is named within the probe's timeout instead of after the client's retries."""
+    import socket
+
+    monkeypatch.setattr(aihub, "client_problem", lambda: None)
+    monkeypatch.delenv(aihub.TOKEN_ENV, raising=False)
+    monkeypatch.delenv(aihub.CONFIG_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(BackendError, match="client.ini does not exist and QAI_HUB_API_TOKEN is not set") as err:
+        aihub.preflight()
+    assert err.value.exit_code == 3 and "qai-hub configure --api_token" in err.value.fix
+    # a token, and client.ini pointing at a local port nothing listens on: refused at once
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends
+    (tmp_path / ".qai_hub").mkdir()
+    (tmp_path / ".qai_hub" / "client.ini").write_text(
+        f"[api]\napi_token = t\napi_url = https://127.0.0.1:{port}\nweb_url = https://127.0.0.1:{port}\n")
+    assert aihub.api_url() == f"https://127.0.0.1:{port}"
+    with pytest.raises(aihub.Unreachable, match=f"cannot reach Qualcomm AI Hub at 127.0.0.1:{port}: ") as err:
+        aihub.preflight()
+    assert err.value.exit_code == 3 and "HTTPS_PROXY" in err.value.fix
+
+
+def test_reachability_probe_gives_up_within_its_timeout():
+    """A server that accepts the connection and never answers (the kernel completes the handshake of a
+    listening socket nobody accepts from) is reported within the probe's timeout."""
+    import socket
+    import time
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        start = time.monotonic()
+        problem = aihub.reachability_problem(f"https://127.0.0.1:{port}", timeout=0.5)
+        assert time.monotonic() - start < 5
+    assert problem == f"cannot reach Qualcomm AI Hub at 127.0.0.1:{port}: no answer within 0.5 s"
+    assert aihub.reachability_problem("not a url") == "the AI Hub API URL 'not a url' names no http(s) host"
+
+
+def test_reachability_probe_accepts_any_http_answer(tmp_path):
+    """A real local HTTP server answering 404 to HEAD counts as reachable (the service answered)."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        assert aihub.reachability_problem(f"http://127.0.0.1:{port}/no-such-page", timeout=3) is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_default_api_url_is_the_clients(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv(aihub.CONFIG_ENV, raising=False)
+    assert aihub.api_url() == "https://workbench.aihub.qualcomm.com"
+    monkeypatch.setenv(aihub.CONFIG_ENV, str(tmp_path / "other.ini"))
+    (tmp_path / "other.ini").write_text("[api]\napi_token = t\napi_url = https://hub.example:8443\n")
+    assert aihub.token_problem() is None and aihub.api_url() == "https://hub.example:8443"
 
 
 def test_token_sources(monkeypatch, tmp_path):
@@ -90,21 +168,6 @@ def test_submission_inputs_come_from_the_manifest(tmp_path):
         aihub.qnn_source({"artifacts": [{"target": "ort"}]}, tmp_path)
 
 
-def test_profile_becomes_a_bench_result():
-    artifact = _manifest_artifact()
-    entry = aihub.profile_result(PROFILE, artifact, aihub.DEFAULT_DEVICE)
-    metrics = entry["metrics"]
-    assert metrics["runs"] == 10 and metrics["median_ms"] == pytest.approx(5.323)  # (5.321 + 5.325) / 2
-    assert metrics["min_ms"] == pytest.approx(5.290) and metrics["p90_ms"] == pytest.approx(5.400)
-    assert metrics["peak_memory_bytes"] == 48_234_496 and metrics["first_load_ms"] == pytest.approx(812.345)
-    assert metrics["layers_by_compute_unit"] == {"NPU": 3}
-    report = {"schema": BENCH_SCHEMA_ID, "kind": "vision_encoder", "device": {"kind": "aihub"},
-              "runtime_versions": {}, "model": {"version": "2.6"}, "results": [entry]}
-    validate_bench(report)
-    only_estimate = {"execution_summary": {"estimated_inference_time": 7000}}
-    assert aihub.profile_result(only_estimate, artifact, "x")["metrics"]["median_ms"] == 7.0
-
-
 def _manifest_artifact():
     return {"file": "v.onnx", "precision": "w8a16", "sha256": "ab" * 32, "max_patches": 1120, "batch": 1}
 
@@ -120,3 +183,35 @@ def test_one_median_and_spread():
     assert timing_summary(samples[::-1], warmup=2) == {"runs": 10, "warmup": 2, "median_ms": 5.5, "p90_ms": 9.0,
                                                         "min_ms": 1.0, "max_ms": 10.0, "mean_ms": 5.5,
                                                         "std_ms": pytest.approx(3.0277, abs=1e-4)}
+
+
+def test_profile_becomes_a_bench2_vision_entry(tmp_path):
+    from edgevlm.device_tests.devices.farms import aihub_report
+
+    from edgevlm.device_tests.devices.base import is_unavailable
+
+    entry = aihub.aihub_vision_entry(PROFILE, _manifest_artifact(), aihub.DEFAULT_DEVICE)
+    assert entry["runtime"] == "aihub-qnn:w8a16" and entry["status"] == "ok" and entry["sha256"] == "ab" * 32
+    assert entry["cold_ms"] == pytest.approx(812.345) and entry["load_ms"] == pytest.approx(40.0)
+    assert entry["compile_ms"] == 0.0  # a context binary: nothing compiled on the device
+    warm = entry["metrics"]
+    assert warm["runs"] == 10 and warm["median_ms"] == pytest.approx(5.323) and warm["p90_ms"] == pytest.approx(5.400)
+    assert warm["min_ms"] == pytest.approx(5.290) and warm["max_ms"] == pytest.approx(6.120)
+    assert warm["mean_ms"] == pytest.approx(5.4057) and warm["std_ms"] == pytest.approx(0.25293, abs=1e-5)
+    assert is_unavailable(warm["warmup"])
+    assert entry["peak_memory_bytes"] == 48_234_496 and entry["compute_units"] == {"NPU": 3}
+    import json
+
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(tmp_path)))
+    report = aihub_report(_manifest(tmp_path) | {"model": {"version": "2.6"}}, tmp_path, aihub.DEFAULT_DEVICE,
+                          {"compile": "j1", "profile": "j2"}, entry)
+    validate_bench(report)  # the bench/2 report the aihub command and device-bench --device aihub write
+    assert report["power"] == {"unavailable": "Qualcomm AI Hub does not measure power"}
+    assert report["device"]["soc"] == "Snapdragon 8 Gen 3 (SM8650)"
+    # an old profile: one estimate, no load times, no per-layer detail
+    old = aihub.aihub_vision_entry({"execution_summary": {"estimated_inference_time": 7000, "first_load_time": None}},
+                                   _manifest_artifact(), "x")
+    assert old["metrics"]["median_ms"] == 7.0 and old["metrics"]["runs"] == 1
+    assert is_unavailable(old["metrics"]["std_ms"])
+    assert is_unavailable(old["cold_ms"]) and is_unavailable(old["compute_units"])
+    assert is_unavailable(old["peak_memory_bytes"])

@@ -166,32 +166,30 @@ def aihub_args(p: argparse.ArgumentParser) -> None:
     artifacts_arg(p, "export folder of an android-sd8g3 recipe (with manifest.json)")
     p.add_argument("--device", default="Samsung Galaxy S24 (Family)", help="AI Hub device name")
     p.add_argument("--no-wait", action="store_true", help="submit the compile job and return its id")
-    p.add_argument("--json", type=Path, help="write the profile as a bench-schema report here")
+    p.add_argument("--json", type=Path, help="write the profile as a bench/2 report here (as device-bench --device aihub)")
 
 
 def aihub(args) -> int:
     from edgevlm.backends import aihub as hub
-    from edgevlm.device_tests.schema import BENCH_SCHEMA_ID, validate_bench
-    from edgevlm.export.manifest import read_manifest
-
+    from edgevlm.device_tests.devices.farms import aihub_report
+    from edgevlm.device_tests.schema import validate_bench
     from edgevlm.export.integrity import check_files
+    from edgevlm.export.manifest import read_manifest
 
     folder = artifacts_dir(args)
     manifest = read_manifest(folder)
     artifact, _ = hub.qnn_source(manifest, folder)
+    hub.preflight()  # client, token, network: each named before the artifact is hashed and uploaded
     check_files(folder, manifest, [artifact], prefixes=())  # upload only the exported bytes
     result = hub.submit(folder, manifest, args.device, wait=not args.no_wait)
     print(f"AI Hub jobs: {result['jobs']}")
     if result["profile"] is None:
         return 0
-    artifact, _ = hub.qnn_source(manifest, folder)
-    entry = hub.profile_result(result["profile"], artifact, args.device)
-    report = {"schema": BENCH_SCHEMA_ID, "kind": "vision_encoder",
-              "device": {"kind": "aihub", "name": args.device, "jobs": result["jobs"]},
-              "runtime_versions": manifest["toolchain"], "model": manifest["model"], "results": [entry]}
+    entry = hub.aihub_vision_entry(result["profile"], artifact, args.device)
+    report = aihub_report(manifest, folder, args.device, result["jobs"], entry)
     validate_bench(report)
     print(f"{args.device}: median {entry['metrics']['median_ms']:.2f} ms, "
-          f"layers by compute unit {entry['metrics']['layers_by_compute_unit']}")
+          f"layers by compute unit {entry['compute_units']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
