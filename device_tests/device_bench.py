@@ -79,6 +79,13 @@ def cool_down(device: ShellDevice, start_c: float | None, plan: DeviceBenchPlan,
             "reached": end_c <= start_c + plan.cooldown_tolerance_c}
 
 
+def refuse_charging(idle_csv: Path, allow_charging: bool) -> None:
+    """A phone on its charger measures the charger, not the model: stop before the benchmark runs."""
+    from edgevlm.device_tests import power
+
+    power.BatteryPower.from_samples(power.parse_sampler_csv(idle_csv.read_text()), allow_charging=allow_charging)
+
+
 def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Path) -> dict:
     """The device-side steps; returns what device_report needs (raw file names, facts, rounds)."""
     raw.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,7 @@ def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Pat
                              timeout=plan.idle_s + 30).check("sampling idle power")
                 device.pull(f"{results}/{idle}", raw / idle)
                 files["idle"].append(idle)
+                refuse_charging(raw / idle, plan.allow_charging)  # before the benchmark, not after it
         sampler = None
         if not is_unavailable(battery):
             power = f"power-{index}.csv"

@@ -29,6 +29,7 @@ def device_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=10, help="timed vision encodes per round, after warm-up (10)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--decode-tokens", type=int, default=32, help="decode steps timed at each context")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="length of the end-to-end answer")
     p.add_argument("--rounds", type=int, default=1, help="rounds, each after cooling down to the start temperature")
     p.add_argument("--image", type=Path, help="image for the vision and end-to-end runs (default: the demo scene)")
     p.add_argument("--prompt", default="What is in the picture?")
@@ -49,7 +50,7 @@ def device_bench(args) -> int:
     from edgevlm.device_tests.schema import validate_bench
 
     plan = DeviceBenchPlan(contexts=args.contexts, runs=args.runs, warmup=args.warmup,
-                           decode_tokens=args.decode_tokens, rounds=args.rounds, prompt=args.prompt, image=args.image,
+                           decode_tokens=args.decode_tokens, max_new_tokens=args.max_new_tokens, rounds=args.rounds, prompt=args.prompt, image=args.image,
                            vision=args.vision, threads=args.threads, idle_s=args.idle_seconds,
                            sample_hz=args.sample_hz, allow_charging=args.allow_charging,
                            battery_root=args.battery_root)
