@@ -47,7 +47,12 @@ elif args[0] == "shell":
         sys.stdout.write(canned[args[1]])
     else:
         sys.stdout.flush()
-        sys.exit(subprocess.call(["sh", "-c", local(args[1])]))
+        command = local(args[1])
+        if os.environ.get("FAKE_ADB_QEMU"):  # an aarch64 phone emulated: the bundle's loader under qemu-user
+            import re
+            command = re.sub(r"(^|&& |exec )(\S*/bin)/ld-linux-aarch64\.so\.1",
+                             r"\1qemu-aarch64 -L \2/qemu-root \2/ld-linux-aarch64.so.1", command)
+        sys.exit(subprocess.call(["sh", "-c", command]))
 elif args[0] == "push":
     dst = local(args[2])
     os.makedirs(os.path.dirname(dst), exist_ok=True)

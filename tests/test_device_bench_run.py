@@ -13,6 +13,7 @@ from edgevlm.cli.main import main
 from edgevlm.device_tests.devices.base import is_unavailable
 from edgevlm.device_tests.schema import validate_bench
 from tests.runtime_helpers import CROSS_TOOLS, build, folders, images, python_run  # noqa: F401
+from tests.test_device_adb import fake_adb  # noqa: F401
 
 PRESET = "minicpmv-2.6-tiny"
 QUESTION = "What is in the image?"
@@ -114,3 +115,49 @@ def test_qemu_device_bench_matches_the_host(home, build, folders, images, tmp_pa
     expected = python_run(folder, [png], QUESTION, max_new_tokens=4)
     assert report["input"]["end_to_end"]["tokens"] == expected.tokens
     assert "unavailable" in report["results"][1]["decoder"]["prefill"]["1600"]
+
+
+def test_adb_device_bench_on_an_emulated_phone(home, build, folders, images, tmp_path, fake_adb, monkeypatch):
+    """The adb path end to end: the phone is tests/test_device_adb.py's fake adb (canned getprop,
+    dumpsys, sysfs listings in real formats) whose shell runs the pushed aarch64 bundle under
+    qemu-user. Push, facts, idle power, the sampler beside edgevlm-bench, pull and the report are
+    the real code; only the phone is not."""
+    import shlex
+
+    from edgevlm.device_tests import android
+    from tests.test_android_parsers import CPUINFO, CPUS, DUMPSYS_UNPLUGGED, GETPROP, THERMAL
+
+    missing = [tool for tool in CROSS_TOOLS if not shutil.which(tool)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/system-deps.sh installs them from Debian)")
+    monkeypatch.setenv("FAKE_ADB_QEMU", "1")
+    q = shlex.quote
+    fake_adb.canned({"getprop": GETPROP, "dumpsys battery": DUMPSYS_UNPLUGGED, "cat /proc/cpuinfo": CPUINFO,
+                     f"sh -c {q(android.THERMAL_SCRIPT)}": THERMAL, f"sh -c {q(android.CPU_SCRIPT)}": CPUS,
+                     f"sh -c {q(android.POWER_SUPPLY_SCRIPT)}": "battery\tBattery\nusb\tUSB\n"})
+    battery_folder(fake_adb.phone / "data/local/tmp/fake-battery", current="420000")  # this vendor: + is discharge
+    folder = folders(PRESET)
+    png, _ = images["448x448"]
+    report = device_bench(folder, tmp_path / "phone.json", "--device", "adb:R5CX21ABCDE", "--image", str(png),
+                          "--contexts", "8", "--runs", "2", "--warmup", "0", "--decode-tokens", "2",
+                          "--max-new-tokens", "4", "--battery-root", "/data/local/tmp/fake-battery",
+                          "--idle-seconds", "0.5", "--sample-hz", "20")
+    device = report["device"]
+    assert device["kind"] == "adb" and device["soc"] == "QTI SM8650" and device["model"] == "samsung SM-S928B"
+    assert device["thermal_before"]["celsius"] == 51.8 and len(device["cpu"]["clusters"]) == 4
+    assert report["input"]["device_folder"].startswith("/data/local/tmp/edgevlm/")
+    expected = python_run(folder, [png], QUESTION, max_new_tokens=4)
+    assert report["input"]["end_to_end"]["tokens"] == expected.tokens
+    power = report["power"]
+    assert power["idle_w"] == pytest.approx(0.42 * 3.9) and power["derivation"]["sign_convention"] == \
+        "positive_is_discharge"
+    calls = [" ".join(c) for c in fake_adb.calls()]
+    assert any(c.startswith("-s R5CX21ABCDE push ") and "/bin/edgevlm-bench" in c for c in calls)
+    assert any("edgevlm-power-sampler" in c and "--root /data/local/tmp/fake-battery" in c for c in calls)
+    assert any(c.startswith("-s R5CX21ABCDE pull ") and c.split()[3].endswith("/results/bench-0.json")
+               for c in calls)
+    # the sampler was stopped on the phone: no edgevlm process is left running there
+    import subprocess
+
+    left = subprocess.run(["pgrep", "-f", str(fake_adb.phone)], capture_output=True, text=True).stdout.split()
+    assert left == []
