@@ -171,9 +171,10 @@ def test_bench_reports_schema_valid_json(ort_exports):
     runtimes = {r["runtime"]: r for r in report["results"]}
     assert {"pytorch-eager:fp32", "ort:fp32", "ort:fp16", "ort:int8"} <= set(runtimes)
     for r in runtimes.values():
-        assert r["status"] == "ok" and r["metrics"]["runs"] == 3
-        assert r["metrics"]["p90_ms"] >= r["metrics"]["median_ms"] > 0
-    assert report["input"]["patches"] <= 1120 and report["device"]["cores"] >= 1
+        assert r["status"] == "ok" and r["metrics"]["runs"] == 3 and r["cold_ms"] > 0
+        assert r["metrics"]["max_ms"] >= r["metrics"]["p90_ms"] >= r["metrics"]["median_ms"] >= r["metrics"]["min_ms"] > 0
+    assert report["input"]["patches"] <= 1120 and report["device"]["cpu"]["cores"] >= 1
+    assert report["artifacts"]["files"]["minicpmv-2.6.vision.ort.fp32.onnx"] == runtimes["ort:fp32"]["sha256"]
     json.dumps(report)
 
 

@@ -111,6 +111,20 @@ def test_bench_decoder_only_export(build, folders, images, tmp_path):
     check_phases(result, ["load", "e2e", "prefill:8", "decode:8"])
 
 
+def test_bench_names_why_each_vision_artifact_cannot_run_here(build, folders, images, tmp_path):
+    """A Core ML encoder only (an ios recipe's vision part) on a Linux build: the reason names the
+    package and what it needs, and the .pte's missing vision_encoder, instead of blaming ORT."""
+    decoder = {k: v for k, v in FP32_DECODER.items() if k != "vision_in_pte"}
+    folder = folders(PRESET, decoder, vision=[{"backend": "coreml", "precision": "fp16", "max_patches": 1120}])
+    result = bench([str(build / "edgevlm-bench")], folder, tmp_path / "bench.json", "--prompt", QUESTION,
+                   "--image", str(images["448x448"][1]), "--contexts", "8", "--decode-tokens", "2",
+                   "--max-new-tokens", "2")
+    package = next(p.name for p in folder.iterdir() if p.suffix == ".mlpackage")
+    pte = next(p.name for p in folder.iterdir() if p.suffix == ".pte")
+    assert result["vision"] == {"unavailable": f"{package} needs Core ML (an Apple build: runtime/platforms/apple); "
+                                               f"and {pte} has no vision_encoder method"}
+
+
 def test_bench_refusals(build, folders, tmp_path):
     tool = str(build / "edgevlm-bench")
     folder = str(folders(PRESET))

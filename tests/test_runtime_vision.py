@@ -339,3 +339,44 @@ def test_the_runtime_builds_without_onnx_runtime_and_says_so(tmp_path, monkeypat
     proc = run([tool], "encode", "--onnx", tmp_path / "any.onnx", "--inputs", tmp_path / "in", "--out", tmp_path / "o")
     assert proc.returncode == 1 and "this runtime was built without ONNX Runtime" in proc.stderr
     assert "pip install onnxruntime" in proc.stderr
+
+
+def test_session_config_slot_is_add_session_config_entry(tmp_path):
+    """runtime/src/ort_api.h's AddSessionConfigEntry slot (the native QNN session refuses CPU
+    fallback through it) is that function in the installed ONNX Runtime: called through ctypes with
+    `session.load_model_format=ORT`, loading an .onnx file must then fail ORT-format verification."""
+    import ctypes
+    import glob
+    import re
+
+    import onnxruntime
+
+    from edgevlm.runtime import build as runtime_build
+
+    header = (Path(runtime_build.__file__).parent / "src" / "ort_api.h").read_text()
+    slot = int(re.search(r"AddSessionConfigEntry = Slot<(\d+),", header).group(1))
+    ort = ctypes.CDLL(glob.glob(str(Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime.so*"))[0])
+
+    class ApiBase(ctypes.Structure):
+        _fields_ = [("GetApi", ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32)),
+                    ("GetVersionString", ctypes.CFUNCTYPE(ctypes.c_char_p))]
+
+    ort.OrtGetApiBase.restype = ctypes.POINTER(ApiBase)
+    api = ctypes.cast(ort.OrtGetApiBase().contents.GetApi(17), ctypes.POINTER(ctypes.c_void_p))
+
+    def fn(index, *args):
+        return ctypes.CFUNCTYPE(ctypes.c_void_p, *args)(api[index])
+
+    message = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_void_p)(api[2])
+    ptr = ctypes.POINTER(ctypes.c_void_p)
+    env, options, session = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
+    assert fn(3, ctypes.c_int, ctypes.c_char_p, ptr)(3, b"edgevlm-test", ctypes.byref(env)) is None
+    assert fn(10, ptr)(ctypes.byref(options)) is None
+    model = onnx_with_other_inputs(tmp_path / "relu.onnx")
+    create = fn(7, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ptr)
+    assert create(env, str(model).encode(), options, ctypes.byref(session)) is None  # loads before the entry
+    add = fn(slot, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p)
+    assert add(options, b"session.load_model_format", b"ORT") is None
+    status = create(env, str(model).encode(), options, ctypes.byref(session))
+    assert status is not None, f"the config entry changed nothing: slot {slot} is not AddSessionConfigEntry"
+    assert b"ORT" in message(status)  # e.g. "ORT model verification failed"

@@ -86,6 +86,7 @@ using ReleaseValue = Slot<96, void (*)(OrtValue*)>;
 using ReleaseTypeInfo = Slot<98, void (*)(OrtTypeInfo*)>;
 using ReleaseTensorTypeAndShapeInfo = Slot<99, void (*)(OrtTensorTypeAndShapeInfo*)>;
 using ReleaseSessionOptions = Slot<100, void (*)(OrtSessionOptions*)>;
+using AddSessionConfigEntry = Slot<130, Status (*)(OrtSessionOptions*, const char* key, const char* value)>;
 using SessionOptionsAppendExecutionProvider =
     Slot<216, Status (*)(OrtSessionOptions*, const char* provider, const char* const* keys,
                          const char* const* values, size_t count)>;

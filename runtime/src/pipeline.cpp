@@ -40,6 +40,17 @@ bool runs_here(const VisionArtifact& a) {
     return ort_available() && ort_provider(a) == "cpu";
 }
 
+// Why `auto` does not open an artifact on this build, with the way to use it.
+std::string why_not_here(const VisionArtifact& a) {
+    const std::string& file = a.main.file;
+    if (a.target == "coreml") return file + " needs Core ML (an Apple build: runtime/platforms/apple)";
+    if (!ort_available()) return file + " needs ONNX Runtime, which this runtime was built without";
+    if (a.target == "qnn")
+        return file + " is a QNN EPContext model for the phone's HTP (name it with --vision " + file +
+               " where ONNX Runtime has the QNN execution provider)";
+    return file + " is meant for " + a.execution_provider + " (name it with --vision " + file + " where it exists)";
+}
+
 std::unique_ptr<VisionEncoder> open_vision(const Manifest& m, const VisionArtifact& a) {
     if (a.target == "coreml") {
 #ifdef EDGEVLM_WITH_COREML
@@ -152,11 +163,12 @@ Pipeline::Pipeline(const std::string& artifact_dir, const PipelineOptions& optio
     if (artifact != nullptr) vision_ = open_vision(manifest_, *artifact);
     else if (use_pte) vision_ = open_pte_vision(manifest_.path(decoder.main));
     if (vision_) vision_load_ms_ = ms_since(part);
-    else
-        vision_unavailable_ = manifest_.vision.empty() && !decoder.has_method("vision_encoder")
-                                  ? "the folder has no vision encoder (exported with --part decoder?)"
-                                  : "its vision artifacts need ONNX Runtime, which this runtime was built without, "
-                                    "and the .pte has no vision_encoder method";
+    else if (manifest_.vision.empty() && !decoder.has_method("vision_encoder"))
+        vision_unavailable_ = "the folder has no vision encoder (exported with --part decoder?)";
+    else {
+        for (const VisionArtifact& a : manifest_.vision) vision_unavailable_ += why_not_here(a) + "; ";
+        vision_unavailable_ += "and " + decoder.main.file + " has no vision_encoder method";
+    }
     model_load_ms_ = ms_since(start);
 }
 

@@ -106,6 +106,10 @@ public:
             call<ort::SessionOptionsAppendExecutionProvider>(
                 "adding the " + provider + " execution provider (is it in this onnxruntime build?)", options,
                 provider_name(provider).c_str(), keys.data(), values.data(), keys.size());
+            // As backends/qnn.py: a node the HTP cannot take must fail the session, not run on the
+            // CPU unnoticed (an EPContext model is all HTP by construction).
+            if (provider_name(provider) == "QNN")
+                call<ort::AddSessionConfigEntry>("refusing CPU fallback", options, "session.disable_cpu_ep_fallback", "1");
         }
         OrtSession* session = nullptr;
         call<ort::CreateSession>("loading " + path + " into ONNX Runtime", env_.get(), path.c_str(), options, &session);
