@@ -79,6 +79,19 @@ def cool_down(device: ShellDevice, start_c: float | None, plan: DeviceBenchPlan,
             "reached": end_c <= start_c + plan.cooldown_tolerance_c}
 
 
+def refuse_old_manifest(artifacts: Path) -> None:
+    """The native runtime reads manifest schema 2 only (Python upgrades older ones in memory)."""
+    import json
+
+    from edgevlm.errors import ConfigError
+    from edgevlm.export.manifest import SCHEMA_VERSION
+
+    version = json.loads((artifacts / "manifest.json").read_text()).get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ConfigError(f"{artifacts}/manifest.json has schema_version {version}; the device runtime reads "
+                          f"{SCHEMA_VERSION}", "re-export the folder with this edgevlm (`edgevlm export`)")
+
+
 def refuse_charging(idle_csv: Path, allow_charging: bool) -> None:
     """A phone on its charger measures the charger, not the model: stop before the benchmark runs."""
     from edgevlm.device_tests import power
@@ -144,6 +157,7 @@ def bench_device(artifacts: Path, spec: str, plan: DeviceBenchPlan, out_json: Pa
     if not isinstance(device, ShellDevice):
         return device.bench(artifacts, manifest, plan, out_json)
     check_files(artifacts, manifest, manifest["artifacts"], prefixes=())  # push only the exported bytes
+    refuse_old_manifest(artifacts)
     raw = out_json.with_name(out_json.stem + ".raw")
     with stage(f"bundle for {device.spec} ({device.runtime_target()} runtime, export, image)"):
         bundle = make_bundle(artifacts, manifest, device.runtime_target(), plan.image, raw / "staging")

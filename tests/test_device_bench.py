@@ -104,3 +104,18 @@ def test_schema_wants_every_field_present_or_explained():
     empty["device"]["soc"] = {"unavailable": ""}  # a reason must say something
     with pytest.raises(jsonschema.ValidationError):
         validate_bench(empty)
+
+
+def test_old_manifest_is_refused_before_any_push(tmp_path):
+    """The native runtime reads manifest schema 2; Python upgrades older ones in memory, so the
+    device benchmark checks the file itself rather than sending a folder the phone will refuse."""
+    import json
+
+    from edgevlm.device_tests.device_bench import refuse_old_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(ConfigError, match="schema_version 1; the device runtime reads 2") as err:
+        refuse_old_manifest(tmp_path)
+    assert "re-export" in err.value.fix
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2}))
+    refuse_old_manifest(tmp_path)

@@ -40,7 +40,8 @@ class CommandResult:
 
             tail = (self.stderr or self.stdout).strip()[-1500:]
             raise EdgeVLMError(f"{what} failed (exit {self.returncode}): {tail}",
-                               "rerun with EDGEVLM_LOG=debug for the runtime's log")
+                               "the device-side message above names what to change; EDGEVLM_LOG=debug adds "
+                               "the runtime's log")
         return self
 
 
