@@ -119,3 +119,49 @@ def test_old_manifest_is_refused_before_any_push(tmp_path):
     assert "re-export" in err.value.fix
     (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 2}))
     refuse_old_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("aihub", "qai-hub"),
+    ("aws-device-farm:arn:aws:devicefarm:us-west-2:123456789012:project:0a1b2c3d", "boto3"),
+    ("aws-device-farm:my-project", "is not a Device Farm project ARN"),
+])
+def test_farm_without_client_or_account_is_one_message(spec, expected, int4_kv_export, tmp_path, capsys):
+    """No qai-hub / boto3 / account here: exit 3 with the missing piece named, before any work."""
+    import importlib.util
+
+    if expected in ("qai-hub", "boto3") and importlib.util.find_spec(expected.replace("-", "_")) is not None:
+        pytest.skip(f"{expected} is installed here: this checks the message of a machine without it")
+    out = tmp_path / "r.json"
+    code = main(["device-bench", "--artifacts", str(int4_kv_export), "--device", spec, "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == 3 and expected in err and "Traceback" not in err and not out.exists()
+
+
+def test_adb_missing_from_path_names_the_install(int4_kv_export, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["device-bench", "--artifacts", str(int4_kv_export), "--device", "adb", "--json",
+                 str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 3 and "adb" in err and "platform-tools" in err and "Traceback" not in err
+
+
+class _CoolingHost:
+    """A device whose temperature readings are given: the cool-down's waiting logic on its own."""
+
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def temperature_c(self):
+        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+
+
+def test_cool_down_waits_until_near_the_start_and_is_bounded():
+    from edgevlm.device_tests.device_bench import DeviceBenchPlan, cool_down
+
+    plan = DeviceBenchPlan(cooldown_tolerance_c=1.0, cooldown_max_s=0.05)
+    done = cool_down(_CoolingHost([45.0, 44.0, 41.5, 40.6]), 40.0, plan, poll_s=0.01)
+    assert done == {"start_c": 40.0, "end_c": 40.6, "waited_s": pytest.approx(0.03), "reached": True}
+    stuck = cool_down(_CoolingHost([48.0]), 40.0, plan, poll_s=0.01)
+    assert stuck["reached"] is False and stuck["end_c"] == 48.0 and stuck["waited_s"] >= 0.05
+    assert "no readable temperature" in cool_down(_CoolingHost([None]), None, plan)["unavailable"]
