@@ -17,6 +17,7 @@ import platform
 import shlex
 import sys
 
+import jsonschema
 import numpy as np
 import pytest
 import yaml
@@ -169,6 +170,10 @@ def test_qnn_net_run_on_the_phone(fake_adb, qnn_export, tmp_path):  # noqa: F811
     assert entry["qnn_sdk"]["version"] == "2.51.0.260929181845"
     assert (raw / "qnn-profile.txt").read_text() == REPORT
     validate_bench(minimal_report(entry))
+    # the schema lets aggregate-only tools leave median/p90/min/max out, never the mean
+    no_mean = entry | {"metrics": m | {"mean_ms": unavailable("x")}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate_bench(minimal_report(no_mean))
 
 
 def test_not_run_reasons_and_no_phone_command(fake_adb, qnn_export, tmp_path, monkeypatch):  # noqa: F811
