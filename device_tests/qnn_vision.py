@@ -15,6 +15,7 @@ Layout on the phone, beside the pushed bundle (`<folder>/artifacts/...`):
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -23,6 +24,7 @@ from edgevlm.device_tests.devices.base import is_unavailable, unavailable
 from edgevlm.device_tests.qnn_profile import (INSTALL, context_compatible, epcontext_input_names, profile_summary,
                                               qnn_net_run_argv, qnn_sdk_problem, sdk_files, sdk_version,
                                               write_input_list)
+from edgevlm.errors import EdgeVLMError
 
 VIEWER = "bin/x86_64-linux-clang/qnn-profile-viewer"  # the SDK's host tool that reads the binary profile log
 PROFILE_TEXT = "qnn-profile.txt"
@@ -37,8 +39,6 @@ def qnn_artifact(manifest: dict) -> dict | None:
 
 
 def _sdk_root(sdk_root: str | None) -> str | None:
-    import os
-
     return sdk_root if sdk_root is not None else os.environ.get("QNN_SDK_ROOT")
 
 
@@ -95,8 +95,6 @@ def _view(root: str, log: Path, raw: Path) -> str:
                        timeout=300)
     (raw / PROFILE_TEXT).write_text(r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else ""))
     if r.returncode:
-        from edgevlm.errors import EdgeVLMError
-
         raise EdgeVLMError(f"qnn-profile-viewer failed on {log} (exit {r.returncode}): {r.stderr.strip()[-800:]}",
                            f"run `{Path(root) / VIEWER} --input_log {log}` by hand; its output is in {raw / PROFILE_TEXT}")
     return r.stdout
@@ -162,7 +160,12 @@ def qnn_vision_result(device, folder: str, artifacts: Path, manifest: dict, plan
     log = _profile_log(device, qnn, raw)
     if isinstance(log, str):
         return entry | {"status": "not run", "reason": log}
-    summary = profile_summary(_view(root, log, raw))
+    try:
+        text = _view(root, log, raw)
+    except (EdgeVLMError, OSError, subprocess.TimeoutExpired) as e:  # the run happened: say why it has no numbers
+        why = f"{e.problem} ({e.fix})" if isinstance(e, EdgeVLMError) else f"qnn-profile-viewer could not run: {e}"
+        return entry | {"status": "not run", "reason": why}
+    summary = profile_summary(text)
     return entry | _timings(summary, n) | {
         "peak_memory_bytes": unavailable(NO_MEMORY), "qnn_profile": summary,
         "raw_files": [PROFILE_TEXT, PROFILE_LOG, "qnn-net-run.log"]}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+import shutil
 import sys
 
 import jsonschema
@@ -213,6 +214,15 @@ def test_failing_qnn_net_run_is_a_reason_not_an_exception(fake_adb, qnn_export, 
     assert entry["status"] == "not run"
     assert entry["reason"].startswith("qnn-net-run failed on the phone (exit 1): qnn-net-run: cannot open ")
     assert binary in entry["reason"] and (tmp_path / "raw/qnn-net-run.log").exists()
+    # a run whose profile the viewer cannot read: the reason, and the viewer's words kept in raw/
+    shutil.copyfile(out / binary, fake_adb.phone / folder.lstrip("/") / "artifacts" / binary)
+    sdk = fake_sdk(tmp_path / "sdk2")
+    (sdk / VIEWER).write_text("#!/bin/sh\necho 'qnn-profile-viewer: unsupported log version' >&2\nexit 3\n")
+    entry = qnn_vision_result(device, folder, out, manifest, DeviceBenchPlan(runs=1, warmup=0), tmp_path / "raw2",
+                              str(sdk))
+    assert entry["status"] == "not run" and entry["reason"].startswith("qnn-profile-viewer failed on ")
+    assert "(exit 3): qnn-profile-viewer: unsupported log version" in entry["reason"]
+    assert "unsupported log version" in (tmp_path / "raw2/qnn-profile.txt").read_text()
 
 
 def test_no_qnn_artifact_is_none(qnn_export, tmp_path):
