@@ -64,6 +64,15 @@ def _ort_qnn():
     return ort
 
 
+def producer_qnn_version() -> str | None:
+    """The QNN release bundled in onnxruntime-qnn (its libQnnHtp.so compiles the context binary).
+    A phone-side QNN SDK must be this release or newer to load the binary (qnn-net-run)."""
+    require("onnxruntime_qnn", "onnxruntime-qnn==2.7.0", "the QNN HTP backend")
+    from onnxruntime_qnn import build_and_package_info
+
+    return getattr(build_and_package_info, "qnn_version", None)
+
+
 def _qnn_session_options(ort, options: dict, extra: dict | None = None, allow_cpu: bool = False):
     devices = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
     session = ort.SessionOptions()
@@ -119,7 +128,7 @@ class QnnVisionBackend:
                    "soc": (f"{SOC_MODELS[options['soc_model']][0].upper()} ({SOC_MODELS[options['soc_model']][1]})"
                            if options["soc_model"] in SOC_MODELS else None),
                    "quantization": quantization, "source_sha256": sha256_path(qdq),
-                   "context_binary": binary.name, "byte_stable": False,
+                   "context_binary": binary.name, "byte_stable": False, "qnn_version": producer_qnn_version(),
                    "executorch_qnn_pte": executorch_qnn_status()}
         return [WrittenArtifact(context, runtime="onnxruntime-qnn", details=details),
                 WrittenArtifact(binary, runtime="onnxruntime-qnn"), WrittenArtifact(qdq, runtime="onnxruntime-qnn")]

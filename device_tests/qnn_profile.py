@@ -186,6 +186,7 @@ def profile_summary(text: str) -> dict:
         "load_binary_rpc_ms": _ms(init, "Backend (RPC (load binary) time)"),
         "load_binary_accelerator_ms": _ms(init, "Backend (Accelerator (load binary) time)",
                                           "Backend (QNN accelerator (load binary) time)"),
+        "compose_ms": _ms(s.get("Compose Graphs Stats", {}), "NetRun"),
         "finalize_ms": _ms(s.get("Finalize Stats", {}), "NetRun"),
         "deinit_ms": _ms(s.get("De-Init Stats", {}), "NetRun"),
         "execute_avg_ms": _ms(avg, "NetRun"),

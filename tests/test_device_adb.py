@@ -4,8 +4,9 @@ No phone is attached to the machines these tests run on, so the phone boundary i
 only it: a small executable named `adb`, first on PATH, records its argv and answers like adb
 with a phone behind it. `adb devices -l`, getprop, dumpsys battery and the sysfs scripts get
 canned text in the formats real phones print; any other `adb shell CMD` runs CMD with this
-machine's sh (a POSIX shell like the phone's mksh) with /data/local/tmp mapped into a temp
-folder, so quoting, chmod, the .complete marker and killing the background sampler are real.
+machine's sh (a POSIX shell like the phone's mksh) with /data/local/tmp (and perfetto's
+/data/misc/perfetto-traces) mapped into a temp folder, so quoting, chmod, the .complete marker
+and killing the background sampler are real.
 The last test runs the real adb binary (when installed) for the "no device" answer.
 """
 
@@ -38,7 +39,8 @@ args = sys.argv[1:]
 if args[:1] == ["-s"]:
     args = args[2:]
 phone = os.path.join(state, "phone")
-local = lambda p: p.replace("/data/local/tmp", phone + "/data/local/tmp")
+local = lambda p: p.replace("/data/local/tmp", phone + "/data/local/tmp").replace(
+    "/data/misc/perfetto-traces", phone + "/data/misc/perfetto-traces")
 if args == ["devices", "-l"]:
     sys.stdout.write(open(os.path.join(state, "devices.txt")).read())
 elif args[0] == "shell":
@@ -97,6 +99,7 @@ def fake_adb(tmp_path, monkeypatch):
 
     f = Fake()
     (f.phone / "data/local/tmp").mkdir(parents=True)
+    (f.phone / "data/misc/perfetto-traces").mkdir(parents=True)
     f.devices(ONE_DEVICE)
     f.canned({})
     return f

@@ -170,6 +170,10 @@ class AdbDevice(ShellDevice):
         Path(local).parent.mkdir(parents=True, exist_ok=True)
         self._adb("pull", remote, str(local), timeout=600).check(f"adb pull {remote}")
 
+    def push_file(self, local: Path, remote: str, timeout: float = 1800) -> None:
+        """Copy one file to the phone (its folder must exist: `mkdir -p` it first)."""
+        self._adb("push", str(local), remote, timeout=timeout).check(f"adb push {Path(local).name} to {remote}")
+
     def push(self, bundle: Bundle) -> str:
         """The bundle's folder on the phone, named by its digest; sent only when its .complete
         marker is absent (written last, so an interrupted push is redone)."""
