@@ -36,6 +36,7 @@ class DeviceBenchPlan:
     cooldown_max_s: float = 180.0
     allow_charging: bool = False
     battery_root: str | None = None  # the battery's sysfs folder, when discovery picks the wrong one
+    perfetto: bool = False      # Android: also trace power rails and battery counters with Perfetto
 
     def __post_init__(self):
         from edgevlm.errors import ConfigError
@@ -45,6 +46,9 @@ class DeviceBenchPlan:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1", "pass a positive number")
         if not self.contexts or min(self.contexts) < 1:
             raise ConfigError("--contexts must list positive lengths, e.g. 128,1024,4096", "fix --contexts")
+
+
+PERFETTO_MAX_S = 900  # the trace config's duration: longer than a round; the capture is stopped when it ends
 
 
 def bench_options(plan: DeviceBenchPlan, prefix: str, out: str) -> list[str]:
@@ -108,6 +112,7 @@ def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Pat
     start_c = device.temperature_c()
     thermal_before = device.thermal()
     rounds, files = [], {"bench": [], "power": [], "idle": []}
+    perfetto = None if plan.perfetto else unavailable("not asked for (--perfetto)")
     for index in range(plan.rounds):
         cooldown = cool_down(device, start_c, plan)
         if not is_unavailable(battery):
@@ -118,26 +123,37 @@ def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Pat
                 device.pull(f"{results}/{idle}", raw / idle)
                 files["idle"].append(idle)
                 refuse_charging(raw / idle, plan.allow_charging)  # before the benchmark, not after it
-        sampler = None
+        sampler = trace = None
         if not is_unavailable(battery):
             power = f"power-{index}.csv"
             sampler = device.start(sampler_argv(device, folder, battery, plan.sample_hz, f"{results}/{power}"))
+        if plan.perfetto and index == 0:  # one trace: the rails of the first round
+            from edgevlm.device_tests.perfetto_capture import start_perfetto
+
+            trace = start_perfetto(device, duration_s=PERFETTO_MAX_S)
         bench = f"bench-{index}.json"
         try:
             with stage(f"round {index + 1}/{plan.rounds}: edgevlm-bench on {device.spec}"):
                 device.shell(bench_argv(device, folder, plan, f"{results}/{bench}")).check(
                     f"edgevlm-bench on {device.spec}")
         finally:
-            if sampler is not None:
-                sampler.stop()
+            for running in (sampler, trace):
+                if running is not None:
+                    running.stop()
         device.pull(f"{results}/{bench}", raw / bench)
         files["bench"].append(bench)
+        if trace is not None:
+            from edgevlm.device_tests.device_report import load_rounds, phases_of
+            from edgevlm.device_tests.perfetto_capture import TRACE_FILE, collect_perfetto
+
+            perfetto = collect_perfetto(device, raw, phases_of(load_rounds(raw, [bench])[0]))
+            files["perfetto"] = [TRACE_FILE] if (raw / TRACE_FILE).is_file() else []
         if sampler is not None:
             device.pull(f"{results}/{power}", raw / power)
             files["power"].append(power)
         rounds.append({"index": index, "cooldown": cooldown})
     return {"files": files, "rounds": rounds, "battery_root": battery, "thermal_before": thermal_before,
-            "thermal_after": device.thermal()}
+            "thermal_after": device.thermal(), "perfetto": perfetto}
 
 
 def bench_device(artifacts: Path, spec: str, plan: DeviceBenchPlan, out_json: Path) -> dict:
@@ -150,6 +166,10 @@ def bench_device(artifacts: Path, spec: str, plan: DeviceBenchPlan, out_json: Pa
     from edgevlm.export.manifest import read_manifest
 
     device = get_device(spec)
+    if plan.perfetto and device.kind not in ("adb",):
+        from edgevlm.errors import ConfigError
+
+        raise ConfigError(f"--perfetto traces an Android phone; --device {spec} is not one", "drop --perfetto")
     problem = device.missing()  # before any build or transfer: a missing phone or tool costs nothing
     if problem:
         raise MissingTool(problem, f"fix that, or benchmark here with --device host / --device qemu-aarch64")
@@ -165,6 +185,12 @@ def bench_device(artifacts: Path, spec: str, plan: DeviceBenchPlan, out_json: Pa
         folder = device.push(bundle)
     facts = device.facts()
     steps = run_rounds(device, folder, plan, raw)
+    if device.kind == "adb":  # the QNN context binary on the HTP, with Qualcomm's own qnn-net-run
+        from edgevlm.device_tests.qnn_vision import qnn_vision_result
+
+        with stage("vision on the HTP: qnn-net-run (QNN_SDK_ROOT)"):
+            steps["extra_results"] = [r for r in [qnn_vision_result(device, folder, artifacts, manifest, plan, raw)]
+                                      if r is not None]
     report = assemble(manifest, artifacts, facts, steps, raw, plan)
     report["input"] |= {"bundle": bundle.digest, "device_folder": folder}
     return report

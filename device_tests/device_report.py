@@ -179,10 +179,16 @@ def assemble(manifest: dict, artifacts: Path, facts: dict, steps: dict, raw: Pat
         "input": {"prompt": plan.prompt, "image": str(plan.image) if plan.image else "demo scene",
                   "contexts": list(plan.contexts), "runs": plan.runs, "warmup": plan.warmup,
                   "decode_tokens": plan.decode_tokens, "threads": rounds[0]["threads"], "end_to_end": e2e},
-        "results": [vision_result(manifest, rounds, emulated), decoder_result(manifest, rounds, emulated)],
+        "results": [vision_result(manifest, rounds, emulated), *steps.get("extra_results", []),
+                    decoder_result(manifest, rounds, emulated)],
         "power": power_block(raw, steps, rounds, plan.allow_charging),
         "rounds": steps["rounds"], "raw_files": raw_files,
     }
+    for result in steps.get("extra_results", []):
+        raw_files |= {name: f"{raw.name}/{name}" for name in result.pop("raw_files", [])}
+    if steps.get("perfetto") is not None:  # rails and battery counters: beside the fuel-gauge power
+        target = report["power"] if not is_unavailable(report["power"]) else report
+        target["perfetto"] = steps["perfetto"]
     if emulated:
         report["input"]["note"] = "timings under qemu-user emulation: they say nothing about a phone's speed"
     return report
@@ -208,7 +214,7 @@ def print_report(report: dict) -> None:
         elif r["part"] == "vision":
             m = r["metrics"]
             table.add_row("vision", r["runtime"][:60], ms(r["load_ms"]), ms(r["cold_ms"]),
-                          f"{m['median_ms']:.1f} [{m['min_ms']:.1f}, {m['p90_ms']:.1f}] x{m['runs']}", "-")
+                          f"{ms(m['median_ms'])} [{ms(m['min_ms'])}, {ms(m['p90_ms'])}] x{m['runs']}", "-")
         else:
             d = r["decoder"]
             rates = ", ".join(f"@{c} prefill {p['tokens_per_s']:.0f} / decode {d['decode'][c]['tokens_per_s']:.1f}"

@@ -39,6 +39,8 @@ def device_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-hz", type=int, default=20, help="power samples per second (at least 10 is useful)")
     p.add_argument("--allow-charging", action="store_true",
                    help="report power even while the phone charges (the numbers then mix in the charger)")
+    p.add_argument("--perfetto", action="store_true",
+                   help="Android: also record a Perfetto trace (android.power: power rails, battery counters)")
     p.add_argument("--battery-root", help="the battery's sysfs folder on the device, when discovery picks wrong")
     p.add_argument("--json", type=Path, default=Path("device-bench.json"),
                    help="result file (schema edgevlm.bench/2); raw files go beside it in NAME.raw/")
@@ -53,7 +55,7 @@ def device_bench(args) -> int:
                            decode_tokens=args.decode_tokens, max_new_tokens=args.max_new_tokens, rounds=args.rounds, prompt=args.prompt, image=args.image,
                            vision=args.vision, threads=args.threads, idle_s=args.idle_seconds,
                            sample_hz=args.sample_hz, allow_charging=args.allow_charging,
-                           battery_root=args.battery_root)
+                           battery_root=args.battery_root, perfetto=args.perfetto)
     report = bench_device(artifacts_dir(args), args.device, plan, args.json)
     validate_bench(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
