@@ -39,7 +39,9 @@ def vision_result(manifest: dict, rounds: list[dict], emulated: bool) -> dict:
     artifact = _artifact_for(manifest, first["runtime"], "vision") or _artifact_for(manifest, first["runtime"],
                                                                                      "decoder")
     warm = [ms for r in rounds for ms in r["vision"]["warm_ms"]]
-    return {"part": "vision", "runtime": first["runtime"], "status": "ok", "emulated": emulated,
+    engine = first["runtime"].split(" (", 1)[0]  # "onnxruntime cpu (/device/path/x.onnx)": the path is the device's
+    runtime = f"{artifact['target']}:{artifact['precision']} ({engine})" if artifact else engine
+    return {"part": "vision", "runtime": runtime, "status": "ok", "emulated": emulated,
             "artifact": artifact["file"] if artifact else None, "sha256": artifact["sha256"] if artifact else None,
             "slice": first["slice"],
             "load_ms": _median_or_reason([r["load"]["vision_ms"] for r in rounds], "vision load"),
