@@ -172,7 +172,7 @@ def bench_device(artifacts: Path, spec: str, plan: DeviceBenchPlan, out_json: Pa
         raise ConfigError(f"--perfetto traces an Android phone; --device {spec} is not one", "drop --perfetto")
     problem = device.missing()  # before any build or transfer: a missing phone or tool costs nothing
     if problem:
-        raise MissingTool(problem, f"fix that, or benchmark here with --device host / --device qemu-aarch64")
+        raise MissingTool(problem, "fix that, or benchmark here with --device host / --device qemu-aarch64")
     manifest = read_manifest(artifacts)
     if not isinstance(device, ShellDevice):
         return device.bench(artifacts, manifest, plan, out_json)

@@ -126,7 +126,7 @@ def coreml_vision(package: Path, inputs: dict, compute_units: str = "CPU_AND_NE"
         model.predict(inputs)
         cold_ms = (time.perf_counter() - t0) * 1000
         warm = time_calls(lambda: model.predict(inputs), warmup, runs)
-        del model
+        model = None  # released before its compiled folder is removed
         shutil.rmtree(compiled, ignore_errors=True)
     return {"compute_units": compute_units, "compile_ms": compile_ms, "load_ms": load_ms, "cold_ms": cold_ms,
             "warm": warm}
