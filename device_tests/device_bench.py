@@ -69,6 +69,13 @@ def sampler_argv(device: ShellDevice, folder: str, root: str, hz: int, out: str,
     return argv + (["--duration", f"{duration:g}"] if duration else [])
 
 
+def sampling_margin(plan: DeviceBenchPlan) -> float:
+    """How long the sampler runs before the benchmark starts and after it ends: three sample periods
+    (energy at a phase edge is interpolated between the samples around it), and the time a process
+    takes to start on a phone."""
+    return max(3 / plan.sample_hz, 0.3)
+
+
 def cool_down(device: ShellDevice, start_c: float | None, plan: DeviceBenchPlan, poll_s: float = 2.0) -> dict:
     """Wait until the device is back within the tolerance of its starting temperature (bounded)."""
     if start_c is None:
@@ -127,6 +134,7 @@ def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Pat
         if not is_unavailable(battery):
             power = f"power-{index}.csv"
             sampler = device.start(sampler_argv(device, folder, battery, plan.sample_hz, f"{results}/{power}"))
+            time.sleep(sampling_margin(plan))  # samples before the first phase starts
         if plan.perfetto and index == 0:  # one trace: the rails of the first round
             from edgevlm.device_tests.perfetto_capture import start_perfetto
 
@@ -137,6 +145,8 @@ def run_rounds(device: ShellDevice, folder: str, plan: DeviceBenchPlan, raw: Pat
                 device.shell(bench_argv(device, folder, plan, f"{results}/{bench}")).check(
                     f"edgevlm-bench on {device.spec}")
         finally:
+            if sampler is not None:
+                time.sleep(sampling_margin(plan))  # and after the last phase ends, so both edges interpolate
             for running in (sampler, trace):
                 if running is not None:
                     running.stop()
