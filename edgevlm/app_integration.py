@@ -65,10 +65,11 @@ def ios_steps(manifest: dict) -> str:
     models, native, kernels = LAYOUT["ios"]
     return f"""## iOS (Xcode)
 
-1. Build the runtime as `edgevlm.framework` on a Mac: `{native}/platforms/apple/build.sh` (its README:
-   ExecuTorch xcframeworks of the release the `.pte` was exported with,
-   {manifest.get("toolchain", {}).get("executorch", "see manifest.json")}), with
-   `-DEDGEVLM_KERNEL_DIR=$PWD/{kernels}` so the `.pte`'s INT4 KV-cache kernels are compiled in.
+1. Build the runtime as `edgevlm.framework` on a Mac, against ExecuTorch xcframeworks of the release the
+   `.pte` was exported with ({manifest.get("toolchain", {}).get("executorch", "see manifest.json")}; how:
+   `{native}/platforms/apple/README.md`), with the `.pte`'s INT4 KV-cache kernels compiled in:
+   `EDGEVLM_KERNEL_DIR=$PWD/{kernels} {native}/platforms/apple/build.sh --platform ios --xcframeworks DIR
+   --executorch-source DIR`.
 2. Drag `edgevlm.framework` into the target (Embed & Sign), add `{native}/platforms/apple/EdgeVLM.swift`
    to the target and `{native}/platforms/apple/CEdgeVLM` to Swift's import paths (SWIFT_INCLUDE_PATHS).
 3. Add `{models}/` to the target as a *folder reference* (blue folder): Xcode copies it as it is,
