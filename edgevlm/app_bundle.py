@@ -3,11 +3,11 @@ build finds it, every copied file re-hashed against the manifest.
 
     android  OUT/app/src/main/assets/edgevlm/      manifest.json, tokenizer/, decoder .pte, QNN EPContext
                                                     .onnx + .bin (and ORT .onnx vision artifacts)
-             OUT/app/src/main/cpp/edgevlm/         the native runtime (CMake project, include/, src/, cmake/,
+             OUT/app/src/main/cpp/edgevlm/         the native runtime (CMake project, include/, src/, tools/, cmake/,
                                                     platforms/android/)
              OUT/app/src/main/cpp/edgevlm-kernels/ the .pte's INT4-cache kernel sources (compiled into the app)
     ios      OUT/EdgeVLMResources/                  manifest.json, tokenizer/, decoder .pte, the .mlpackage
-             OUT/EdgeVLMNative/                     include/, src/, platforms/apple/ (+ the CMake files)
+             OUT/EdgeVLMNative/                     include/, src/, tools/, platforms/apple/ (+ the CMake files)
              OUT/EdgeVLMNative/edgevlm-kernels/     the kernel sources
 
 What goes in follows what the native runtime loads (device_tests/device_bundle.py makes the same
@@ -32,9 +32,11 @@ LAYOUT = {  # platform -> (model files folder, native runtime folder, kernel sou
 }
 VISION_TARGETS = {"android": ("qnn", "ort"), "ios": ("coreml",)}  # what each platform's runtime opens
 # What of the installed runtime package an app builds (runtime/ in a checkout): the CMake project
-# the platform's own CMakeLists.txt adds as ../.., its headers, sources and the platform shell.
-NATIVE_PARTS = {"android": ("CMakeLists.txt", "cmake", "include", "src", "platforms/android"),
-                "ios": ("CMakeLists.txt", "cmake", "include", "src", "platforms/apple")}
+# the platform's own CMakeLists.txt adds as ../.., its headers, sources and the platform shell;
+# tools/ too, since CMake refuses to configure a project whose executables' sources are missing.
+NATIVE_PARTS = {"android": ("CMakeLists.txt", "cmake", "include", "src", "tools", "platforms/android"),
+                "ios": ("CMakeLists.txt", "cmake", "include", "src", "tools", "platforms/apple")}
+NOT_NATIVE = (".py", ".pyc")  # the runtime package's Python helpers (build.py, tools/*.py)
 RECIPE_HINT = {"android": "android-sd8g3", "ios": "ios-m4"}
 
 
@@ -88,7 +90,7 @@ def plan_bundle(root: Path, manifest: dict, platform: str) -> list[BundleFile]:
     for rel in NATIVE_PARTS[platform]:
         base = source / rel
         paths = [base] if base.is_file() else sorted(p for p in base.rglob("*")
-                                                      if p.is_file() and "__pycache__" not in p.parts)
+                                                      if p.is_file() and p.suffix not in NOT_NATIVE)
         files += [BundleFile(f"{native}/{p.relative_to(source).as_posix()}", p, "native") for p in paths]
     return files
 
@@ -123,18 +125,22 @@ def part_sizes(files: list[BundleFile]) -> dict[str, int]:
     return sizes
 
 
-def check_export(root: Path) -> int:
+def check_export(root: Path) -> str:
     """The checks `edgevlm verify` runs (checksums, I/O contract, numerics on this host's runtimes,
-    the stored quality report); refuses (exit 1) naming every failing artifact. Returns the number
-    of checks that passed or could not run here (a runtime this host lacks is not a failure)."""
+    the stored quality report); refuses (exit 1) naming every failing artifact. Returns what ran:
+    a check whose runtime this host lacks is 'not run', named, never a pass or a failure."""
     from edgevlm.errors import GateFailed
-    from edgevlm.export.verify import FAIL, verify_artifacts
+    from edgevlm.export.verify import FAIL, NOT_RUN, PASS, verify_artifacts
+    from edgevlm.progress import print_stage
 
-    results = verify_artifacts(root)
+    results = verify_artifacts(root, on_stage=print_stage)
     failed = [r for r in results if r.status == FAIL]
     if failed:
         raise GateFailed(f"{root} fails verification, so it is not bundled: " +
                          "; ".join(f"{r.artifact}: {r.check}: {r.detail}" for r in failed),
                          "re-export it (`edgevlm verify DIR` shows the full report); --no-verify bundles it "
                          "anyway, for development (the copies are still checked against the manifest)")
-    return len(results)
+    not_run = [f"{r.artifact} {r.check}" for r in results if r.status == NOT_RUN]
+    passed = sum(r.status == PASS for r in results)
+    return (f"`edgevlm verify`: {passed} checks passed (checksums, I/O contract, numerics)" +
+            (f"; not run on this host: {', '.join(not_run)}" if not_run else ""))

@@ -193,3 +193,27 @@ def test_ios_budgets_warn_at_the_cellular_and_app_size_limits():
     assert [w["limit"] for w in cellular] == ["App Store cellular download"]
     both = budget_warnings(_sizes(vision=800 * MB, decoder=int(3.3 * GB)), IOS_LIMITS)
     assert [w["limit_bytes"] for w in both] == [200 * MB, 4 * GB] and "Background Assets" in both[1]["advice"]
+
+
+def test_the_bundled_native_tree_configures_on_its_own(qnn_export, tmp_path):
+    """CMake configures the bundled runtime alone (every source it names is there), with the kernels
+    found through EDGEVLM_KERNEL_DIR; without it, it looks for ../export/kernels and fails."""
+    import subprocess
+
+    from edgevlm.runtime.build import which
+    from edgevlm.runtime.targets import installed_executorch
+
+    cmake = which("cmake")
+    if cmake is None:
+        pytest.skip("cmake is not installed (pip install -e '.[test]')")
+    out = tmp_path / "app"
+    assert _bundle(qnn_export, "android", out, "--no-verify") == 0
+    source, kernels = out / ANDROID_CPP / "edgevlm", out / ANDROID_CPP / "edgevlm-kernels"
+    base = [cmake, "-S", str(source), f"-DEXECUTORCH_ROOT={installed_executorch()[0]}", "-DEDGEVLM_WITH_ORT=OFF"]
+    ninja = which("ninja")
+    base += ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}"] if ninja else []
+    ok = subprocess.run(base + ["-B", str(tmp_path / "b1"), f"-DEDGEVLM_KERNEL_DIR={kernels}"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    missing = subprocess.run(base + ["-B", str(tmp_path / "b2")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "Cannot find source file" in missing.stderr
