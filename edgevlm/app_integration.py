@@ -47,7 +47,9 @@ android {{
 
 dependencies {{
     implementation("{ORT_QNN_MAVEN}")  // ONNX Runtime + QNN EP: libonnxruntime.so for the vision encoder
-    implementation("{EXECUTORCH_MAVEN}:{et}")  // must match the .pte's ExecuTorch ({et})
+    // ExecuTorch's Java API, only if the app also calls it: edgevlm's runtime links the ExecuTorch C++
+    // install above, and the AAR's own libexecutorch.so must then be the same release ({et}, the .pte's)
+    implementation("{EXECUTORCH_MAVEN}:{et}")
 }}
 ```
 
@@ -87,7 +89,7 @@ def integration_markdown(platform: str, manifest: dict, files, sizes: dict[str, 
                       f"measured. {w['advice']}" for w in warnings) or "- within every store limit checked"
     return f"""# edgevlm in an {platform} app
 
-Made by `edgevlm bundle` from the export of `{manifest['model'].get('name') or manifest['model']['version']}`
+Made by `edgevlm bundle` from an export of MiniCPM-V {manifest['model']['version']}
 (recipe `{manifest['recipe']['name']}`). Every model file below has the sha256 its `manifest.json` records.
 
 {steps}

@@ -217,3 +217,12 @@ def test_the_bundled_native_tree_configures_on_its_own(qnn_export, tmp_path):
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     missing = subprocess.run(base + ["-B", str(tmp_path / "b2")], capture_output=True, text=True)
     assert missing.returncode != 0 and "Cannot find source file" in missing.stderr
+
+
+def test_a_folder_without_a_manifest_is_an_input_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _bundle(tmp_path / "empty", "ios", tmp_path / "out") == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: an unknown platform is a usage error
+        _bundle(tmp_path / "empty", "windows", tmp_path / "out")
+    assert exit_info.value.code == 2 and not (tmp_path / "out").exists()
