@@ -114,7 +114,8 @@ def write_bundle(files: list[BundleFile], out: Path) -> None:
         if actual != expected:
             raise IntegrityError(f"the copy of {f.source} ({f.dest}) has sha256 {actual[:12]}..., its {f.checked} "
                                  f"says {expected[:12]}...: the file changed after export (or while copying)",
-                                 "re-run `edgevlm export` (`edgevlm verify` names every changed file), then bundle again")
+                                 "re-run `edgevlm export` (`edgevlm verify` names every changed file), then bundle "
+                                 "again; --no-verify does not skip this check")
         f.bytes, f.copy_sha256 = size_bytes(dest), actual
 
 
