@@ -164,6 +164,7 @@ def default_job(args) -> int:
 
 
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
+from edgevlm.cli import bundle_commands as _bundle  # noqa: E402
 from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import device_commands as _device  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
@@ -185,6 +186,8 @@ COMMANDS = [
             "memory per stage, artifact sizes (JSON report)", _artifacts.bench_export_args, _artifacts.bench_export),
     Command("verify", "check every artifact of a manifest: checksums, I/O contract, numerics vs the eager model",
             _artifacts.verify_args, _artifacts.verify),
+    Command("bundle", "copy a verified export into an Android or iOS app's layout (assets, native sources, "
+                      "INTEGRATION.md) with sizes against the stores' limits", _bundle.bundle_args, _bundle.bundle),
     Command("bench", "benchmark the artifacts on this host beside eager PyTorch (JSON results)",
             _artifacts.bench_args, _artifacts.bench),
     Command("bench-decoder", "decoder benchmark: eager PyTorch, our .pte (fp32 and INT4 KV), optimum-executorch "

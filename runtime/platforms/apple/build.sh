@@ -24,6 +24,7 @@ usage: $0 --platform ios|macos (--xcframeworks DIR [--executorch-source DIR] | -
                             armv8.2-a+fp16 on iOS, whose oldest iOS 17 devices, A12, lack dotprod)
   --build-dir DIR           default: $repo/build/apple-<platform>
   --jobs N                  parallel compile jobs (default: all cores)
+env EDGEVLM_KERNEL_DIR      where the .pte's kernel sources are, when not ../export/kernels (edgevlm bundle)
 EOF
 }
 
@@ -98,7 +99,8 @@ cmake -S "$here" -B "$build_dir" ${generator[@]+"${generator[@]}"} "${system[@]}
   -DCMAKE_BUILD_TYPE=Release \
   -DEDGEVLM_EXECUTORCH_PACKAGE=ON "${package[@]}" \
   -DEDGEVLM_WITH_COREML=ON \
-  -DEDGEVLM_KERNEL_ARCH="$kernel_arch"
+  -DEDGEVLM_KERNEL_ARCH="$kernel_arch" \
+  ${EDGEVLM_KERNEL_DIR:+"-DEDGEVLM_KERNEL_DIR=$EDGEVLM_KERNEL_DIR"}
 cmake --build "$build_dir" --config Release --parallel "$jobs" --target "${targets[@]}"
 echo "apple/build.sh: built in $build_dir/runtime:"
 ls -1d "$build_dir"/runtime/edgevlm.framework "$build_dir"/runtime/edgevlm-runner 2>/dev/null || true
