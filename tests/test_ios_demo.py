@@ -196,8 +196,8 @@ def test_every_vision_runtime_the_core_describes_has_a_label():
     cases = set(re.findall(r'case "([\w-]+)"', formatter))
     engines = set()
     for source in ("vision_coreml.mm", "vision_pte.cpp", "vision_ort.cpp"):
-        describe = re.search(r'describe\(\) const override \{ return (?:std::string\()?"(\w+)', (SRC / source).read_text())
-        engines.add(describe.group(1))
+        code = (SRC / source).read_text()
+        engines.add(re.search(r'describe\(\) const override \{ return (?:std::string\()?"(\w+)', code).group(1))
     assert engines == {"coreml", "executorch", "onnxruntime"}
     coreml = (SRC / "vision_coreml.mm").read_text()
     units = set(re.findall(r'name == "([\w-]+)"', coreml))
