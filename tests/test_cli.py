@@ -344,7 +344,8 @@ def test_profile_decoder_takes_an_export_folder(int4_kv_export, tmp_path):
 
 
 def test_bench_decoder_preset_writes_the_checkpoint_once_and_benchmarks_it(tmp_path, monkeypatch):
-    from edgevlm.device_tests import decoder_bench, decoder_table
+    from edgevlm.device_tests import decoder_bench
+    from edgevlm.reports import decoder_tables as decoder_table
 
     benchmarked = []
     monkeypatch.setattr(decoder_bench, "bench_decoder",

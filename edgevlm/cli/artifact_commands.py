@@ -155,7 +155,7 @@ def _bench_decoders(artifacts: Path):
     if not any(a["part"] == "decoder" for a in read_manifest(artifacts)["artifacts"]):
         return None
     from edgevlm.device_tests.decoder_bench import bench_manifest_decoders
-    from edgevlm.device_tests.decoder_table import print_manifest_decoders
+    from edgevlm.reports.decoder_tables import print_manifest_decoders
 
     report = bench_manifest_decoders(artifacts)
     print_manifest_decoders(report)
