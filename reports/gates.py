@@ -3,7 +3,8 @@
 Two metrics are compared only when they have the same id and the same identity: the same device
 (kind and model) and the same artifact bytes (manifest sha256, or a quality row's artifact sha256)
 and, for accuracy, the same number of held-out samples. Anything else is listed as not comparable,
-with the differing field and both values, never compared silently.
+with the differing field and both values, never compared silently; so is a metric that only one
+side has (a runtime, context or recipe added or dropped).
 
 Noise band (latency and tokens/s): a timing moves by its own run-to-run spread, so the band is the
 larger of the two runs' spreads [min, p90] (edgevlm/stats.py), in the metric's unit; a run that kept
@@ -58,6 +59,8 @@ def compare(current: list[dict], baseline: list[dict], thresholds: dict | None =
                                     f"({cur['gate']})"})
         base = by_id.get(cur["id"])
         if base is None:
+            if baseline:  # a new runtime, context or recipe: said, not dropped
+                not_comparable.append({"metric": cur["id"], "why": "not in the baseline"})
             continue
         reason = not_comparable_reason(cur, base)
         if reason:
@@ -68,6 +71,9 @@ def compare(current: list[dict], baseline: list[dict], thresholds: dict | None =
         if row["verdict"] == "regression":
             failures.append({"metric": cur["id"], "current": cur["value"], "baseline": base["value"],
                              "why": row["why"]})
+    current_ids = {m["id"] for m in current}
+    not_comparable += [{"metric": mid, "why": "in the baseline only (the current results do not have it)"}
+                       for mid in by_id if mid not in current_ids]
     return {"comparisons": comparisons, "not_comparable": _merge(not_comparable), "failures": failures,
             "thresholds": limits}
 

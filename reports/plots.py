@@ -75,15 +75,18 @@ def _decoder(plt, metrics, qualities):
     fig, (left, right) = plt.subplots(1, 2)
     for ax, rows, name in ((left, prefill, "prefill"), (right, decode, "decode")):
         for series in sorted({(m["runtime"], m["identity"]["device"]) for m in rows}):
-            points = sorted((m["context"], m["value"], m.get("roofline_tokens_per_s")) for m in rows
-                            if (m["runtime"], m["identity"]["device"]) == series)
-            line, = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                            label=f"{series[0]} ({series[1]})")
+            points = sorted((m["context"], m["value"], m.get("roofline_tokens_per_s"), m["spread"] or {})
+                            for m in rows if (m["runtime"], m["identity"]["device"]) == series)
+            low = [p[1] - p[3].get("min", p[1]) for p in points]  # spread [min, p90] where the run kept one
+            high = [p[3].get("p90", p[1]) - p[1] for p in points]
+            bars = ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[low, high], marker="o",
+                               capsize=3, label=f"{series[0]} ({series[1]})")
             roof = [(p[0], p[2]) for p in points if p[2]]
             if roof:  # bytes a step must read / read bandwidth (device_tests/roofline.py), as tokens/s
-                ax.plot([r[0] for r in roof], [r[1] for r in roof], linestyle="--", color=line.get_color(),
-                        label=f"roofline {series[0]}")
+                ax.plot([r[0] for r in roof], [r[1] for r in roof], linestyle="--", marker="_", markersize=12,
+                        color=bars.lines[0].get_color(), label=f"roofline {series[0]}")
         ax.set_xscale("log", base=2)
+        ax.set_yscale("log")  # runtimes and devices differ by orders of magnitude
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel(f"{name} tokens/s")
         ax.set_title(name)
@@ -147,9 +150,10 @@ def _kv(plt, metrics, qualities):
     if not rows:
         return None, "n/a (no quality result with a KV-cache error table: `edgevlm quality` without --no-kv-error)"
     fig, ax = plt.subplots()
-    for f in rows:
-        ax.scatter(f["bytes_per_token"], f["rel_error_mean"])
-        ax.annotate(f["format"], (f["bytes_per_token"], f["rel_error_mean"]), fontsize=7)
+    markers = "osD^v<>ph*"
+    for i, f in enumerate(rows):  # a legend, not labels: formats of equal size sit on top of each other
+        ax.scatter(f["bytes_per_token"], f["rel_error_mean"], marker=markers[i % len(markers)], label=f["format"])
+    ax.legend(fontsize=6)
     ax.set_xlabel("bytes/token")
     ax.set_ylabel("attention-output relative error (mean)")
     ax.set_yscale("symlog", linthresh=1e-6)

@@ -137,7 +137,7 @@ def test_one_artifact_folder_argument_everywhere(tmp_path, capsys):
 def test_verify_table_keeps_full_artifact_names_at_80_columns():
     from rich.console import Console
 
-    from edgevlm.cli.verify_table import print_verify_results
+    from edgevlm.reports.verify_table import print_verify_results
     from edgevlm.export.verify import CheckResult
 
     names = ["minicpmv-2.6.decoder.xnnpack.8da4w-kvint4.pte", "minicpmv-2.6.decoder.xnnpack.8da4w-kvint8.pte",

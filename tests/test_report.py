@@ -279,3 +279,35 @@ def test_json_flag_prints_the_validated_document(tmp_path, capsys):
     broken["metrics"][0]["value"] = None  # a number dropped without its reason: the schema refuses it
     with pytest.raises(jsonschema.ValidationError):
         validate_report(broken)
+
+
+def test_a_failed_verify_check_fails_the_report(tmp_path):
+    checks = [{"artifact": "v.onnx", "check": "checksum", "status": "pass", "detail": "57e18ec22dc2", "metrics": {}},
+              {"artifact": "v.onnx", "check": "numerics", "status": "fail", "detail": "max abs error 0.3 > 1e-3",
+               "metrics": {}}]
+    code, doc, html, markdown = _report(tmp_path, _write(tmp_path / "verify.json", checks))
+    assert code == 1 and doc["failures"] == [{"metric": "verify v.onnx: numerics",
+                                              "why": "verify check failed: max abs error 0.3 > 1e-3"}]
+    assert "Verify: 1/2 checks pass: failed verify v.onnx: numerics" in markdown
+    assert "max abs error 0.3 &gt; 1e-3" in html
+
+
+def test_a_folder_without_results_is_an_input_error(tmp_path, capsys):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"artifacts": []}')
+    assert main(["report", str(folder), "--out", str(tmp_path / "o")]) == 2
+    assert f"{folder}: no result files in this folder (1 JSON files" in capsys.readouterr().err
+
+
+def test_metrics_on_one_side_only_are_listed(tmp_path):
+    current = device_result()
+    current["results"].pop(0)  # the vision runtime was not benchmarked this time
+    code, doc, _, markdown = _report(tmp_path, _write(tmp_path / "cur.json", current), "--baseline",
+                                     _write(tmp_path / "base.json", device_result()))
+    assert code == 0
+    (only,) = doc["baseline"]["not_comparable"]
+    assert only["why"] == "in the baseline only (the current results do not have it)"
+    assert set(only["metrics"]) == {"vision latency ort:int8 (onnxruntime xnnpack) slice 448x448",
+                                    "peak memory vision ort:int8 (onnxruntime xnnpack)"}
+    assert "Not compared (2 metrics): in the baseline only" in markdown

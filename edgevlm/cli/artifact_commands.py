@@ -98,7 +98,7 @@ def verify_args(p: argparse.ArgumentParser) -> None:
 def verify(args) -> int:
     from dataclasses import asdict
 
-    from edgevlm.cli.verify_table import print_verify_results
+    from edgevlm.reports.verify_table import print_verify_results
     from edgevlm.export.verify import FAIL, verify_artifacts
 
     folder = artifacts_dir(args)
