@@ -72,7 +72,8 @@ def _baseline(doc: dict) -> str:
              _table(["metric", "baseline", "current", "change", "verdict", "why"], rows)]
     if base["not_comparable"]:
         parts += ["<h3>Not compared</h3><ul>"] + [
-            f"<li>{escape(n['why'])}: {escape(', '.join(n['metrics']))}</li>" for n in base["not_comparable"]] + ["</ul>"]
+            f"<li>{escape(n['why'])}: {escape(', '.join(n['metrics']))}</li>" for n in base["not_comparable"]]
+        parts.append("</ul>")
     return "\n".join(parts)
 
 
@@ -80,8 +81,8 @@ def _verify(doc: dict) -> str:
     checks = [m for m in doc["metrics"] if m["section"] == "verify"]
     if not checks:
         return ""
-    rows = [[escape(c["id"].removeprefix("verify ")), f'<span class="{escape(c["status"])}">{escape(c["status"])}</span>',
-             escape(c["detail"])] for c in checks]
+    rows = [[escape(c["id"].removeprefix("verify ")),
+             f'<span class="{escape(c["status"])}">{escape(c["status"])}</span>', escape(c["detail"])] for c in checks]
     return "<h2>Verify</h2>" + _table(["artifact: check", "status", "detail"], rows, raw=True)
 
 

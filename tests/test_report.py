@@ -58,7 +58,8 @@ def _report(tmp_path, *args) -> tuple[int, dict, str, str]:
 def _self_contained(html: str) -> None:
     assert "<script" not in html and "<link" not in html and "<img" not in html
     # the only URLs left are the SVG namespace names (never fetched)
-    assert set(re.findall(r"https?://[^\"' <]+", html)) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    namespaces = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert set(re.findall(r"https?://[^\"' <]+", html)) <= namespaces
 
 
 def _numbers_shown(doc: dict, html: str, markdown: str) -> None:
@@ -141,8 +142,8 @@ def device_result(model: str = "Pixel 8 Pro", manifest: str = SHA_A, decode_ms: 
                                  "roofline": {"bytes_per_token": bytes_per_token, "gb_s": 60.0,
                                               "floor_ms": bytes_per_token / 60e9 * 1000, "percent": 50.0}}
         prefill_ms = int(ctx) * 0.8
-        prefill[ctx] = {"median_ms": prefill_ms, "tokens_per_s": int(ctx) * 1000 / prefill_ms, "ttft_ms": prefill_ms + 3,
-                        "rounds": 3}
+        prefill[ctx] = {"median_ms": prefill_ms, "tokens_per_s": int(ctx) * 1000 / prefill_ms,
+                        "ttft_ms": prefill_ms + 3, "rounds": 3}
     prefill["4096"] = {"unavailable": "a 4096-token prompt leaves no room in the program's 4096-token cache"}
     device = {"kind": "adb", "spec": "adb:serial1", "emulated": False, "model": model, "soc": "Tensor G3",
               "os": "Android 15", "cpu": {"cores": 9}, "thermal_before": {"celsius": 31.0, "sensor": "battery"},
@@ -311,3 +312,14 @@ def test_metrics_on_one_side_only_are_listed(tmp_path):
     assert set(only["metrics"]) == {"vision latency ort:int8 (onnxruntime xnnpack) slice 448x448",
                                     "peak memory vision ort:int8 (onnxruntime xnnpack)"}
     assert "Not compared (2 metrics): in the baseline only" in markdown
+
+
+def test_device_bench_summary_table_renders_from_reports(capsys):
+    from edgevlm.reports.bench_tables import print_device_report
+
+    report = device_result()
+    report["input"] = {"end_to_end": {"text": "a red circle"}}
+    print_device_report(report)
+    out = capsys.readouterr().out
+    assert "2.6 on Pixel 8 Pro" in out and "not run:" in out  # (rich wraps the reason at 80 columns)
+    assert "energy per image 0.4 J" in out and "answer: 'a red circle'" in out
