@@ -1,6 +1,6 @@
 """Where one decode step of a decoder .pte goes, from ExecuTorch's own ETDump profile.
 
-`edgevlm profile-decoder --artifact X.pte --context 128` (table: decoder_table.print_profile) runs decode steps at position context-1
+`edgevlm profile-decoder --artifact X.pte --context 128` (table: reports/decoder_tables.print_profile) runs decode steps at position context-1
 with event tracing on and groups the events: XNNPACK GEMMs, the rest of the XNNPACK delegate calls
 (their other ops, runtime reshape/setup and thread-pool dispatch), and the kernels ExecuTorch runs
 itself (the cache and attention ops, views, the logits select). The program's instruction list

@@ -137,7 +137,7 @@ def test_one_artifact_folder_argument_everywhere(tmp_path, capsys):
 def test_verify_table_keeps_full_artifact_names_at_80_columns():
     from rich.console import Console
 
-    from edgevlm.cli.verify_table import print_verify_results
+    from edgevlm.reports.verify_table import print_verify_results
     from edgevlm.export.verify import CheckResult
 
     names = ["minicpmv-2.6.decoder.xnnpack.8da4w-kvint4.pte", "minicpmv-2.6.decoder.xnnpack.8da4w-kvint8.pte",
@@ -344,7 +344,8 @@ def test_profile_decoder_takes_an_export_folder(int4_kv_export, tmp_path):
 
 
 def test_bench_decoder_preset_writes_the_checkpoint_once_and_benchmarks_it(tmp_path, monkeypatch):
-    from edgevlm.device_tests import decoder_bench, decoder_table
+    from edgevlm.device_tests import decoder_bench
+    from edgevlm.reports import decoder_tables as decoder_table
 
     benchmarked = []
     monkeypatch.setattr(decoder_bench, "bench_decoder",

@@ -98,7 +98,7 @@ def verify_args(p: argparse.ArgumentParser) -> None:
 def verify(args) -> int:
     from dataclasses import asdict
 
-    from edgevlm.cli.verify_table import print_verify_results
+    from edgevlm.reports.verify_table import print_verify_results
     from edgevlm.export.verify import FAIL, verify_artifacts
 
     folder = artifacts_dir(args)
@@ -121,27 +121,17 @@ def bench_args(p: argparse.ArgumentParser) -> None:
 
 
 def bench(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from edgevlm.device_tests.host_bench import bench_vision
     from edgevlm.export.integrity import check_files
     from edgevlm.export.manifest import read_manifest
+    from edgevlm.reports.bench_tables import print_vision_bench
 
     folder = artifacts_dir(args)
     manifest = read_manifest(folder)  # before any artifact is loaded: every file it will time
     check_files(folder, manifest, manifest["artifacts"], prefixes=("verification/",),
                 verify=not args.no_verify)
     report = bench_vision(folder, warmup=args.warmup, runs=args.runs, include_emulators=args.include_emulators)
-    table = Table(title=f"vision encoder, {report['input']['case']} slice {report['input']['tgt_size']} "
-                        f"({report['input']['patches']} patches) on {report['device']['model']}")
-    for column in ("runtime", "static patches", "median ms", "p90 ms", "note"):
-        table.add_column(column)
-    for r in report["results"]:
-        m = r.get("metrics")
-        table.add_row(r["runtime"], str(r["max_patches"]), f"{m['median_ms']:.2f}" if m else "-",
-                      f"{m['p90_ms']:.2f}" if m else "-", r.get("reason") or r.get("note", ""))
-    Console().print(table)
+    print_vision_bench(report)
     decoders = _bench_decoders(folder)
     if args.json:
         args.json.write_text(json.dumps(report if decoders is None else [report, decoders], indent=2) + "\n")
@@ -155,7 +145,7 @@ def _bench_decoders(artifacts: Path):
     if not any(a["part"] == "decoder" for a in read_manifest(artifacts)["artifacts"]):
         return None
     from edgevlm.device_tests.decoder_bench import bench_manifest_decoders
-    from edgevlm.device_tests.decoder_table import print_manifest_decoders
+    from edgevlm.reports.decoder_tables import print_manifest_decoders
 
     report = bench_manifest_decoders(artifacts)
     print_manifest_decoders(report)

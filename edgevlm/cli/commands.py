@@ -170,6 +170,7 @@ from edgevlm.cli import device_commands as _device  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
 from edgevlm.cli import quality_commands as _quality  # noqa: E402
 from edgevlm.cli import recipe_commands as _recipes  # noqa: E402
+from edgevlm.cli import report_commands as _report  # noqa: E402
 from edgevlm.cli import runtime_commands as _runtime  # noqa: E402
 from edgevlm.cli import tool_commands as _tools  # noqa: E402
 
@@ -219,4 +220,6 @@ COMMANDS = [
             _oracle.oracle_eval_args, _oracle.oracle_eval),
     Command("quality", "score recipes on the oracle's held-out VQA (accuracy drop, perplexity, per-layer SQNR, "
             "KV error) against their gates; JSON + markdown", _quality.quality_args, _quality.quality),
+    Command("report", "HTML (inline plots), Markdown and JSON from bench / quality / verify results, gated against "
+            "--baseline: exit 1 on a regression beyond the runs' own noise", _report.report_args, _report.report),
 ]

@@ -49,7 +49,7 @@ def bench_decoder_args(p: argparse.ArgumentParser) -> None:
 
 def bench_decoder(args) -> int:
     from edgevlm.device_tests.decoder_bench import BenchPlan, bench_decoder as run
-    from edgevlm.device_tests.decoder_table import print_decoder_report
+    from edgevlm.reports.decoder_tables import print_decoder_report
 
     from edgevlm.errors import ConfigError
     from edgevlm.export.decoder.kv_formats import FORMATS
@@ -86,7 +86,7 @@ def kv_compare_args(p: argparse.ArgumentParser) -> None:
 def kv_compare(args) -> int:
     from edgevlm import defaults
     from edgevlm.checkpoint.loader import load_model
-    from edgevlm.device_tests.decoder_table import print_kv_report
+    from edgevlm.reports.decoder_tables import print_kv_report
     from edgevlm.device_tests.kv_compare import PROMPTS, compare_caches
 
     report = compare_caches(load_model(args.model or defaults.ensure_default_model()), tuple(args.prompt or PROMPTS))
@@ -107,7 +107,7 @@ def profile_decoder_args(p: argparse.ArgumentParser) -> None:
 
 def profile_decoder(args) -> int:
     from edgevlm.device_tests.decoder_profile import profile_decode
-    from edgevlm.device_tests.decoder_table import print_profile
+    from edgevlm.reports.decoder_tables import print_profile
     from edgevlm.errors import ConfigError
 
     if args.context < 1 or args.steps < 1:

@@ -48,7 +48,7 @@ def device_bench_args(p: argparse.ArgumentParser) -> None:
 
 def device_bench(args) -> int:
     from edgevlm.device_tests.device_bench import DeviceBenchPlan, bench_device
-    from edgevlm.device_tests.device_report import print_report
+    from edgevlm.reports.bench_tables import print_device_report
     from edgevlm.device_tests.schema import validate_bench
 
     plan = DeviceBenchPlan(contexts=args.contexts, runs=args.runs, warmup=args.warmup,
@@ -60,6 +60,6 @@ def device_bench(args) -> int:
     validate_bench(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print_report(report)
+    print_device_report(report)
     print(f"wrote {args.json} (raw samples and device outputs in {args.json.stem}.raw/)")
     return 0
