@@ -86,6 +86,9 @@ def check_plan(plan: CIPlan) -> list:
     if len(set(names)) != len(names):
         raise ConfigError(f"two recipes share a name ({', '.join(names)}): their exports would share a folder",
                           "give each recipe YAML its own `name:`")
+    if "results" in names:  # OUT/results/ holds the steps' JSON
+        raise ConfigError("a recipe named `results` would export into the job's results folder",
+                          "rename the recipe (its YAML `name:`)")
     return recipes
 
 
