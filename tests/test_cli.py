@@ -378,3 +378,24 @@ def test_device_test_tools_are_edgevlm_commands(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert "--preset" in capsys.readouterr().out
+
+
+def test_checkpoint_json_lists_every_written_file_with_its_hash(tmp_path):
+    import hashlib
+    import json
+
+    from edgevlm.cli.main import main
+
+    out = tmp_path / "ckpt"
+    assert main(["checkpoint", "--preset", "minicpmv-2.6-tiny", "--out", str(out), "--seed", "3",
+                 "--json", str(tmp_path / "result.json")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["schema"] == "edgevlm.checkpoint-result/1" and result["preset"] == "minicpmv-2.6-tiny"
+    assert result["seed"] == 3 and result["out"] == str(out) and result["seconds"] > 0
+    files = {f["file"]: f for f in result["files"]}
+    assert "config.json" in files and any(name.endswith(".safetensors") for name in files)
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert set(files) == on_disk
+    weights = next(f for name, f in files.items() if name.endswith(".safetensors"))
+    assert weights["sha256"] == hashlib.sha256((out / weights["file"]).read_bytes()).hexdigest()
+    assert weights["bytes"] == (out / weights["file"]).stat().st_size

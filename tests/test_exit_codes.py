@@ -43,3 +43,25 @@ def test_a_bug_is_exit_70_with_its_traceback(capsys):
     assert run_handler(broken, None) == 70
     err = capsys.readouterr().err
     assert "KeyError: 'missing'" in err and "internal error" in err and "this is a bug in edgevlm" in err
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    from edgevlm.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def test_every_command_has_a_row_in_the_readme_exit_code_table_and_a_json_option():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Exit codes"):readme.index("\n## ", readme.index("## Exit codes") + 1)]
+    rows = {line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")}
+    commands = _subcommands()
+    assert sorted(set(commands) - rows) == [], "commands missing from README's per-command exit-code table"
+    assert sorted(rows - set(commands)) == [], "README's exit-code table names commands that do not exist"
+    no_json = [name for name, p in commands.items() if not any("--json" in a.option_strings for a in p._actions)]
+    assert no_json == [], "commands without machine-readable output (--json)"

@@ -120,7 +120,8 @@ def test_train_oracle_cli_learns_and_reproduces(tmp_path):
 
     def run(out):
         args = ["train-oracle", "--out", str(out), "--steps", "6", "--batch-size", "2", "--lr", "3e-3",
-                "--warmup-steps", "1", "--workers", "0", "--eval-samples", "2", "--threads", "1", "--log-every", "1"]
+                "--warmup-steps", "1", "--workers", "0", "--eval-samples", "2", "--threads", "1", "--log-every", "1",
+                "--json", str(tmp_path / f"{out.name}.result.json")]
         assert main(args) == 0
         return [json.loads(line)["loss"] for line in (tmp_path / f"{out.name}.train.jsonl").read_text().splitlines()]
 
@@ -129,6 +130,10 @@ def test_train_oracle_cli_learns_and_reproduces(tmp_path):
     summary = json.loads((tmp_path / "a" / "oracle_train.json").read_text())
     assert summary["steps_done"] == 6 and summary["heldout"]["samples"] == 2
     assert math.isfinite(summary["heldout"]["answer_perplexity"])
+    result = json.loads((tmp_path / "a.result.json").read_text())  # --json
+    assert result["schema"] == "edgevlm.train-oracle/1" and result["summary"]["steps_done"] == 6
+    assert result["metrics"] == str(tmp_path / "a.train.jsonl")
+    assert {f["file"] for f in result["files"]} >= {"config.json", "model-00001-of-00001.safetensors"}
     loaded = load_model(tmp_path / "a")
     assert loaded.config.query_num == 16 and loaded.tokenizer.encode("circle") == build_ids("circle")
     run(tmp_path / "b")

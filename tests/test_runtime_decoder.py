@@ -139,8 +139,14 @@ def test_build_runner_command_copies_working_executables(tmp_path, monkeypatch, 
     from edgevlm.cli.main import main
 
     monkeypatch.setenv("EDGEVLM_HOME", str(tmp_path / "home"))
-    assert main(["build-runner", "--out", str(tmp_path / "bin")]) == 0
+    assert main(["build-runner", "--out", str(tmp_path / "bin"), "--json", str(tmp_path / "build.json")]) == 0
     assert "edgevlm-runner" in capsys.readouterr().out
+    result = json.loads((tmp_path / "build.json").read_text())
+    assert result["schema"] == "edgevlm.build-runner/1" and result["target"] == "host"
+    from edgevlm.runtime.build import EXECUTABLES
+
+    assert {f["file"] for f in result["files"]} == {*EXECUTABLES, "libedgevlm.so"}
+    assert all(f["bytes"] == (tmp_path / "bin" / f["file"]).stat().st_size for f in result["files"])
     usage = subprocess.run([str(tmp_path / "bin" / "edgevlm-runner")], capture_output=True, text=True)
     assert usage.returncode == 2 and "give either --artifacts DIR or --pte FILE" in usage.stderr
     assert (tmp_path / "bin" / "libedgevlm.so").is_file()

@@ -37,6 +37,8 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--part", default="all", choices=["vision", "decoder", "all"])
     p.add_argument("--max-patches", type=int, help="override the recipe's static patch count per slice")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the result (schema edgevlm.export-result/1: artifacts, "
+                                             "files, bytes, sha256, seconds, peak RSS) here")
 
 
 def export(args) -> int:
@@ -71,6 +73,15 @@ def export(args) -> int:
     print("next:")
     for step in next_steps(out, manifest):
         print("  " + step)
+    if args.json:
+        from edgevlm.cli.json_result import sha256_file, write_json
+
+        write_json(args.json, {
+            "schema": "edgevlm.export-result/1", "recipe": manifest["recipe"]["name"], "out": str(out),
+            "part": args.part, "seconds": resources["seconds"], "peak_rss_bytes": resources["peak_rss_bytes"],
+            "artifacts": [{k: a[k] for k in ("file", "part", "target", "precision", "bytes", "sha256")}
+                          for a in manifest["artifacts"]],
+            "files": manifest.get("files", []), "manifest_sha256": sha256_file(out / "manifest.json")})
     return 0
 
 

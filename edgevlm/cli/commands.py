@@ -36,6 +36,8 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard-mb", type=int, default=2048, help="maximum shard size in MiB")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--list", action="store_true", help="list presets and exit")
+    p.add_argument("--json", type=Path, help="also write the result (schema edgevlm.checkpoint-result/1: files, "
+                                             "bytes, sha256, seconds) here")
 
 
 def _checkpoint(args) -> int:
@@ -51,10 +53,19 @@ def _checkpoint(args) -> int:
     if not args.preset or not args.out:
         raise ConfigError("`edgevlm checkpoint` needs --preset and --out",
                           "e.g. `edgevlm checkpoint --preset minicpmv-2.6-tiny --out ./tiny` (see --list)")
+    import time
+
+    from edgevlm.cli.json_result import files_written, write_json
+
     preset = get_preset(args.preset)
+    start = time.perf_counter()
     write_checkpoint(preset.build_config(), args.out, seed=args.seed, dtype=args.dtype or preset.dtype,
                      shard_bytes=args.shard_mb * 1024 ** 2, overwrite=args.overwrite)
     print(f"wrote {preset.name} (seed {args.seed}) to {args.out}")
+    if args.json:
+        write_json(args.json, {"schema": "edgevlm.checkpoint-result/1", "preset": preset.name, "seed": args.seed,
+                               "dtype": args.dtype or preset.dtype, "out": str(args.out),
+                               "seconds": round(time.perf_counter() - start, 2), "files": files_written(args.out)})
     return 0
 
 
@@ -165,6 +176,7 @@ def default_job(args) -> int:
 
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
 from edgevlm.cli import bundle_commands as _bundle  # noqa: E402
+from edgevlm.cli import ci_commands as _ci  # noqa: E402
 from edgevlm.cli import decoder_commands as _decoder  # noqa: E402
 from edgevlm.cli import device_commands as _device  # noqa: E402
 from edgevlm.cli import oracle_commands as _oracle  # noqa: E402
@@ -222,4 +234,6 @@ COMMANDS = [
             "KV error) against their gates; JSON + markdown", _quality.quality_args, _quality.quality),
     Command("report", "HTML (inline plots), Markdown and JSON from bench / quality / verify results, gated against "
             "--baseline: exit 1 on a regression beyond the runs' own noise", _report.report_args, _report.report),
+    Command("ci", "the CI export job: export each recipe, verify, bench on the host, quality with its gates; one "
+            "summary JSON with every step's exit code (1 if any gate failed)", _ci.ci_args, _ci.ci),
 ]

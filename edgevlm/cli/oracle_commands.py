@@ -27,6 +27,8 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="held-out samples scored at the end")
     p.add_argument("--log-every", type=int, default=d.log_every, help="steps per metrics record")
     p.add_argument("--metrics", type=Path, help="JSON-lines training metrics (default: OUT.train.jsonl)")
+    p.add_argument("--json", type=Path, help="also write the result (schema edgevlm.train-oracle/1: the training "
+                                             "summary, the checkpoint's files with sha256) here")
 
 
 def train_oracle(args) -> int:
@@ -47,6 +49,11 @@ def train_oracle(args) -> int:
     summary = train(args.out, cfg, show_progress=True, metrics_path=metrics, threads=args.threads)
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.out} (metrics: {metrics})", file=sys.stderr)
+    if args.json:
+        from edgevlm.cli.json_result import files_written, write_json
+
+        write_json(args.json, {"schema": "edgevlm.train-oracle/1", "out": str(args.out), "metrics": str(metrics),
+                               "summary": summary, "files": files_written(args.out)})
     return 0
 
 

@@ -29,6 +29,7 @@ def quality_args(p: argparse.ArgumentParser) -> None:
                    help="held-out samples for emulated runtimes (QNN HTP emulator); 0 for all")
     p.add_argument("--max-patches", type=int, help="static patch count of the vision artifacts (default: the "
                    "recipe's); the oracle's slices need 72, and the HTP emulator's time grows with it")
+    p.add_argument("--json", type=Path, help="also write the report (schema edgevlm.quality/1, as OUT/quality.json) here")
 
 
 def quality(args) -> int:
@@ -62,6 +63,8 @@ def quality(args) -> int:
     (args.out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = to_markdown(report)
     (args.out / "quality.md").write_text(markdown)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown)
     print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'}", file=sys.stderr)
     return 0 if report["status"] == "pass" else 1

@@ -13,13 +13,19 @@ def build_runner_args(p: argparse.ArgumentParser) -> None:
                    help="host: this machine; aarch64-linux: cross-built with g++-aarch64-linux-gnu against the "
                         "executorch aarch64 wheel, packed with its glibc loader (what the Android harness pushes)")
     p.add_argument("--out", type=Path, help="copy the executables (or the packed folder) here")
+    p.add_argument("--json", type=Path, help="also write the result (schema edgevlm.build-runner/1: target, folder, "
+                                             "files with bytes and sha256, seconds) here")
 
 
 def build_runner(args) -> int:
     from edgevlm.runtime.build import EXECUTABLES, build_runtime
     from edgevlm.runtime.bundle import command
 
+    import time
+
+    start = time.perf_counter()
     built = build_runtime(args.target)
+    seconds = time.perf_counter() - start
     if args.target == "host":
         folder = built
         if args.out:
@@ -29,6 +35,7 @@ def build_runner(args) -> int:
             folder = args.out
         print(f"built {', '.join(EXECUTABLES)} and libedgevlm.so (C API: runtime/include/edgevlm/c_api.h) in {folder}")
         print(f"run: {folder / 'edgevlm-runner'} --artifacts EXPORT_DIR --image PHOTO.ppm --prompt 'What is in the picture?'")
+        _write_result(args, folder, seconds, [folder / n for n in EXECUTABLES + ("libedgevlm.so",)])
         return 0
     folder = built
     if args.out:
@@ -40,7 +47,18 @@ def build_runner(args) -> int:
     print("run here:           " + " ".join(command(folder, "edgevlm-runner", "qemu-aarch64")) + " --artifacts ...")
     print("device benchmark:   ... ./edgevlm-bench --artifacts DIR --image F.ppm --prompt ... --json bench.json, beside "
           "./edgevlm-power-sampler --root /sys/class/power_supply/battery --out power.csv")
+    _write_result(args, folder, seconds, sorted(p for p in folder.rglob("*") if p.is_file()))
     return 0
+
+
+def _write_result(args, folder: Path, seconds: float, files: list[Path]) -> None:
+    from edgevlm.cli.json_result import sha256_file, write_json
+
+    if args.json:  # seconds: 0-ish when the build came from the cache (<EDGEVLM_HOME>/runtime/<key>/)
+        write_json(args.json, {"schema": "edgevlm.build-runner/1", "target": args.target, "folder": str(folder),
+                               "seconds": round(seconds, 2),
+                               "files": [{"file": p.relative_to(folder).as_posix(), "bytes": p.stat().st_size,
+                                          "sha256": sha256_file(p)} for p in files]})
 
 
 def bench_runner_args(p: argparse.ArgumentParser) -> None:
