@@ -223,6 +223,15 @@ def test_jni_bridge_compiles_against_jni_h():
     assert proc.returncode == 0, proc.stderr
 
 
+def jni_library(home: Path, build: Path, out: Path) -> Path:
+    """libedgevlm_jni.so from the bridge, linked to the host build's libedgevlm, in out/."""
+    library = run(["g++", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", *jni_includes(home),
+                   f"-I{RUNTIME / 'include'}", ANDROID / "edgevlm_jni.cpp", f"-L{build}", "-ledgevlm",
+                   f"-Wl,-rpath,{build}", "-o", out / "libedgevlm_jni.so"])
+    assert library.returncode == 0, library.stderr
+    return out / "libedgevlm_jni.so"
+
+
 @pytest.fixture(scope="module")
 def jvm_harness(tmp_path_factory, runtime_home):
     """EdgeVLM.kt + the harness compiled into one jar, and libedgevlm_jni.so built from the bridge and
@@ -236,10 +245,7 @@ def jvm_harness(tmp_path_factory, runtime_home):
 
     build = build_runtime(home=runtime_home)
     out = tmp_path_factory.mktemp("jvm")
-    library = run(["g++", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", *jni_includes(home),
-                   f"-I{RUNTIME / 'include'}", ANDROID / "edgevlm_jni.cpp", f"-L{build}", "-ledgevlm",
-                   f"-Wl,-rpath,{build}", "-o", out / "libedgevlm_jni.so"])
-    assert library.returncode == 0, library.stderr
+    jni_library(home, build, out)
     jar = out / "harness.jar"
     kotlin = run([compiler, ANDROID / "EdgeVLM.kt", FIXTURES / "JniHarness.kt", "-include-runtime", "-d", jar])
     assert kotlin.returncode == 0 and jar.is_file(), kotlin.stdout + kotlin.stderr

@@ -1,0 +1,6 @@
+// Declarations only (bodies throw): the subset of the Android SDK (API 35) that android_demo calls,
+// signatures as developer.android.com/reference documents them, so kotlinc rejects a misspelt call.
+package android.net;
+public abstract class Uri {
+    public abstract String getPath();
+}

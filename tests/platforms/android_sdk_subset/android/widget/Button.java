@@ -1,0 +1,7 @@
+// Declarations only (bodies throw): the subset of the Android SDK (API 35) that android_demo calls,
+// signatures as developer.android.com/reference documents them, so kotlinc rejects a misspelt call.
+package android.widget;
+import android.content.Context;
+public class Button extends TextView {
+    public Button(Context context) { super(context); throw new RuntimeException("Stub!"); }
+}
