@@ -41,7 +41,8 @@ def _steps() -> list[dict]:
 def test_workflow_is_valid_yaml_with_pinned_actions_and_caches():
     workflow = _workflow()
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
-    assert {"push", "workflow_dispatch"} <= set(triggers)
+    # manual only: edgevlm's own repository holds no checkpoint, so a push trigger would fail every push
+    assert set(triggers) == {"workflow_dispatch"}
     assert {"checkpoint", "recipes"} <= set(triggers["workflow_dispatch"]["inputs"])
     used = {s["uses"] for s in _steps() if "uses" in s}
     assert used == PINNED
