@@ -5,9 +5,10 @@
 # where they cannot be installed); for the phone build files (tests/test_runtime_platforms.py):
 # the linter ShellCheck, a JDK (jni.h, java), clang (Objective-C++ check), npm's kotlin-compiler.
 # adb: the Android harness checks that a missing phone is reported through adb's own output.
+# chromium: tests/test_report_browser.py opens `edgevlm report`'s HTML in it (headless, Playwright).
 # Needs root or sudo; does nothing for packages already there.
 set -euo pipefail
-packages=(g++ binutils g++-aarch64-linux-gnu qemu-user shellcheck openjdk-17-jdk-headless clang adb)
+packages=(g++ binutils g++-aarch64-linux-gnu qemu-user shellcheck openjdk-17-jdk-headless clang adb chromium)
 # kotlinc for EdgeVLM.kt (runtime/platforms/android), from the npm registry; optional like the rest
 if ! command -v kotlinc >/dev/null && command -v npm >/dev/null \
     && [ ! -x "$(npm root -g 2>/dev/null)/kotlin-compiler/bin/kotlinc" ] && [ -w "$(npm root -g 2>/dev/null)" ]; then

@@ -15,13 +15,11 @@ import pytest
 import yaml
 
 from edgevlm.cli.main import main
-from edgevlm.device_tests.schema import validate_bench
 from edgevlm.reports.plots import FIGURES
 from edgevlm.reports.text import fmt_value
-from edgevlm.stats import timing_summary
+from tests.report_samples import SHA_A, SHA_B, device_result, write_json as _write
 
 FIGURE_IDS = [fid for fid, _ in FIGURES]
-SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
 @pytest.fixture(scope="module")
@@ -126,53 +124,6 @@ def test_a_failed_quality_gate_fails_the_report(pipeline, tmp_path):
 
 
 # -- synthetic phone results -------------------------------------------------------------------------------
-
-
-def device_result(model: str = "Pixel 8 Pro", manifest: str = SHA_A, decode_ms: float = 40.0,
-                  vision_ms: float = 120.0) -> dict:
-    """A device-bench report as an adb phone with a fuel gauge would write it (schema-valid)."""
-    vision_samples = [vision_ms + d for d in (-3, -1, 0, 1, 2, 4, 6)]
-    contexts = {"128": 1.0, "1024": 1.25, "4096": 2.0}  # decode slows with the cache it reads
-    decode, prefill = {}, {}
-    for ctx, factor in contexts.items():
-        step = decode_ms * factor
-        summary = timing_summary([step + d for d in (-1.0, -0.5, 0.0, 0.5, 1.5)], 0)
-        bytes_per_token = 200e6 + int(ctx) * 28672
-        decode[ctx] = summary | {"tokens_per_s": 1000 / summary["median_ms"],
-                                 "roofline": {"bytes_per_token": bytes_per_token, "gb_s": 60.0,
-                                              "floor_ms": bytes_per_token / 60e9 * 1000, "percent": 50.0}}
-        prefill_ms = int(ctx) * 0.8
-        prefill[ctx] = {"median_ms": prefill_ms, "tokens_per_s": int(ctx) * 1000 / prefill_ms,
-                        "ttft_ms": prefill_ms + 3, "rounds": 3}
-    prefill["4096"] = {"unavailable": "a 4096-token prompt leaves no room in the program's 4096-token cache"}
-    device = {"kind": "adb", "spec": "adb:serial1", "emulated": False, "model": model, "soc": "Tensor G3",
-              "os": "Android 15", "cpu": {"cores": 9}, "thermal_before": {"celsius": 31.0, "sensor": "battery"},
-              "thermal_after": {"celsius": 34.0, "sensor": "battery"}}
-    report = {
-        "schema": "edgevlm.bench/2", "kind": "device", "device": device,
-        "artifacts": {"manifest_sha256": manifest, "files": {"v.onnx": SHA_B, "d.pte": SHA_B}},
-        "runtime_versions": {"edgevlm": "0.1.0", "executorch": "1.5.1"}, "model": {"version": "2.6"},
-        "results": [
-            {"part": "vision", "runtime": "ort:int8 (onnxruntime xnnpack)", "status": "ok", "artifact": "v.onnx",
-             "sha256": SHA_B, "slice": "448x448", "load_ms": 210.0, "cold_ms": 300.0,
-             "metrics": timing_summary(vision_samples, 2), "peak_memory_bytes": 900 * 2**20},
-            {"part": "decoder", "runtime": "executorch:int4-kvint4", "status": "ok", "artifact": "d.pte",
-             "sha256": SHA_B, "load_ms": 800.0, "peak_memory_bytes": 1400 * 2**20,
-             "decoder": {"prefill": prefill, "decode": decode, "ttft_ms": prefill["128"]["ttft_ms"]}},
-            {"part": "vision", "runtime": "qnn:int8 (htp)", "status": "not run",
-             "reason": "the phone has no QNN HTP backend library"}],
-        "power": {"method": "battery fuel gauge", "sample_rate_hz": 50, "idle_w": 0.6, "phases": {},
-                  "energy_per_image_j": 0.42, "energy_per_token_j": {"128": 0.031, "1024": 0.038,
-                                                                     "4096": {"unavailable": "phase too short"}},
-                  "samples_file": "power-0.csv"},
-    }
-    validate_bench(report)
-    return report
-
-
-def _write(path, report):
-    path.write_text(json.dumps(report))
-    return path
 
 
 def test_synthetic_device_report_plots_everything_measured(tmp_path):
