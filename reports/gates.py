@@ -97,6 +97,10 @@ def _compare_one(cur: dict, base: dict, limits: dict) -> dict:
     change = cur["value"] - base["value"]
     row["change"] = change
     row["change_pct"] = 100 * change / base["value"] if base["value"] else None
+    if cur["section"] == "accuracy":  # judged by the recipe's own gate, not against the baseline
+        passed = "failed" if cur.get("gate_status") == "fail" else "passed"
+        row["why"] = f"the recipe's gate judges it ({cur.get('gate') or 'no gate set'}): {passed}"
+        return row
     worse = change if cur["better"] == "lower" else -change  # > 0: worse
     if cur["section"] in RELATIVE:
         pct = limits[RELATIVE[cur["section"]]]

@@ -29,7 +29,7 @@ def _summary(doc: dict) -> str:
             ["recipes", escape(", ".join(s["recipes"]) or "-")],
             ["manifest sha256", "<br>".join(f"<code>{escape(m)}</code>" for m in s["manifest_sha256"]) or "-"],
             ["results", "<br>".join(escape(f"{x['kind']}: {x['path']}") for x in s["sources"])]]
-    parts = ["<h2>Summary</h2>", _table(["", ""], rows, raw=True)]
+    parts = ["<h2>Summary</h2>", _table(["field", "value"], rows, raw=True)]
     if s["artifacts"]:
         parts += ["<h3>Artifacts</h3>", _table(["file", "sha256"], [[f, h] for f, h in s["artifacts"].items()])]
     if s["toolchain"]:
