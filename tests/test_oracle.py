@@ -145,3 +145,23 @@ def build_ids(text: str) -> list[int]:
     from edgevlm.calibration.train_oracle import build_tokenizer
 
     return build_tokenizer().encode(text)
+
+
+def test_oracle_diagnosis_priors_and_geometry(tmp_path):
+    """The model-free parts of calibration/oracle_diagnosis.py: blind baselines and the image as the
+    oracle sees it (the model experiments take minutes; `python -m edgevlm.calibration.oracle_diagnosis`)."""
+    from edgevlm.calibration import oracle_diagnosis as diagnosis
+    from edgevlm.checkpoint.loader import load_config
+
+    held = vqa.dataset("heldout", 60)
+    priors = diagnosis.priors(400, held)
+    assert set(priors["by_kind"]) == set(vqa.QUESTION_KINDS)
+    for kind, row in priors["by_kind"].items():
+        assert 0 <= row["question_prior"] <= 1 and row["chance"] == 1 / len(diagnosis.ANSWER_SETS[kind])
+        assert sum(row["answer_distribution"].values()) == row["samples"]
+    assert 0 < priors["blind_loss_per_token"] < math.log(100)
+    geometry = diagnosis.geometry(held, load_config(diagnosis.DEFAULT_MODEL))
+    assert geometry["scale_resolution"] == 112 and sum(geometry["slices_per_image"].values()) == 60
+    report = {"model": "m", "samples": 60, "seed": 0, "threads": 1, "final_train_loss": None, "priors": priors,
+              "geometry": geometry, "timings_s": {"priors": 0.1}}
+    assert "| **all** | 60 |" in diagnosis.markdown(report)
