@@ -53,6 +53,23 @@ def test_navit_position_ids(h, w):
         assert torch.equal(ids, torch.arange(4900))
 
 
+def test_navit_position_ids_follow_the_official_float32_step_on_every_side():
+    """Issue [8/8]'s finding: the official embedding divides by a tgt_sizes *tensor* (float32 step);
+    a Python-int division (float64 step) buckets sides 25, 49, 50, 55 and 58 differently. Every side
+    1..70 against both arithmetics: ours must be the float32 one."""
+    boundaries = torch.arange(1 / 70, 1.0, 1 / 70)
+    differs = []
+    for side in range(1, 71):
+        ours = navit_position_ids(side, 1, 70)
+        float32_step = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / torch.tensor(side, dtype=torch.int32)),
+                                       boundaries, right=True) * 70
+        float64_step = torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / side), boundaries, right=True) * 70
+        assert torch.equal(ours, float32_step), side
+        if not torch.equal(ours, float64_step):
+            differs.append(side)
+    assert differs == [25, 49, 50, 55, 58]
+
+
 def test_resampler_attention_equals_torch_multihead_attention():
     r = _random_resampler()
     x = torch.randn(3, 20, 64)
