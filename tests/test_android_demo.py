@@ -122,15 +122,20 @@ def test_the_gradle_project_finds_what_edgevlm_bundle_lays_out(oracle_export, tm
     from edgevlm.app_bundle import plan_bundle, write_bundle
 
     manifest = json.loads((oracle_export / "manifest.json").read_text())
-    write_bundle(plan_bundle(oracle_export, manifest, "android"), tmp_path)
+    project = tmp_path / "android_demo"  # the README's `edgevlm bundle ... --out android_demo/bundle`
+    write_bundle(plan_bundle(oracle_export, manifest, "android"), project / "bundle")
+    app = project / "app"
+    app.mkdir()  # the module folder the Gradle paths are relative to ("../bundle" needs it to exist)
     gradle = (APP / "build.gradle.kts").read_text()
-    runtime = tmp_path / "app" / re.search(r'val runtimeDir = "([^"]+)"', gradle)[1]
+    bundle_dir = app / re.search(r'val bundleDir = "([^"]+)"', gradle)[1]
+    runtime = Path(re.search(r'val runtimeDir = "([^"]+)"', gradle)[1].replace("$bundleDir", str(bundle_dir)))
     assert (runtime / "platforms" / "android" / "CMakeLists.txt").is_file()  # externalNativeBuild's path
     assert (runtime / "platforms" / "android" / "EdgeVLM.kt").is_file()      # the extra Kotlin source folder
-    kernels = re.search(r'-DEDGEVLM_KERNEL_DIR=\$\{projectDir\}/([^"]+)"', gradle)[1]
-    assert any((tmp_path / "app" / kernels).iterdir())
+    kernels = re.search(r'-DEDGEVLM_KERNEL_DIR=\$\{file\("\$bundleDir/([^"]+)"\)\}', gradle)[1]
+    assert any((bundle_dir / kernels).iterdir())
+    assert 'assets.srcDir("$bundleDir/assets")' in gradle
     assets = re.search(r'const val ASSET_DIR = "([^"]+)"', (APP / "src/main/java/ai/edgevlm/demo/AssetInstaller.kt").read_text())[1]
-    assert (tmp_path / "app" / "src" / "main" / "assets" / assets / "manifest.json").is_file()
+    assert (bundle_dir / "assets" / assets / "manifest.json").is_file()
 
 
 # ---- the adb side: device_tests/devices/android_app.py --------------------------------------------

@@ -1,6 +1,7 @@
-// The demo app. Before building: `edgevlm bundle EXPORT --platform android --out android_demo`
-// (model files into src/main/assets/edgevlm/, the native runtime into src/main/cpp/), and the
-// ExecuTorch / ONNX Runtime paths in ../gradle.properties (README.md).
+// The demo app. Before building: `edgevlm bundle EXPORT --platform android --out android_demo/bundle`
+// (its own folder: bundle writes a whole folder atomically and never into a project it did not
+// write; model files under bundle/app/src/main/assets/edgevlm/, the native runtime under
+// bundle/app/src/main/cpp/), and the ExecuTorch / ONNX Runtime paths in ../gradle.properties (README.md).
 plugins {
     id("com.android.application")
     id("org.jetbrains.kotlin.android")
@@ -8,7 +9,8 @@ plugins {
 
 fun setting(name: String): String = (findProperty(name) as String?).orEmpty()
 
-val runtimeDir = "src/main/cpp/edgevlm"  // where `edgevlm bundle` puts runtime/
+val bundleDir = "../bundle/app/src/main"  // what `edgevlm bundle --out android_demo/bundle` writes
+val runtimeDir = "$bundleDir/cpp/edgevlm"  // where the bundle puts runtime/
 
 android {
     namespace = "ai.edgevlm.demo"
@@ -31,7 +33,7 @@ android {
                     "-Dexecutorch_DIR=${setting("edgevlm.executorchDir")}/lib/cmake/ExecuTorch",
                     "-DEDGEVLM_WITH_ORT=ON",
                     "-DONNXRUNTIME_LIB=${setting("edgevlm.onnxruntimeLib")}",
-                    "-DEDGEVLM_KERNEL_DIR=${projectDir}/src/main/cpp/edgevlm-kernels",
+                    "-DEDGEVLM_KERNEL_DIR=${file("$bundleDir/cpp/edgevlm-kernels")}",
                     "-DEDGEVLM_KERNEL_ARCH=armv8.2-a+dotprod+fp16")
                 targets += listOf("edgevlm", "edgevlm_jni")
             }
@@ -47,6 +49,8 @@ android {
 
     // ai.edgevlm.EdgeVLM (EdgeVLM.kt) ships with the runtime's Android shell
     sourceSets["main"].java.srcDir("$runtimeDir/platforms/android")
+    // the model files (manifest.json, tokenizer, .pte, QNN context) as the app's assets/edgevlm/
+    sourceSets["main"].assets.srcDir("$bundleDir/assets")
 
     // the runtime maps the .pte and hashes every file: store them, not deflated, in the APK
     androidResources { noCompress += listOf("pte", "onnx", "bin", "json") }
