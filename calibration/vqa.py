@@ -1,10 +1,17 @@
-"""Synthetic visual question answering: Pillow scenes with a scene description and short answers.
+"""Synthetic visual question answering: Pillow scenes, one short answer per question, answers
+that cannot be guessed from the question.
 
-Every sample is a pure function of (split, index): scenes for the held-out split come from a
-seed range the training split never uses. A scene is a grid of cells on a canvas of varied size
-and aspect ratio (so LLaVA-UHD slicing varies); shapes of distinct colours sit in some cells and
-an optional large word or number in another, so questions about colour, shape, count, relative
-position and written text all have exactly one short answer (one word or a number).
+Every sample is a pure function of (split, index); the held-out split uses a seed range the
+training split never does. A sample is drawn *answer first*: the question kind, then the answer
+(uniform over the kind's answer set), then a scene built so that answer is the only right one.
+So the best blind guess is chance for every kind (calibration/ORACLE_DIAGNOSIS.md: the earlier
+scene-first sampling let training settle on the answer prior and ignore the pixels).
+
+Kinds: `count` (1-4 shapes), `colour` of a named shape among distractors of other shapes,
+`shape` of a named colour among distractors of other colours, `position` (left/right between two
+named shapes), `word` (a large word, >= 2.5 patches tall in the overview), and `small_word` (a
+small word on a large canvas: about one patch tall in the overview, about two in the LLaVA-UHD
+slices, so only the high-resolution slices make it legible).
 """
 
 from __future__ import annotations
@@ -18,13 +25,14 @@ from PIL import Image, ImageDraw, ImageFont
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 70), "blue": (40, 80, 220), "yellow": (235, 200, 40),
            "purple": (140, 60, 180), "orange": (240, 140, 30)}
 KINDS = ("circle", "square", "triangle")
-WORDS = ("CAT", "DOG", "SUN", "MAP", "RUN", "BOX", "NPU", "EDGE")
+WORDS = ("CAT", "DOG", "SUN", "MAP", "BOX", "NPU", "FOX", "CUP", "HAT", "PEN", "KEY", "JAM")
 TEXT_COLOUR = (20, 20, 20)
-# Relative frequency of scenes with 1, 2, 3, 4 shapes (uniform for the shipped oracle; weighting
-# toward single shapes did not help it learn faster).
-SHAPE_COUNT_WEIGHTS = (1, 1, 1, 1)
 SPLIT_SEED_BASE = {"train": 0, "heldout": 1_000_000_000}
-QUESTION_KINDS = ("count", "colour", "shape", "position", "word", "number")
+QUESTION_KINDS = ("count", "colour", "shape", "position", "word", "small_word")
+ANSWERS = {"count": ("1", "2", "3", "4"), "colour": tuple(COLOURS), "shape": KINDS, "position": ("left", "right"),
+           "word": WORDS, "small_word": WORDS}
+SCALE = 112  # the oracle's scale_resolution: canvas areas are chosen relative to one slice
+PATCH = 14
 
 
 @dataclass(frozen=True)
@@ -44,8 +52,9 @@ class Scene:
     background: tuple[int, int, int]
     shapes: tuple[Shape, ...]
     text: str | None = None
-    text_box: tuple[int, int, int, int] | None = None  # the cell the text is drawn in
+    text_box: tuple[int, int, int, int] | None = None  # the region the text is centred in
     font_size: int = 0
+    small_text: bool = False  # a `small_word` scene: legible in the slices only
 
 
 @dataclass(frozen=True)
@@ -62,58 +71,152 @@ class Sample:
         return render(self.scene)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _font(size: int):
     return ImageFont.load_default(size=size)
 
 
-def _canvas_size(rng: random.Random, scale: int) -> tuple[int, int]:
-    # Areas from under one slice (no grid) to about three slices; aspect ratios 1:3 .. 3:1.
-    aspect = 3 ** rng.uniform(-1, 1)
-    area = rng.uniform(0.5, 2.6) * scale * scale
+def _canvas(rng: random.Random, aspect_range: tuple[float, float], area_range: tuple[float, float]) -> tuple[int, int]:
+    """A canvas with log-uniform aspect (width/height) and an area in slices (SCALE^2 units)."""
+    lo, hi = aspect_range
+    aspect = lo * (hi / lo) ** rng.random()
+    area = rng.uniform(*area_range) * SCALE * SCALE
     return max(48, int((area * aspect) ** 0.5)), max(48, int((area / aspect) ** 0.5))
 
 
-def _grid(size: tuple[int, int]) -> tuple[int, int]:
+def _grid(size: tuple[int, int], rng: random.Random) -> tuple[int, int]:
+    """(columns, rows): at least six cells, cells roughly square."""
     w, h = size
-    if w >= 1.6 * h:
-        return 3, 1 if w >= 2.6 * h else 2
-    if h >= 1.6 * w:
-        return 1 if h >= 2.6 * w else 2, 3
-    return 2, 2
+    if w >= 2.2 * h:
+        return 6, 1
+    if h >= 2.2 * w:
+        return 1, 6
+    if w >= 1.3 * h:
+        return 3, 2
+    if h >= 1.3 * w:
+        return 2, 3
+    return rng.choice(((3, 2), (2, 3)))
 
 
-def make_scene(seed: int, scale: int = 112) -> Scene:
-    rng = random.Random(seed)
-    size = _canvas_size(rng, scale)
-    cols, rows = _grid(size)
-    cell_w, cell_h = size[0] / cols, size[1] / rows
-    cells = [(c, r) for r in range(rows) for c in range(cols)]
-    rng.shuffle(cells)
-    with_text = rng.random() < 0.6
-    n_shapes = min(rng.choices((1, 2, 3, 4), SHAPE_COUNT_WEIGHTS)[0], len(cells) - (1 if with_text else 0))
-    colours = rng.sample(list(COLOURS), n_shapes)
-    shapes = []
-    for (c, r), colour in zip(cells[:n_shapes], colours):
-        side = min(cell_w, cell_h) * rng.uniform(0.55, 0.85)
-        cx = (c + 0.5) * cell_w + rng.uniform(-0.5, 0.5) * (cell_w - side) * 0.8
-        cy = (r + 0.5) * cell_h + rng.uniform(-0.5, 0.5) * (cell_h - side) * 0.8
-        box = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
-        shapes.append(Shape(rng.choice(KINDS), colour, box))
-    background = tuple(rng.randint(225, 255) for _ in range(3))
-    if not with_text:
-        return Scene(size, background, tuple(shapes))
-    c, r = cells[n_shapes]
-    text = rng.choice(WORDS) if rng.random() < 0.5 else str(rng.randint(0, 99))
-    text_box = (int(c * cell_w), int(r * cell_h), int((c + 1) * cell_w), int((r + 1) * cell_h))
-    # The largest font whose text fits 85% of the cell: legible in the source view and the slices.
-    font_size = max(8, int(min(cell_h * 0.6, cell_w * 0.85 / max(2, len(text)) * 1.6)))
-    while font_size > 8:
-        x0, y0, x1, y1 = _font(font_size).getbbox(text)
-        if x1 - x0 <= 0.85 * cell_w and y1 - y0 <= 0.85 * cell_h:
+def _cells(size, grid, region=None) -> list[tuple[float, float, float, float]]:
+    """Cell rectangles (x0, y0, x1, y1) of `grid` over `region` (default: the whole canvas)."""
+    x0, y0, x1, y1 = region or (0, 0, size[0], size[1])
+    cols, rows = grid
+    cw, ch = (x1 - x0) / cols, (y1 - y0) / rows
+    return [(x0 + c * cw, y0 + r * ch, x0 + (c + 1) * cw, y0 + (r + 1) * ch) for r in range(rows) for c in range(cols)]
+
+
+def _shape_in(cell, kind: str, colour: str, rng: random.Random) -> Shape:
+    cx0, cy0, cx1, cy1 = cell
+    cw, ch = cx1 - cx0, cy1 - cy0
+    side = min(cw, ch) * rng.uniform(0.6, 0.85)
+    cx = (cx0 + cx1) / 2 + rng.uniform(-0.5, 0.5) * (cw - side) * 0.8
+    cy = (cy0 + cy1) / 2 + rng.uniform(-0.5, 0.5) * (ch - side) * 0.8
+    return Shape(kind, colour, (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
+
+
+def _background(rng: random.Random) -> tuple[int, int, int]:
+    return tuple(rng.randint(225, 255) for _ in range(3))
+
+
+def _fit_font(text: str, box, fill: float) -> int:
+    """The largest font size whose text fits `fill` of the box both ways."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    size = max(8, int(height * 1.2))
+    while size > 6:
+        x0, y0, x1, y1 = _font(size).getbbox(text)
+        if x1 - x0 <= fill * width and y1 - y0 <= fill * height:
             break
-        font_size -= 1
-    return Scene(size, background, tuple(shapes), text, text_box, font_size)
+        size -= 1
+    return size
+
+
+def _shapes_scene(rng, size, specs: list[tuple[str, str]], text_cell: bool = False) -> Scene:
+    """(kind, colour) specs placed in distinct random cells; optionally a distractor word in a free cell."""
+    cells = _cells(size, _grid(size, rng))
+    rng.shuffle(cells)
+    shapes = tuple(_shape_in(cell, kind, colour, rng) for cell, (kind, colour) in zip(cells, specs))
+    if text_cell and len(cells) > len(specs):
+        box = tuple(int(v) for v in cells[len(specs)])
+        text = rng.choice(WORDS)
+        return Scene(size, _background(rng), shapes, text, box, _fit_font(text, box, 0.85))
+    return Scene(size, _background(rng), shapes)
+
+
+def _distinct_colours(rng, n: int, exclude=()) -> list[str]:
+    return rng.sample([c for c in COLOURS if c not in exclude], n)
+
+
+def _count(rng, answer: str):
+    n = int(answer)
+    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    specs = [(rng.choice(KINDS), c) for c in _distinct_colours(rng, n)]
+    return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), "How many shapes are there?"
+
+
+def _colour(rng, answer: str):
+    target = rng.choice(KINDS)
+    others = [k for k in KINDS if k != target]
+    n_distractors = rng.randint(0, 3)
+    specs = [(target, answer)] + [(rng.choice(others), c) for c in _distinct_colours(rng, n_distractors, (answer,))]
+    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), f"What color is the {target}?"
+
+
+def _shape(rng, answer: str):
+    colours = _distinct_colours(rng, 1 + rng.randint(0, 3))
+    specs = [(answer, colours[0])] + [(rng.choice(KINDS), c) for c in colours[1:]]
+    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), f"What shape is the {colours[0]} one?"
+
+
+def _position(rng, answer: str):
+    # Wide enough that two shapes can sit clearly apart; only pairs > 25% of the width apart are asked.
+    while True:
+        size = _canvas(rng, (0.8, 3), (0.5, 2.6))
+        specs = [(rng.choice(KINDS), c) for c in _distinct_colours(rng, rng.randint(2, 4))]
+        scene = _shapes_scene(rng, size, specs)
+        pairs = [(a, b) for a in scene.shapes for b in scene.shapes
+                 if a is not b and abs(a.centre[0] - b.centre[0]) > 0.25 * size[0]
+                 and (a.centre[0] < b.centre[0]) == (answer == "left")]
+        if pairs:
+            a, b = rng.choice(pairs)
+            return scene, f"Is the {a.colour} shape left or right of the {b.colour} shape?"
+
+
+def _word(rng, answer: str):
+    # Landscape canvas; the word fills a band of half the height, so its glyphs are >= 2.5 patches
+    # tall in the overview; shapes in the other half are distractors.
+    size = _canvas(rng, (1.0, 2.0), (0.5, 2.0))
+    w, h = size
+    top = rng.random() < 0.5
+    band = (0, 0, w, h // 2) if top else (0, h - h // 2, w, h)
+    other = (0, h // 2, w, h) if top else (0, 0, w, h - h // 2)
+    cells = _cells(size, (3, 1), other)
+    rng.shuffle(cells)
+    n = rng.randint(0, 2)
+    shapes = tuple(_shape_in(cell, rng.choice(KINDS), c, rng) for cell, c in zip(cells, _distinct_colours(rng, n)))
+    return Scene(size, _background(rng), shapes, answer, band, _fit_font(answer, band, 0.9)), "What word is written?"
+
+
+def _small_word(rng, answer: str):
+    # A canvas of ~3.5-4 slices (a 2x2 grid: slices at twice the overview's resolution); the word's
+    # capitals are ~1 patch tall in the overview and ~2 in the slices.
+    size = _canvas(rng, (0.7, 1.5), (3.5, 4.0))
+    w, h = size
+    overview_scale = SCALE / (w * h) ** 0.5
+    font_size = max(8, int(1.1 * PATCH / overview_scale / 0.75))
+    cells = _cells(size, _grid(size, rng))
+    rng.shuffle(cells)
+    box = tuple(int(v) for v in cells[0])
+    n = rng.randint(1, 3)
+    shapes = tuple(_shape_in(cell, rng.choice(KINDS), c, rng) for cell, c in zip(cells[1:], _distinct_colours(rng, n)))
+    return (Scene(size, _background(rng), shapes, answer, box, min(font_size, _fit_font(answer, box, 0.9)), True),
+            "What is the small word?")
+
+
+BUILDERS = {"count": _count, "colour": _colour, "shape": _shape, "position": _position, "word": _word,
+            "small_word": _small_word}
 
 
 def render(scene: Scene) -> Image.Image:
@@ -143,50 +246,51 @@ def questions(scene: Scene) -> list[tuple[str, str, str]]:
     out = [("count", "How many shapes are there?", str(len(scene.shapes)))]
     kinds = [s.kind for s in scene.shapes]
     for shape in scene.shapes:
-        out.append(("shape", f"What shape is {shape.colour}?", shape.kind))
+        out.append(("shape", f"What shape is the {shape.colour} one?", shape.kind))
         if kinds.count(shape.kind) == 1:
             out.append(("colour", f"What color is the {shape.kind}?", shape.colour))
     for a in scene.shapes:
         for b in scene.shapes:
-            # Only pairs clearly apart horizontally, so "left"/"right" is unambiguous.
             if a is not b and abs(a.centre[0] - b.centre[0]) > 0.25 * scene.size[0]:
                 side = "left" if a.centre[0] < b.centre[0] else "right"
                 out.append(("position", f"Is the {a.colour} shape left or right of the {b.colour} shape?", side))
-    if scene.text:
-        if scene.text.isdigit():
-            out.append(("number", "What number is written?", scene.text))
-        else:
-            out.append(("word", "What word is written?", scene.text))
+    if scene.text and scene.small_text:
+        out.append(("small_word", "What is the small word?", scene.text))
+    elif scene.text:
+        out.append(("word", "What word is written?", scene.text))
     return out
 
 
-def sample(split: str, index: int, scale: int = 112) -> Sample:
-    """The index-th sample of a split: a scene and one question about it, chosen by kind first."""
+def sample(split: str, index: int, scale: int = SCALE) -> Sample:
+    """The index-th sample of a split: kind, then answer (both uniform), then a scene with that answer."""
     if split not in SPLIT_SEED_BASE:
         raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLIT_SEED_BASE)}")
+    if scale != SCALE:
+        raise ValueError(f"the task is drawn for scale_resolution {SCALE}, not {scale}")
     seed = SPLIT_SEED_BASE[split] + index
-    scene = make_scene(seed, scale)
     rng = random.Random(seed * 7 + 3)
-    options = questions(scene)
-    by_kind: dict[str, list] = {}
-    for q in options:
-        by_kind.setdefault(q[0], []).append(q)
-    kind = rng.choice(sorted(by_kind))
-    kind, question, answer = rng.choice(by_kind[kind])
+    kind = rng.choice(QUESTION_KINDS)
+    answer = rng.choice(ANSWERS[kind])
+    scene, question = BUILDERS[kind](rng, answer)
     return Sample(split, index, scene, question, answer, kind)
 
 
-def dataset(split: str, count: int, start: int = 0, scale: int = 112) -> list[Sample]:
+def make_scene(seed: int, scale: int = SCALE) -> Scene:
+    """A scene of the task's distribution (the scene of sample `seed` of the training stream)."""
+    return sample("train", seed, scale).scene
+
+
+def dataset(split: str, count: int, start: int = 0, scale: int = SCALE) -> list[Sample]:
     return [sample(split, i, scale) for i in range(start, start + count)]
 
 
 def corpus_lines() -> list[str]:
     """Every question template and answer, for training a tokenizer whose answers are compact."""
-    lines = ["How many shapes are there?", "What number is written?", "What word is written?"]
+    lines = ["How many shapes are there?", "What word is written?", "What is the small word?"]
     for colour in COLOURS:
-        lines.append(f"What shape is {colour}?")
+        lines.append(f"What shape is the {colour} one?")
         for other in COLOURS:
             lines.append(f"Is the {colour} shape left or right of the {other} shape?")
     lines += [f"What color is the {kind}?" for kind in KINDS]
-    answers = list(COLOURS) + list(KINDS) + ["left", "right"] + list(WORDS) + [str(i) for i in range(100)]
+    answers = sorted({a for values in ANSWERS.values() for a in values})
     return lines + answers

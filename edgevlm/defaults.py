@@ -51,7 +51,7 @@ def demo_questions():
     from edgevlm.calibration import vqa
 
     scene = vqa.make_scene(DEMO_SCENE_SEED)
-    wanted = ("count", "colour", "shape", "position", "word", "number")
+    wanted = ("count", "colour", "shape", "position", "word", "small_word")
     by_kind = {}
     for kind, question, answer in vqa.questions(scene):
         by_kind.setdefault(kind, (question, answer))
