@@ -10,19 +10,23 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1500  # the length of the schedule
-    batch_size: int = 8
-    lr: float = 1e-3
+    steps: int = 2000  # the length of the schedule
+    batch_size: int = 16
+    lr: float = 3e-4  # 1e-3 collapses onto the answer prior (calibration/ORACLE_DIAGNOSIS.md)
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
     weight_decay: float = 0.05
     grad_clip: float = 1.0
     seed: int = 0
-    eval_samples: int = 300
-    log_every: int = 10
+    eval_samples: int = 600
+    log_every: int = 20
     max_minutes: float | None = None  # a wall-clock cap; the step it stopped at is recorded
     stop_after: int | None = None  # end after this many steps, schedule unchanged (replays a capped run)
     workers: int = 0  # data-loader processes rendering and preprocessing samples ahead of the model
+    # Curriculum: colour + count questions only for this many steps, then + shape + position for as
+    # many, then every kind. Without it training settles on the answer prior before the vision tower
+    # learns anything (calibration/ORACLE_DIAGNOSIS.md); 0 = every kind from the start.
+    curriculum_steps: int = 300
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,7 @@ from edgevlm.calibration.oracle_experiments import (direct_training, embedding_s
                                                    training_trace)
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edgevlm" / "assets" / "edgevlm-tiny"
-ANSWER_SETS = {"count": [str(i) for i in (1, 2, 3, 4)], "colour": list(vqa.COLOURS), "shape": list(vqa.KINDS),
-               "position": ["left", "right"], "word": list(vqa.WORDS), "number": [str(i) for i in range(100)]}
+ANSWER_SETS = {kind: list(answers) for kind, answers in vqa.ANSWERS.items()}
 
 
 # ---- priors: what a blind model can score ---------------------------------------------------------
@@ -152,7 +151,8 @@ def _blank(scene: vqa.Scene) -> vqa.Scene:
 
 
 @torch.inference_mode()
-def ablation(loaded, heldout: list, seed: int) -> dict:
+def ablation(loaded, heldout: list, seed: int,
+             conditions: tuple[str, ...] = ("vision", "zeroed", "noise_20db", "blank_canvas")) -> dict:
     from edgevlm.calibration.oracle_eval import normalise
     from edgevlm.generate import generate
     from edgevlm.preprocess import preprocess
@@ -172,7 +172,6 @@ def ablation(loaded, heldout: list, seed: int) -> dict:
         return out
 
     resampler.forward = patched
-    conditions = ("vision", "zeroed", "noise_20db", "blank_canvas")
     predictions = {c: [] for c in conditions}
     try:
         for s in heldout:

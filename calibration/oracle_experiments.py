@@ -97,7 +97,7 @@ def probe_scenes(n: int, seed: int, single: bool) -> list[vqa.Scene]:
     while len(scenes) < n:
         scene = vqa.make_scene(2_000_000_000 + seed * 10_000_000 + i)
         i += 1
-        if not single or len(scene.shapes) == 1:
+        if len(scene.shapes) == 1 or (not single and scene.shapes):  # counts 1-4: the count probe's classes
             scenes.append(scene)
     return scenes
 

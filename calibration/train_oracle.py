@@ -126,8 +126,19 @@ class _Batches(torch.utils.data.Dataset):
         return self.cfg.steps
 
     def __getitem__(self, step: int) -> list[dict]:
-        size = self.cfg.batch_size
-        return [encode_sample(vqa.sample("train", step * size + i), self.tokenizer, self.config) for i in range(size)]
+        size, kinds = self.cfg.batch_size, curriculum_kinds(step, self.cfg.curriculum_steps)
+        return [encode_sample(vqa.sample("train", step * size + i, kinds=kinds), self.tokenizer, self.config)
+                for i in range(size)]
+
+
+def curriculum_kinds(step: int, curriculum_steps: int) -> tuple[str, ...]:
+    """The question kinds of a training step: colour + count first (their answers need the pixels and
+    break the answer-prior collapse), then + shape + position, then every kind."""
+    if step < curriculum_steps:
+        return ("count", "colour")
+    if step < 2 * curriculum_steps:
+        return ("count", "colour", "shape", "position")
+    return vqa.QUESTION_KINDS
 
 
 def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_path: Path | None = None,
