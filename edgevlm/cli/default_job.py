@@ -83,21 +83,24 @@ def export_and_verify(model_dir: Path, recipe) -> tuple[Path, list, dict]:
     """(export folder, verify results, what happened: reused / seconds)."""
     from edgevlm.export.driver import export_model
     from edgevlm.export.host import check_max_patches
-    from edgevlm.export.verify import FAIL, verify_artifacts
+    from edgevlm.export.verify import verify_artifacts
     from edgevlm.third_party import quiet_loggers
 
     out = defaults.home() / EXPORT_DIR / export_key(model_dir, recipe)[:16]
     info = {"reused": False, "export_s": 0.0}
     if (out / "manifest.json").is_file():
-        with step("verify", "delete the export folder named above and run `edgevlm` again"):
+        with step("verify", f"delete {out} and run `edgevlm` again"):
             start = time.perf_counter()
-            results = verify_artifacts(out)
+            try:
+                results = verify_artifacts(out)
+                problem = _failures(results)
+            except EdgeVLMError as err:  # e.g. a damaged manifest: export again, as for a failed check
+                problem = err.problem
             info["verify_s"] = time.perf_counter() - start
-        if not any(r.status == FAIL for r in results):
+        if not problem:
             info["reused"] = True
             return out, results, info
-        print(f"note: the saved export {out} failed verification ({_failures(results)}); exporting again",
-              file=sys.stderr)
+        print(f"note: the saved export {out} failed verification ({problem}); exporting again", file=sys.stderr)
     with step("export", "free disk space, or set $EDGEVLM_HOME to a writable folder with room for about 20 MB, "
                         "and run `edgevlm` again (`edgevlm --debug` adds the traceback)"):
         start = time.perf_counter()
@@ -111,7 +114,7 @@ def export_and_verify(model_dir: Path, recipe) -> tuple[Path, list, dict]:
         start = time.perf_counter()
         results = verify_artifacts(out)
         info["verify_s"] = time.perf_counter() - start
-    if any(r.status == FAIL for r in results):
+    if _failures(results):
         raise GateFailed(f"main job, step 'verify': the fresh export {out} failed verification: {_failures(results)}",
                          f"run `edgevlm verify {out}` for every check's detail")
     return out, results, info
@@ -153,11 +156,11 @@ def default_job(args) -> int:
     from edgevlm.cli.commands import print_summary
     from edgevlm.summary import inspect_checkpoint
 
-    model_dir = defaults.ensure_default_model()
-    trained = model_dir == defaults.oracle_model_dir()
     with step("summary", "reinstall edgevlm (the embedded model is damaged) or check $EDGEVLM_HOME"):
+        model_dir = defaults.ensure_default_model()
         summary = inspect_checkpoint(model_dir)
         print_summary(summary)
+    trained = model_dir == defaults.oracle_model_dir()
     recipe = main_recipe()
     out, results, info = export_and_verify(model_dir, recipe)
     with step("held-out", f"run `edgevlm run {out} --image IMAGE --prompt QUESTION` to see the artifacts fail"):
