@@ -32,18 +32,29 @@ MAX_NEW_TOKENS = 8
 EXPORT_DIR = "main-job"
 
 
-def main_recipe():
+def main_recipe(model_dir: Path):
     """The built-in `ort` recipe cut to what the main job needs on a laptop CPU in seconds: the fp32
     ONNX vision encoder (ORT CPU EP) and the INT4 (MatMulNBits) decoder with its INT4 KV cache,
     round-to-nearest weights (AWQ's calibration set costs more time than the job has), a 512-token
-    cache and 128 patches per slice (edgevlm-tiny's slices are at most 64 patches)."""
+    cache, and as many patches per slice as the largest slice of the images the job encodes
+    (verification set, held-out questions, demo scene): 64 for edgevlm-tiny, not the default 1120."""
+    from edgevlm.calibration.oracle_eval import heldout
+    from edgevlm.calibration.synthetic import verification_images
+    from edgevlm.config import MiniCPMVConfig
+    from edgevlm.export.host import largest_slice, preprocessing_block
     from edgevlm.export.recipes import load_recipe
+    from edgevlm.safety import read_processor_config
 
+    processor = model_dir / "preprocessor_config.json"
+    pre = preprocessing_block(MiniCPMVConfig.from_file(model_dir / "config.json"),
+                              read_processor_config(processor) if processor.is_file() else {})
+    images = [image for _, image in verification_images()] + [s.image() for s in heldout(HELDOUT_SAMPLES)]
+    images.append(defaults.demo_questions()[0])
     base = load_recipe("ort")
     vision = next(v for v in base.vision if v.precision == "fp32")
     return dataclasses.replace(
         base, name="main-job", description="the default job's recipe: ort, fp32 vision + INT4 decoder (RTN)",
-        vision=(dataclasses.replace(vision, max_patches=128),),
+        vision=(dataclasses.replace(vision, max_patches=largest_slice(pre, images)),),
         decoder=(dataclasses.replace(base.decoder[0], weight_calibration="rtn", max_seq_len=512),))
 
 
@@ -161,7 +172,8 @@ def default_job(args) -> int:
         summary = inspect_checkpoint(model_dir)
         print_summary(summary)
     trained = model_dir == defaults.oracle_model_dir()
-    recipe = main_recipe()
+    with step("summary", "reinstall edgevlm (the embedded model is damaged) or check $EDGEVLM_HOME"):
+        recipe = main_recipe(model_dir)
     out, results, info = export_and_verify(model_dir, recipe)
     with step("held-out", f"run `edgevlm run {out} --image IMAGE --prompt QUESTION` to see the artifacts fail"):
         loaded = load_model(model_dir)
