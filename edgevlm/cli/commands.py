@@ -150,28 +150,10 @@ def _generate(args) -> int:
 
 
 def default_job(args) -> int:
-    """No command given: run the main job on the embedded default model."""
-    from edgevlm.checkpoint.loader import load_model
-    from edgevlm.generate import generate
-    from edgevlm.preprocess import preprocess
-    from edgevlm.summary import inspect_checkpoint
+    """No command given: the main job (edgevlm/cli/default_job.py)."""
+    from edgevlm.cli.default_job import default_job as main_job
 
-    model_dir = defaults.ensure_default_model()
-    trained = model_dir == defaults.oracle_model_dir()
-    print_summary(inspect_checkpoint(model_dir))
-    loaded = load_model(model_dir)
-    image, questions = defaults.demo_questions()
-    for i, (question, expected) in enumerate(questions):
-        inputs = preprocess([image], question, loaded.tokenizer, loaded.config, processor_config=loaded.processor_config)
-        if i == 0:
-            grid = inputs.grids[0] if inputs.grids else None
-            print(f"demo image {image.size[0]}x{image.size[1]} -> {len(inputs.pixel_values)} slices (grid {grid}), "
-                  f"{len(inputs.input_ids)} prompt tokens")
-        trace = generate(loaded, inputs, max_new_tokens=8)
-        mark = ("right" if trace.text.strip().casefold() == expected.casefold() else "wrong") if trained else "-"
-        print(f"Q: {question}\n   model: {trace.text!r}   correct answer: {expected!r}   ({mark})")
-    print(f"note: {defaults.DEFAULT_MODEL_NOTE if trained else defaults.GENERATED_MODEL_NOTE}")
-    return 0
+    return main_job(args)
 
 
 from edgevlm.cli import artifact_commands as _artifacts  # noqa: E402  (after Command is defined)
