@@ -11,7 +11,8 @@ from pathlib import Path
 
 from edgevlm.backends.base import DecoderSupport
 from edgevlm.export.decoder.kv_formats import FORMATS as KV_FORMATS
-EMBEDDINGS = ("fp32", "bf16", "int8")  # export/quantized_modules.py
+# token-embedding tables (export/quantized_modules.py); int8 / int4: ExecuTorch quantized kernels
+EMBEDDINGS = ("fp32", "bf16", "int8", "int4")
 
 
 class ExecuTorchDecoderBackend:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgevlm.backends.base import DecoderSupport
-from edgevlm.backends.executorch_decoder import EMBEDDINGS, KV_FORMATS
+from edgevlm.backends.executorch_decoder import KV_FORMATS
+
+EMBEDDINGS = ("fp32", "bf16", "int8")  # token_embedding graph tables (no int4 Gather form here)
 
 
 class OrtDecoderBackend:

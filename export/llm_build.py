@@ -40,7 +40,7 @@ class WeightPlan:
     symmetric: bool = True  # MatMulNBits only; torchao's intx is symmetric
     accuracy_level: int | None = 4  # MatMulNBits
     bits: int = 4
-    embedding: str = "fp32"  # fp32 | bf16 | fp16 | int8 (export/quantized_modules.py)
+    embedding: str = "fp32"  # fp32 | bf16 | fp16 | int8 | int4 (export/quantized_modules.py)
     awq: AwqSettings | None = None  # None: round to nearest
 
     def __post_init__(self):

@@ -7,8 +7,13 @@
   shares them instead of copying them, and they can be parked in files (edgevlm.resources).
 - `NBitsLinear`: ONNX Runtime's MatMulNBits (block-wise 4-bit, packed two per byte), quantized by
   onnxruntime.quantization's own block quantizer; exported as the com.microsoft op itself.
-- `Int8Embedding` / `CastEmbedding`: the token-embedding table as int8 per 32-wide row group
-  (symmetric, fp32 scales) or in a float dtype such as bf16, upcast after the gather.
+- `Int8Embedding` / `Int4Embedding` / `CastEmbedding`: the token-embedding table as int8 per
+  32-wide row group (symmetric, fp32 scales), int4 per 32-wide row group (symmetric, two codes per
+  byte, fp16 scales; ExecuTorch's `embedding_4bit` layout) or in a float dtype such as bf16,
+  upcast after the gather. In a .pte (`executorch_op`) the quantized ones are one call of
+  ExecuTorch's quantized kernels (`quantized_decomposed::embedding_byte` / `embedding_4bit`, the
+  ops of its llama export's `--embedding-quantize 8,32` / `4,32`), which gather and dequantize
+  only the requested rows.
 
 Every constructor takes fp32 weight rows in blocks (`row_blocks`), so a 150k-row lm_head is
 quantized without an fp32 copy of the whole matrix (torchao's quantize_ needs ~3x the fp32 weight
@@ -17,6 +22,7 @@ while it runs).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -24,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 ROW_BLOCK = 8192  # rows quantized at a time
-EMBEDDING_GROUP = 32  # int8 embedding: one fp32 scale per 32 elements of a row
+EMBEDDING_GROUP = 32  # int8 / int4 embedding: one scale per 32 elements of a row
 INTX_SCHEMES = ("8da4w",)  # torchao forms XNNPACK lowers to 4-bit GEMMs
 
 
@@ -185,11 +191,83 @@ class Int8Embedding(nn.Module):
             tensors = tuple(park(t) for t in tensors)
         return cls(*tensors, scale=scale)
 
+    executorch_op = False  # True: one quantized_decomposed::embedding_byte call (the .pte form)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.executorch_op:
+            _register_quantized_decomposed()
+            out = torch.ops.quantized_decomposed.embedding_byte.dtype(self.codes, self.scales, None, -127, 127, ids,
+                                                                      dtype=torch.float32)
+            return out * self.scale if self.scale != 1.0 else out
         rows = F.embedding(ids, self.codes).float()
         scales = F.embedding(ids, self.scales)
         out = (rows.unflatten(-1, (scales.shape[-1], EMBEDDING_GROUP)) * scales[..., None]).flatten(-2)
         return out * self.scale if self.scale != 1.0 else out
+
+
+class Int4Embedding(nn.Module):
+    """Token embedding from int4 codes packed two per byte, uint8 [V, D/2] (code + 8; element 2i in
+    the high nibble, as ExecuTorch's embedding_4bit reads them), and fp16 scales [V, D/32]
+    (symmetric, per 32-wide group of a row), times the model's embedding scale."""
+
+    executorch_op = False  # True: one quantized_decomposed::embedding_4bit call (the .pte form)
+
+    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, scale: float = 1.0):
+        super().__init__()
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales", scales)
+        self.scale = scale
+
+    @classmethod
+    def from_rows(cls, blocks: Iterable[torch.Tensor], scale: float = 1.0, park=None) -> "Int4Embedding":
+        packed, scales = [], []
+        for block in blocks:
+            groups = block.reshape(block.shape[0], -1, EMBEDDING_GROUP)
+            # fp16 scales, never subnormal; the codes are rounded against the stored (fp16) scale
+            s = (groups.abs().amax(-1) / 7).clamp_min(torch.finfo(torch.float16).tiny).to(torch.float16)
+            codes = (groups / s.float()[..., None]).round().clamp(-8, 7).to(torch.int16).reshape(block.shape) + 8
+            packed.append(((codes[:, ::2] << 4) | codes[:, 1::2]).to(torch.uint8))
+            scales.append(s)
+        tensors = torch.cat(packed), torch.cat(scales)
+        if park is not None:
+            tensors = tuple(park(t) for t in tensors)
+        return cls(*tensors, scale=scale)
+
+    def dequantized_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """fp32 rows of `ids` (what embedding_4bit computes), gathered before they are unpacked."""
+        packed = F.embedding(ids, self.packed).to(torch.int16)
+        codes = torch.stack([packed >> 4, packed & 0xF], dim=-1).flatten(-2).float() - 8
+        scales = F.embedding(ids, self.scales).float()
+        return (codes.unflatten(-1, (scales.shape[-1], EMBEDDING_GROUP)) * scales[..., None]).flatten(-2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.executorch_op:
+            _register_quantized_decomposed()
+            out = torch.ops.quantized_decomposed.embedding_4bit.dtype(self.packed, self.scales, None, -8, 7, ids,
+                                                                      dtype=torch.float32)
+        else:
+            out = self.dequantized_rows(ids)
+        return out * self.scale if self.scale != 1.0 else out
+
+
+def _register_quantized_decomposed() -> None:
+    """ExecuTorch's quantized_decomposed embedding ops (their Python definitions; the .pte runs its
+    kernels from the quantized kernel library)."""
+    import executorch.exir.passes._quant_patterns_and_replacements  # noqa: F401
+
+
+def executorch_embedding(embed: nn.Module) -> nn.Module:
+    """The embedding as a .pte computes it: a quantized table becomes one ExecuTorch quantized
+    kernel call on the same buffers (a shallow copy; the module passed in is unchanged)."""
+    if not isinstance(embed, (Int8Embedding, Int4Embedding)):
+        return embed
+    op = copy.copy(embed)
+    op.executorch_op = True
+    return op
+
+
+EMBEDDING_OPS = {"int8": "quantized_decomposed::embedding_byte.dtype_out",
+                 "int4": "quantized_decomposed::embedding_4bit.dtype_out"}  # the .pte's kernel per format
 
 
 class CastEmbedding(nn.Module):
@@ -205,17 +283,19 @@ class CastEmbedding(nn.Module):
         return out * self.scale if self.scale != 1.0 else out
 
 
-EMBEDDING_FORMATS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8}
+EMBEDDING_FORMATS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8,
+                     "int4": torch.uint8}
+QUANTIZED_EMBEDDINGS = {"int8": Int8Embedding, "int4": Int4Embedding}
 
 
 def quantized_embedding(table: torch.Tensor, fmt: str, scale: float = 1.0, park=None) -> nn.Module:
     """The token-embedding module for `fmt` (EMBEDDING_FORMATS) from the table in any float dtype."""
     if fmt not in EMBEDDING_FORMATS:
         raise ValueError(f"embedding format must be one of {tuple(EMBEDDING_FORMATS)}")
-    if fmt == "int8":
+    if fmt in QUANTIZED_EMBEDDINGS:
         if table.shape[1] % EMBEDDING_GROUP:
-            raise ValueError(f"int8 embedding groups of {EMBEDDING_GROUP} do not divide the width {table.shape[1]}")
-        return Int8Embedding.from_rows(row_blocks(table), scale, park)
+            raise ValueError(f"{fmt} embedding groups of {EMBEDDING_GROUP} do not divide the width {table.shape[1]}")
+        return QUANTIZED_EMBEDDINGS[fmt].from_rows(row_blocks(table), scale, park)
     weight = table.to(EMBEDDING_FORMATS[fmt])
     if weight.data_ptr() == table.data_ptr():
         weight = weight.clone()  # own the storage (the table may be a view of a checkpoint mapping)

@@ -45,7 +45,7 @@ class DecoderTarget:
     # rtn: round-to-nearest as the quantizer does it; awq: activation-aware scales folded in first
     # (calibration/awq.py, on the recipe's calibration set); awq-fast: a coarser, ~8x cheaper search
     weight_calibration: str = "rtn"
-    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 (per 32-wide row group)
+    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 | int4 (per 32-wide row group; executorch only: int4)
     kv_cache: str = "int4"  # fp32 | fp16 | int8 | int4
     kv_group_size: int | str = "auto"  # head-dim elements per scale/zero; auto: kv_cache.auto_group_size
     kv_rotate_keys: bool = True
@@ -250,8 +250,9 @@ def resolve_for_model(recipe: Recipe, config) -> Recipe:
                                   + ", ".join(f"{k} {v}" for k, v in bad.items()),
                                   "use a group_size that divides every linear's input width: "
                                   + ", ".join(str(g) for g in (16, 32, 64, 128) if all(w % g == 0 for w in widths.values())))
-        if target.embedding == "int8" and llm.hidden_size % 32:
-            raise ConfigError(f"{where}: int8 embedding groups of 32 do not divide hidden_size {llm.hidden_size}",
+        if target.embedding in ("int8", "int4") and llm.hidden_size % 32:
+            raise ConfigError(f"{where}: {target.embedding} embedding groups of 32 do not divide hidden_size "
+                              f"{llm.hidden_size}",
                               "use embedding: bf16 or fp32")
         if target.max_seq_len < 2 or target.max_seq_len > llm.max_position_embeddings:
             raise ConfigError(f"{where}: max_seq_len {target.max_seq_len} is outside 2..{llm.max_position_embeddings} "

@@ -18,11 +18,13 @@ from edgevlm.export.recipes import load_recipe
 
 PROMPT = [5, 17, 33, 2, 99, 150, 7, 8, 41, 3]
 DECODERS = {  # name -> recipe decoder entry
-    "8da4w-int4-custom": {"backend": "executorch", "weights": "8da4w", "kv_cache": "int4", "max_seq_len": 64},
+    # the recipes' table: int4 embedding, ExecuTorch's embedding_4bit kernel (kernels_quantized)
+    "8da4w-int4-custom": {"backend": "executorch", "weights": "8da4w", "kv_cache": "int4", "max_seq_len": 64,
+                          "embedding": "int4"},
     "fp32-fp32-static": {"backend": "executorch", "weights": "fp32", "kv_cache": "fp32", "attention": "static",
                          "max_seq_len": 64},
     "8da4w-int8-static": {"backend": "executorch", "weights": "8da4w", "kv_cache": "int8", "attention": "static",
-                          "max_seq_len": 64},
+                          "max_seq_len": 64, "embedding": "int8"},  # embedding_byte
 }
 
 

@@ -10,7 +10,10 @@ plus the KV-cache format so a harness can tell caches apart without the manifest
 
 Weights: torchao group-wise INT4, either 8da4w (int8 dynamic activations, XNNPACK's fast path)
 or weight-only, on every linear layer including lm_head, built a layer at a time
-(export/llm_build.py); the token embedding fp32, bf16 or int8 per row group. The KV cache is the
+(export/llm_build.py); the token embedding fp32, bf16, or int8 / int4 per 32-wide row group, the
+quantized ones run by ExecuTorch's quantized kernels (`quantized_decomposed::embedding_byte` /
+`embedding_4bit`, kernels_quantized). A tied lm_head keeps its own copy: XNNPACK packs the
+lm_head's 4-bit weights into its delegate blob, which the embedding gather cannot read. The KV cache is the
 decoder's own static buffers (export/decoder/kv_cache.py), mutated in place by the program.
 
 Memory: the quantized codes are the only copy of the weights while ExecuTorch lowers them
@@ -35,6 +38,7 @@ from edgevlm.export.decoder.custom_ops_attention import NAME as CUSTOM
 from edgevlm.export.decoder.graph import ExportDecoder
 from edgevlm.export.decoder.kv_cache import FORMATS, KVCacheSpec
 from edgevlm.export.decoder.static_attention import NAME as STATIC
+from edgevlm.export.quantized_modules import executorch_embedding
 
 # No weight-only "4w": XNNPACK runs 4-bit weights only with int8 dynamic activations, and with
 # weight-only int4 ExecuTorch folded the dequantization into fp32 weights (an 8x larger .pte).
@@ -49,7 +53,7 @@ class DecoderPteSpec:
     group_size: int = 32
     cache: KVCacheSpec = KVCacheSpec()
     attention: str = STATIC  # static | custom (ExecuTorch custom ops: export/decoder/custom_ops_attention.py)
-    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 (export/quantized_modules.py)
+    embedding: str = "fp32"  # token-embedding table: fp32 | bf16 | int8 | int4 (export/quantized_modules.py)
 
     def weight_plan(self, awq=None):
         from edgevlm.export.llm_build import WeightPlan
@@ -154,7 +158,7 @@ def export_pte(loaded, spec: DecoderPteSpec, out: Path, runner: str = "multimoda
     if llm is None:
         llm = quantize_weights(loaded.model.llm, spec)
     decoder = ExportDecoder(llm, spec.max_seq_len, spec.cache, attention=spec.attention).eval()
-    embed = llm.get_input_embeddings()
+    embed = executorch_embedding(llm.get_input_embeddings())  # int8/int4: ExecuTorch's quantized kernel
     seq = Dim("seq", min=1, max=spec.max_seq_len - 1)
     tokens = torch.zeros(1, 4, dtype=torch.long)
     pos = torch.tensor([0], dtype=torch.long)
