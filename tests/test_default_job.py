@@ -21,15 +21,9 @@ ROWS = ("eager PyTorch", "vision  minicpmv-", "decoder minicpmv-", "end to end")
 def first_run(tmp_path_factory):
     """One run of the job on a fresh $EDGEVLM_HOME: (home, stdout, export folder)."""
     home = tmp_path_factory.mktemp("home")
-    saved = os.environ.get("EDGEVLM_HOME")
-    os.environ["EDGEVLM_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the function-scoped fixture is unavailable
+        patch.setenv("EDGEVLM_HOME", str(home))
         out = _run_job()
-    finally:
-        if saved is None:
-            os.environ.pop("EDGEVLM_HOME")
-        else:
-            os.environ["EDGEVLM_HOME"] = saved
     return home, out, _export_dir(out)
 
 
