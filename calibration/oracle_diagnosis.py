@@ -22,6 +22,8 @@ DIR/diagnosis.md. Sections:
 - direct: the vision pathway at initialisation (tower + resampler + a linear head) trained
   directly on colour and count for a few hundred steps: can it learn them at all at this
   resolution and query count?
+- scene (`--scene-steps N`): the same pathway trained on the trainer's auxiliary scene targets
+  (calibration/oracle_aux.py): how fast it binds shape to colour, counts and reads the word.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ import numpy as np
 import torch
 
 from edgevlm.calibration import vqa
-from edgevlm.calibration.oracle_experiments import (direct_training, embedding_stats, gradient_share, probes,
-                                                   training_trace)
+from edgevlm.calibration.oracle_experiments import (direct_scene_training, direct_training, embedding_stats,
+                                                   gradient_share, probes, training_trace)
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "edgevlm" / "assets" / "edgevlm-tiny"
 ANSWER_SETS = {kind: list(answers) for kind, answers in vqa.ANSWERS.items()}
@@ -251,6 +253,14 @@ def markdown(r: dict) -> str:
             curve = ", ".join(f"step {c['step']}: {pct(c['heldout_accuracy'])}%" for c in d["curve"])
             lines.append(f"- {task}: {curve} (batch {d['batch']}, {d['wall_s']} s)")
         lines.append("")
+    if "scene" in r:
+        d = r["scene"]
+        lines += ["## Vision pathway from init + the trainer's scene head, no decoder (held-out, %)", "",
+                  f"lr {d['lr']}, batch {d['batch']}, {d['heldout_images']} held-out images.", "",
+                  "| step | loss | shape given colour | count | word | wall s |", "|---|---|---|---|---|---|"]
+        lines += [f"| {c['step']} | {c['loss']} | {pct(c['shape_given_colour'])} | {pct(c['count'])} | "
+                  f"{pct(c['word'])} | {c['wall_s']} |" for c in d["curve"]]
+        lines.append("")
     if r.get("trace"):
         lines += ["## Replaying the shipped recipe: when vision stops mattering", "",
                   f"Variant: {r.get('trace_variant')}; EM on the first 100 held-out samples (of the traced kinds).", "",
@@ -282,6 +292,9 @@ def main(argv=None) -> int:
     ap.add_argument("--probe-train", type=int, default=1200)
     ap.add_argument("--probe-test", type=int, default=600)
     ap.add_argument("--direct-steps", type=int, default=300, help="0 skips the direct training")
+    ap.add_argument("--scene-steps", type=int, default=0,
+                    help="train the vision pathway + the trainer's scene head directly for N steps (0: skip)")
+    ap.add_argument("--scene-lr", type=float, default=3e-4)
     ap.add_argument("--trace-steps", type=int, default=0,
                     help="replay the shipped training recipe this many steps, measuring vision use as it goes")
     ap.add_argument("--trace-every", type=int, default=50)
@@ -346,6 +359,9 @@ def main(argv=None) -> int:
                               "lr": args.trace_lr or 1e-3}
     if "direct" not in skip and args.direct_steps:
         timed("direct", lambda: direct_training(loaded.config, args.seed, args.direct_steps, 480))
+    if args.scene_steps:
+        timed("scene", lambda: direct_scene_training(loaded.config, loaded.tokenizer, args.seed, args.scene_steps,
+                                                     args.scene_lr))
     (args.out / "diagnosis.json").write_text(json.dumps(r, indent=2) + "\n")
     text = markdown(r)
     (args.out / "diagnosis.md").write_text(text)

@@ -1,5 +1,6 @@
 """The oracle diagnosis' model experiments (see oracle_diagnosis.py): linear probes on the vision
-pathway's outputs, the vision pathway trained directly on colour and count, and a replay of the
+pathway's outputs, the vision pathway trained directly on colour and count (and on the trainer's
+scene targets), and a replay of the
 oracle's training that traces when the decoder stops using the image."""
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def gradient_share(model, tokenizer, config, n: int = 16) -> dict:
 
     model.resampler.forward = keep
     try:
-        loss = batch_loss(model, batch)
+        loss, _ = batch_loss(model, batch)
         loss.backward()
     finally:
         model.resampler.forward = forward
@@ -243,6 +244,63 @@ def direct_training(config, seed: int, steps: int, n_test: int) -> dict:
     return out
 
 
+def direct_scene_training(config, tokenizer, seed: int, steps: int, lr: float, n_test: int = 300,
+                          batch: int = 16) -> dict:
+    """The vision pathway from init + the trainer's scene head (oracle_aux), no decoder: how fast can
+    it learn to bind shape to colour, count and read the word, on the training stream's scenes?
+    Scored on held-out images every 100 steps: the shape of each present colour (argmax over that
+    colour's three pair logits; chance 1/3), the count, and the word (or none) from the best view."""
+    from edgevlm.calibration.oracle_aux import COLOURS, SceneHead
+    from edgevlm.calibration.train_oracle import _warmup_lr, build_model, encode_sample
+
+    torch.manual_seed(seed)
+    _, model = build_model(seed)
+    head = SceneHead(config.query_num, config.llm.hidden_size)
+    params = list(model.vpm.parameters()) + list(model.resampler.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+    held = [encode_sample(vqa.sample("heldout", i), tokenizer, config) for i in range(n_test)]
+
+    def vision(items):
+        rows = model.encode_images([p for it in items for p in it["pixel_values"]],
+                                   torch.cat([it["tgt_sizes"] for it in items]))
+        return rows, [len(it["pixel_values"]) for it in items]
+
+    def score() -> dict:
+        right = total = counted = words = 0
+        with torch.inference_mode():
+            for i in range(0, n_test, 50):
+                items = held[i:i + 50]
+                rows, views = vision(items)
+                flat = rows.flatten(1)
+                starts = [sum(views[:j]) for j in range(len(views))]
+                pairs = head.pairs(flat[starts]).view(len(items), len(COLOURS), -1)
+                for j, it in enumerate(items):
+                    truth = it["scene"]["pairs"].view(len(COLOURS), -1)
+                    present = truth.sum(1) > 0
+                    right += int((pairs[j][present].argmax(1) == truth[present].argmax(1)).sum())
+                    total += int(present.sum())
+                    counted += int(head.count(flat[starts[j]]).argmax() == it["scene"]["count"])
+                    word = head.word(flat[starts[j]:starts[j] + views[j]]).amax(0).argmax()
+                    words += int(word == it["scene"]["word"])
+        return {"shape_given_colour": right / total, "count": counted / n_test, "word": words / n_test}
+
+    curve, t0 = [], time.perf_counter()
+    for step in range(steps):
+        items = [encode_sample(vqa.sample("train", step * batch + i), tokenizer, config) for i in range(batch)]
+        for group in opt.param_groups:
+            group["lr"] = _warmup_lr(step, lr, 50)
+        rows, views = vision(items)
+        loss = head.loss(rows, views, [it["scene"] for it in items])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % 100 == 0 or step + 1 == steps:
+            curve.append({"step": step + 1, "loss": round(float(loss), 3),
+                          "wall_s": round(time.perf_counter() - t0, 1), **score()})
+    return {"curve": curve, "lr": lr, "batch": batch, "heldout_images": n_test}
+
+
 # ---- trace: when does the decoder stop using vision? ----------------------------------------------
 
 
@@ -320,7 +378,7 @@ def training_trace(tokenizer, config, processor_config, heldout: list, seed: int
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = batch_loss(model, batches[step])
+        loss, _ = batch_loss(model, batches[step])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

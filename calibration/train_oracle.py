@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from edgevlm.calibration import vqa
+from edgevlm.calibration.oracle_aux import SceneHead, scene_targets
 from edgevlm.calibration.oracle_eval import answer_ids, evaluate_checkpoint
 from edgevlm.calibration.options import TrainConfig  # noqa: F401  (re-exported; torch-free for the CLI)
 
@@ -50,15 +51,21 @@ def encode_sample(sample: vqa.Sample, tokenizer, config) -> dict:
     # Position p predicts token p+1: the last prompt position predicts the first answer token.
     labels[prompt_len - 1:] = torch.tensor(target, dtype=torch.long)
     return {"ids": ids, "labels": labels, "pixel_values": inputs.pixel_values, "tgt_sizes": inputs.tgt_sizes,
-            "bounds": inputs.image_bounds}
+            "bounds": inputs.image_bounds, "scene": scene_targets(sample.scene)}
 
 
-def batch_loss(model, batch: list[dict]) -> torch.Tensor:
-    """Mean cross-entropy over answer tokens of a right-padded batch, vision batched across samples."""
+def batch_loss(model, batch: list[dict], scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(answer loss, scene loss) of a right-padded batch, vision batched across samples. The answer
+    loss is the mean cross-entropy over answer tokens; the scene loss is the auxiliary head's
+    (oracle_aux; zero without a head)."""
     pixel_values = [pv for item in batch for pv in item["pixel_values"]]
     tgt_sizes = torch.cat([item["tgt_sizes"] for item in batch])
     device = next(model.parameters()).device
     vision = model.encode_images([pv.to(device) for pv in pixel_values], tgt_sizes)
+    scene_loss = torch.zeros((), device=device)
+    if scene_head is not None:
+        scene_loss = scene_head.loss(vision, [len(item["pixel_values"]) for item in batch],
+                                     [item["scene"] for item in batch])
     embeds, offset = [], 0
     for item in batch:
         n = len(item["pixel_values"])
@@ -73,8 +80,11 @@ def batch_loss(model, batch: list[dict]) -> torch.Tensor:
         inputs[i, :len(e)] = e
         mask[i, :len(e)] = 1
         labels[i, :len(e)] = item["labels"]
-    logits = model.llm(inputs_embeds=inputs, attention_mask=mask).logits
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+    hidden = model.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+    # The vocabulary projection only where there is a label: a few positions per sample, not every prompt token.
+    answered = labels != -100
+    logits = model.llm.lm_head(hidden[answered])
+    return F.cross_entropy(logits.float(), labels[answered]), scene_loss
 
 
 def _vision_gradient_share(model) -> float:
@@ -92,9 +102,13 @@ def _vision_gradient_share(model) -> float:
     return vision / total if total else 0.0
 
 
+def _warmup_lr(step: int, peak: float, warmup_steps: int) -> float:
+    return peak * min(1.0, (step + 1) / warmup_steps)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return _warmup_lr(step, cfg.lr, cfg.warmup_steps)
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -155,10 +169,15 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
                                          num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None)
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "norm" in n or "embed" in n]
     decay = [p for n, p in model.named_parameters() if not (p.ndim < 2 or "norm" in n or "embed" in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    scene_head = None
+    if cfg.scene_loss_weight:
+        torch.manual_seed(cfg.seed)
+        scene_head = SceneHead(config.query_num, config.llm.hidden_size)
+        groups.append({"params": list(scene_head.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    history, window, vision_share, steps_done, stopped_early = [], [], [], 0, False
+    history, window, scene_window, vision_share, steps_done, stopped_early = [], [], [], [], 0, False
     model.train()
     with (open(metrics_path, "w") if metrics_path else contextlib.nullcontext()) as metrics, \
             progress_bar(cfg.steps, "training edgevlm-tiny", enabled=show_progress) as advance:
@@ -169,20 +188,23 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            loss = batch_loss(model, batch)
+            loss, scene_loss = batch_loss(model, batch, scene_head)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + cfg.scene_loss_weight * scene_loss).backward()
             vision_share.append(_vision_gradient_share(model))
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
             optimizer.step()
             window.append(loss.item())
+            scene_window.append(scene_loss.item())
             steps_done = step + 1
             advance(1)
             if steps_done % cfg.log_every == 0 or steps_done == cfg.steps:
                 record = {"step": steps_done, "loss": round(sum(window) / len(window), 4),
                           "lr": round(lr_at(step, cfg), 6), "wall_s": round(time.perf_counter() - wall0, 1),
                           "vision_grad_share": float(f"{sum(vision_share) / len(vision_share):.3g}")}
-                window, vision_share = [], []
+                if scene_head is not None:
+                    record["scene_loss"] = round(sum(scene_window) / len(scene_window), 4)
+                window, scene_window, vision_share = [], [], []
                 history.append(record)
                 log.info("step %d loss %.4f", record["step"], record["loss"], extra=record)
                 if metrics:

@@ -16,6 +16,7 @@ slices, so only the high-resolution slices make it legible).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -84,18 +85,14 @@ def _canvas(rng: random.Random, aspect_range: tuple[float, float], area_range: t
     return max(48, int((area * aspect) ** 0.5)), max(48, int((area / aspect) ** 0.5))
 
 
-def _grid(size: tuple[int, int], rng: random.Random) -> tuple[int, int]:
-    """(columns, rows): at least six cells, cells roughly square."""
+def _grid(size: tuple[int, int], cells: int) -> tuple[int, int]:
+    """(columns, rows): the fewest cells, at least `cells` of them, closest to square: each shape gets
+    as much of the canvas as the scene allows (a shape only ~2 patches wide in the overview is hard
+    for a 3-layer tower to tell apart from another; ORACLE_DIAGNOSIS.md §6)."""
     w, h = size
-    if w >= 2.2 * h:
-        return 6, 1
-    if h >= 2.2 * w:
-        return 1, 6
-    if w >= 1.3 * h:
-        return 3, 2
-    if h >= 1.3 * w:
-        return 2, 3
-    return rng.choice(((3, 2), (2, 3)))
+    options = [(c, r) for c in range(1, 7) for r in range(1, 7) if cells <= c * r <= 2 * max(cells, 2)]
+    # Cost: how far a cell is from square (log aspect), plus a little for every cell left empty.
+    return min(options, key=lambda g: abs(math.log((w / g[0]) / (h / g[1]))) + 0.35 * (g[0] * g[1] - cells))
 
 
 def _cells(size, grid, region=None) -> list[tuple[float, float, float, float]]:
@@ -109,7 +106,7 @@ def _cells(size, grid, region=None) -> list[tuple[float, float, float, float]]:
 def _shape_in(cell, kind: str, colour: str, rng: random.Random) -> Shape:
     cx0, cy0, cx1, cy1 = cell
     cw, ch = cx1 - cx0, cy1 - cy0
-    side = min(cw, ch) * rng.uniform(0.6, 0.85)
+    side = min(cw, ch) * rng.uniform(0.7, 0.9)
     cx = (cx0 + cx1) / 2 + rng.uniform(-0.5, 0.5) * (cw - side) * 0.8
     cy = (cy0 + cy1) / 2 + rng.uniform(-0.5, 0.5) * (ch - side) * 0.8
     return Shape(kind, colour, (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
@@ -133,7 +130,7 @@ def _fit_font(text: str, box, fill: float) -> int:
 
 def _shapes_scene(rng, size, specs: list[tuple[str, str]], text_cell: bool = False) -> Scene:
     """(kind, colour) specs placed in distinct random cells; optionally a distractor word in a free cell."""
-    cells = _cells(size, _grid(size, rng))
+    cells = _cells(size, _grid(size, len(specs) + int(text_cell)))
     rng.shuffle(cells)
     shapes = tuple(_shape_in(cell, kind, colour, rng) for cell, (kind, colour) in zip(cells, specs))
     if text_cell and len(cells) > len(specs):
@@ -149,7 +146,7 @@ def _distinct_colours(rng, n: int, exclude=()) -> list[str]:
 
 def _count(rng, answer: str):
     n = int(answer)
-    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    size = _canvas(rng, (1 / 2, 2), (0.5, 2.6))
     specs = [(rng.choice(KINDS), c) for c in _distinct_colours(rng, n)]
     return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), "How many shapes are there?"
 
@@ -159,14 +156,14 @@ def _colour(rng, answer: str):
     others = [k for k in KINDS if k != target]
     n_distractors = rng.randint(0, 3)
     specs = [(target, answer)] + [(rng.choice(others), c) for c in _distinct_colours(rng, n_distractors, (answer,))]
-    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    size = _canvas(rng, (1 / 2, 2), (0.5, 2.6))
     return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), f"What color is the {target}?"
 
 
 def _shape(rng, answer: str):
     colours = _distinct_colours(rng, 1 + rng.randint(0, 3))
     specs = [(answer, colours[0])] + [(rng.choice(KINDS), c) for c in colours[1:]]
-    size = _canvas(rng, (1 / 3, 3), (0.5, 2.6))
+    size = _canvas(rng, (1 / 2, 2), (0.5, 2.6))
     return _shapes_scene(rng, size, specs, text_cell=rng.random() < 0.3), f"What shape is the {colours[0]} one?"
 
 
@@ -206,10 +203,10 @@ def _small_word(rng, answer: str):
     w, h = size
     overview_scale = SCALE / (w * h) ** 0.5
     font_size = max(8, int(1.1 * PATCH / overview_scale / 0.75))
-    cells = _cells(size, _grid(size, rng))
+    n = rng.randint(1, 3)
+    cells = _cells(size, _grid(size, n + 1))
     rng.shuffle(cells)
     box = tuple(int(v) for v in cells[0])
-    n = rng.randint(1, 3)
     shapes = tuple(_shape_in(cell, rng.choice(KINDS), c, rng) for cell, c in zip(cells[1:], _distinct_colours(rng, n)))
     return (Scene(size, _background(rng), shapes, answer, box, min(font_size, _fit_font(answer, box, 0.9)), True),
             "What is the small word?")

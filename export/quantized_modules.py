@@ -168,86 +168,80 @@ class NBitsLinear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-class Int8Embedding(nn.Module):
-    """Token embedding from int8 codes [V, D] and fp32 scales [V, D/32] (symmetric, per 32-wide
-    group of a row), times the model's embedding scale (MiniCPM4's scale_emb, else 1)."""
+class _RowGroupEmbedding(nn.Module):
+    """A token table quantized symmetrically per 32-wide group of each row: codes + one scale per
+    group, times the model's embedding scale (MiniCPM4's scale_emb, else 1). Subclasses give the
+    code format (`quantize`), the Python gather (`dequantized_rows`) and the ExecuTorch kernel
+    (`kernel`, one quantized_decomposed call: what the .pte runs)."""
+
+    CODES = "codes"  # the codes buffer's name
+    executorch_op = False  # True: forward calls the ExecuTorch kernel (the .pte form)
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, scale: float = 1.0):
         super().__init__()
-        self.register_buffer("codes", codes)
+        self.register_buffer(self.CODES, codes)
         self.register_buffer("scales", scales)
         self.scale = scale
 
     @classmethod
-    def from_rows(cls, blocks: Iterable[torch.Tensor], scale: float = 1.0, park=None) -> "Int8Embedding":
-        codes, scales = [], []
-        for block in blocks:
-            groups = block.reshape(block.shape[0], -1, EMBEDDING_GROUP)
-            s = (groups.abs().amax(-1) / 127).clamp_min(1e-12)
-            codes.append((groups / s[..., None]).round().clamp(-127, 127).to(torch.int8).reshape(block.shape))
-            scales.append(s)
-        tensors = torch.cat(codes), torch.cat(scales)
+    def from_rows(cls, blocks: Iterable[torch.Tensor], scale: float = 1.0, park=None):
+        """Quantize a table given as row blocks (bounded memory); `park` moves each result (e.g. to disk)."""
+        parts = [cls.quantize(block.reshape(block.shape[0], -1, EMBEDDING_GROUP)) for block in blocks]
+        tensors = torch.cat([codes for codes, _ in parts]), torch.cat([scales for _, scales in parts])
         if park is not None:
             tensors = tuple(park(t) for t in tensors)
         return cls(*tensors, scale=scale)
-
-    executorch_op = False  # True: one quantized_decomposed::embedding_byte call (the .pte form)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if self.executorch_op:
             _register_quantized_decomposed()
-            out = torch.ops.quantized_decomposed.embedding_byte.dtype(self.codes, self.scales, None, -127, 127, ids,
-                                                                      dtype=torch.float32)
-            return out * self.scale if self.scale != 1.0 else out
-        rows = F.embedding(ids, self.codes).float()
-        scales = F.embedding(ids, self.scales)
-        out = (rows.unflatten(-1, (scales.shape[-1], EMBEDDING_GROUP)) * scales[..., None]).flatten(-2)
+            out = self.kernel(ids)
+        else:
+            out = self.dequantized_rows(ids)
         return out * self.scale if self.scale != 1.0 else out
 
+    def _apply_scales(self, codes: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        scales = F.embedding(ids, self.scales).float()
+        return (codes.unflatten(-1, (scales.shape[-1], EMBEDDING_GROUP)) * scales[..., None]).flatten(-2)
 
-class Int4Embedding(nn.Module):
-    """Token embedding from int4 codes packed two per byte, uint8 [V, D/2] (code + 8; element 2i in
-    the high nibble, as ExecuTorch's embedding_4bit reads them), and fp16 scales [V, D/32]
-    (symmetric, per 32-wide group of a row), times the model's embedding scale."""
 
-    executorch_op = False  # True: one quantized_decomposed::embedding_4bit call (the .pte form)
+class Int8Embedding(_RowGroupEmbedding):
+    """int8 codes [V, D] and fp32 scales [V, D/32]; the .pte form is ExecuTorch's embedding_byte."""
 
-    def __init__(self, packed: torch.Tensor, scales: torch.Tensor, scale: float = 1.0):
-        super().__init__()
-        self.register_buffer("packed", packed)
-        self.register_buffer("scales", scales)
-        self.scale = scale
+    @staticmethod
+    def quantize(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = (groups.abs().amax(-1) / 127).clamp_min(1e-12)
+        return (groups / s[..., None]).round().clamp(-127, 127).to(torch.int8).flatten(1), s
 
-    @classmethod
-    def from_rows(cls, blocks: Iterable[torch.Tensor], scale: float = 1.0, park=None) -> "Int4Embedding":
-        packed, scales = [], []
-        for block in blocks:
-            groups = block.reshape(block.shape[0], -1, EMBEDDING_GROUP)
-            # fp16 scales, never subnormal; the codes are rounded against the stored (fp16) scale
-            s = (groups.abs().amax(-1) / 7).clamp_min(torch.finfo(torch.float16).tiny).to(torch.float16)
-            codes = (groups / s.float()[..., None]).round().clamp(-8, 7).to(torch.int16).reshape(block.shape) + 8
-            packed.append(((codes[:, ::2] << 4) | codes[:, 1::2]).to(torch.uint8))
-            scales.append(s)
-        tensors = torch.cat(packed), torch.cat(scales)
-        if park is not None:
-            tensors = tuple(park(t) for t in tensors)
-        return cls(*tensors, scale=scale)
+    def dequantized_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._apply_scales(F.embedding(ids, self.codes).float(), ids)
+
+    def kernel(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized_decomposed.embedding_byte.dtype(self.codes, self.scales, None, -127, 127, ids,
+                                                                   dtype=torch.float32)
+
+
+class Int4Embedding(_RowGroupEmbedding):
+    """int4 codes packed two per byte, uint8 [V, D/2] (code + 8; element 2i in the high nibble, as
+    ExecuTorch's embedding_4bit reads them), and fp16 scales [V, D/32]."""
+
+    CODES = "packed"
+
+    @staticmethod
+    def quantize(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # fp16 scales, never subnormal; the codes are rounded against the stored (fp16) scale
+        s = (groups.abs().amax(-1) / 7).clamp_min(torch.finfo(torch.float16).tiny).to(torch.float16)
+        codes = (groups / s.float()[..., None]).round().clamp(-8, 7).to(torch.int16).flatten(1) + 8
+        return ((codes[:, ::2] << 4) | codes[:, 1::2]).to(torch.uint8), s
 
     def dequantized_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """fp32 rows of `ids` (what embedding_4bit computes), gathered before they are unpacked."""
         packed = F.embedding(ids, self.packed).to(torch.int16)
-        codes = torch.stack([packed >> 4, packed & 0xF], dim=-1).flatten(-2).float() - 8
-        scales = F.embedding(ids, self.scales).float()
-        return (codes.unflatten(-1, (scales.shape[-1], EMBEDDING_GROUP)) * scales[..., None]).flatten(-2)
+        return self._apply_scales(torch.stack([packed >> 4, packed & 0xF], dim=-1).flatten(-2).float() - 8, ids)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.executorch_op:
-            _register_quantized_decomposed()
-            out = torch.ops.quantized_decomposed.embedding_4bit.dtype(self.packed, self.scales, None, -8, 7, ids,
-                                                                      dtype=torch.float32)
-        else:
-            out = self.dequantized_rows(ids)
-        return out * self.scale if self.scale != 1.0 else out
+    def kernel(self, ids: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized_decomposed.embedding_4bit.dtype(self.packed, self.scales, None, -8, 7, ids,
+                                                                   dtype=torch.float32)
 
 
 def _register_quantized_decomposed() -> None:
@@ -259,7 +253,7 @@ def _register_quantized_decomposed() -> None:
 def executorch_embedding(embed: nn.Module) -> nn.Module:
     """The embedding as a .pte computes it: a quantized table becomes one ExecuTorch quantized
     kernel call on the same buffers (a shallow copy; the module passed in is unchanged)."""
-    if not isinstance(embed, (Int8Embedding, Int4Embedding)):
+    if not isinstance(embed, _RowGroupEmbedding):
         return embed
     op = copy.copy(embed)
     op.executorch_op = True

@@ -58,6 +58,10 @@ def to_markdown(report: dict) -> str:
                      f"{_pct(r['exact_match'])} ({_pct(r['reference_exact_match'])}) | {r['drop_points']:+.1f} | "
                      f"{r['answer_perplexity']:.3f} "
                      f"({r['perplexity_increase']:+.3f}) | {r['gate']['describe']} | {r['status']} |")
+    for recipe in report.get("recipes", []):
+        for backend, (asked, used) in recipe.get("decoder_max_seq_len_capped", {}).items():
+            lines += ["", f"{recipe['name']}: the {backend} decoder's cache was exported with {used} positions, not "
+                          f"the recipe's {asked} (the oracle has {used}; its prompts are far shorter)."]
     if report.get("decoder_ablation"):
         lines += ["", "## Decoder ablation (export graph run eagerly: weights x KV cache)", "",
                   "| weights | KV cache | exact match | drop (pts) | perplexity (+) |", "|---|---|---|---|---|"]

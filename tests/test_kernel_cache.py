@@ -32,12 +32,9 @@ PLANTED = textwrap.dedent("""
 def built_home(tmp_path_factory):
     """An EDGEVLM_HOME with the kernel library built in it once (about 10 s of g++)."""
     home = tmp_path_factory.mktemp("home")
-    before = os.environ.get("EDGEVLM_HOME")
-    os.environ["EDGEVLM_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGEVLM_HOME", str(home))
         library = build_kernel_library()
-    finally:
-        os.environ.pop("EDGEVLM_HOME") if before is None else os.environ.update(EDGEVLM_HOME=before)
     return home, library.relative_to(home)
 
 

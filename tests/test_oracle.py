@@ -98,6 +98,20 @@ def test_small_words_need_the_slices_and_large_words_do_not():
     assert np.median([sl for _, sl in heights["small_word"]]) >= 1.9
 
 
+def test_shapes_are_large_enough_to_tell_apart():
+    """Shapes get the largest cell the scene allows: in the overview (the view every image has) a
+    shape is >= 2.2 patches wide for 90 % of shapes (it was 1.7 when six cells were always used, and
+    a 3-layer tower barely learned circle/square/triangle at that size; ORACLE_DIAGNOSIS.md §7)."""
+    from edgevlm.preprocess import slice_layout
+
+    sides = []
+    for s in vqa.dataset("heldout", 300):
+        layout = slice_layout(s.scene.size, 4, vqa.SCALE, vqa.PATCH)
+        sides += [(sh.box[2] - sh.box[0]) * layout.source_size[0] / s.scene.size[0] / vqa.PATCH
+                  for sh in s.scene.shapes]
+    assert np.percentile(sides, 10) >= 2.2 and np.median(sides) >= 2.7, np.percentile(sides, [10, 50, 90])
+
+
 def test_answers_agree_with_the_rendered_pixels():
     """Decode the image independently of the scene description: palette colours present, where
     their pixels lie, what colour sits at each shape's centre, and dark text pixels."""

@@ -195,3 +195,27 @@ def test_qnn_rows_cap_the_emulator_and_score_the_qdq_model_on_every_sample(tmp_p
     (table,) = result["layer_sqnr"]
     assert table["status"] == "ok" and table["onnx"].endswith(".qdq.onnx")
     assert 15 < table["stages"][-1]["sqnr_db"] < 80  # 16-bit activations, 8-bit weights
+
+
+def test_phone_recipes_export_against_the_oracle_with_its_cache_length():
+    """The phone recipes ask for a 2048-token cache; the oracle has 1024 positions. quality caps the
+    cache (prompts are < 200 tokens, so no score changes) and the report says so."""
+    from edgevlm.calibration.quality import fit_cache_to_oracle
+    from edgevlm.checkpoint.loader import load_config
+    from edgevlm.export.recipes import load_recipe, resolve_for_model
+    from edgevlm.reports.quality import to_markdown
+
+    config = load_config(defaults.oracle_model_dir())
+    positions = config.llm.max_position_embeddings
+    phone = load_recipe("android-sd8g3")
+    assert phone.decoder[0].max_seq_len > positions
+    capped, changed = fit_cache_to_oracle(phone, positions)
+    assert [t.max_seq_len for t in capped.decoder] == [positions]
+    assert changed == {phone.decoder[0].backend: [phone.decoder[0].max_seq_len, positions]}
+    resolve_for_model(capped, config)  # now accepted by the export
+    short = dataclasses.replace(phone, decoder=(dataclasses.replace(phone.decoder[0], max_seq_len=512),))
+    assert fit_cache_to_oracle(short, positions) == (short, {})
+    report = {"model": {"dir": "m"}, "heldout": {"samples": 1}, "status": "pass", "rows": [],
+              "reference": {"exact_match": 0.5, "answer_perplexity": 1.5, "samples": 1},
+              "recipes": [{"name": phone.name, "artifacts_dir": "x", "decoder_max_seq_len_capped": changed}]}
+    assert f"exported with {positions} positions, not the recipe's 2048" in to_markdown(report)

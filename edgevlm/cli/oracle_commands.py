@@ -25,6 +25,8 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--curriculum-steps", type=int, default=d.curriculum_steps,
                    help="steps of colour + count questions only, then as many adding shape + position, then every "
                         "kind (0: every kind from the start)")
+    p.add_argument("--scene-loss-weight", type=float, default=d.scene_loss_weight,
+                   help="weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py; 0: off)")
     p.add_argument("--threads", type=int, help="torch threads (default: every core)")
     p.add_argument("--workers", type=int, default=1, help="data-loader processes preparing batches")
     p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="held-out samples scored at the end")
@@ -47,7 +49,7 @@ def train_oracle(args) -> int:
     cfg = dataclasses.replace(TrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               warmup_steps=args.warmup_steps, max_minutes=args.minutes, stop_after=args.stop_after,
                               workers=args.workers, eval_samples=args.eval_samples,
-                              curriculum_steps=args.curriculum_steps,
+                              curriculum_steps=args.curriculum_steps, scene_loss_weight=args.scene_loss_weight,
                               log_every=max(1, args.log_every))
     metrics = args.metrics or args.out.with_name(args.out.name + ".train.jsonl")
     summary = train(args.out, cfg, show_progress=True, metrics_path=metrics, threads=args.threads)

@@ -1,0 +1,68 @@
+"""Auxiliary scene supervision on the vision rows while the oracle trains.
+
+The decoder's answer loss reaches the vision tower only through a 3-layer decoder that first has
+to learn where to look, so binding (the shape of *the red one*, left/right of two named shapes)
+and small text are learned slowly (calibration/ORACLE_DIAGNOSIS.md §6). A linear head on the
+resampler outputs, trained beside the answer loss and thrown away afterwards, tells the vision
+pathway directly what a scene holds: which (colour, shape) pairs (so each row must keep colour
+and shape together), how many shapes, where each colour sits left to right, and which word is
+written. The shipped checkpoint is the plain MiniCPM-V model; the head never ships.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgevlm.calibration import vqa
+
+COLOURS = tuple(vqa.COLOURS)
+PAIRS = tuple((c, k) for c in COLOURS for k in vqa.KINDS)
+MAX_SHAPES = 6
+WORDS = vqa.WORDS  # class len(WORDS) = no word
+
+
+def scene_targets(scene: vqa.Scene) -> dict[str, torch.Tensor]:
+    """What the head must read from one image: pair multi-hot, count, x-centre per colour (with a
+    mask for absent colours) and the word (or none)."""
+    pairs = torch.zeros(len(PAIRS))
+    x_centre = torch.zeros(len(COLOURS))
+    x_mask = torch.zeros(len(COLOURS))
+    for shape in scene.shapes:
+        pairs[PAIRS.index((shape.colour, shape.kind))] = 1.0
+        i = COLOURS.index(shape.colour)
+        x_centre[i] = shape.centre[0] / scene.size[0]
+        x_mask[i] = 1.0
+    word = WORDS.index(scene.text) if scene.text else len(WORDS)
+    return {"pairs": pairs, "count": torch.tensor(min(len(scene.shapes), MAX_SHAPES)), "x_centre": x_centre,
+            "x_mask": x_mask, "word": torch.tensor(word)}
+
+
+class SceneHead(nn.Module):
+    """One linear read-out of a view's flattened vision rows [Q, D] per target."""
+
+    def __init__(self, queries: int, width: int):
+        super().__init__()
+        features = queries * width
+        self.pairs = nn.Linear(features, len(PAIRS))
+        self.count = nn.Linear(features, MAX_SHAPES + 1)
+        self.x_centre = nn.Linear(features, len(COLOURS))
+        self.word = nn.Linear(features, len(WORDS) + 1)
+
+    def loss(self, vision: torch.Tensor, views_per_image: list[int], targets: list[dict]) -> torch.Tensor:
+        """vision: [views, Q, D] for a batch of images whose views are consecutive, overview first.
+        Pairs, count and positions are read from each image's overview; the word from the most
+        confident view (a small word is legible only in a slice)."""
+        flat = vision.flatten(1)
+        starts = torch.tensor([0] + views_per_image[:-1]).cumsum(0)
+        overview = flat[starts]
+        stack = {key: torch.stack([t[key] for t in targets]).to(flat.device) for key in targets[0]}
+        pairs = F.binary_cross_entropy_with_logits(self.pairs(overview), stack["pairs"], reduction="sum")
+        pairs = pairs / max(1.0, float(stack["pairs"].sum()))
+        count = F.cross_entropy(self.count(overview), stack["count"])
+        x_error = (torch.sigmoid(self.x_centre(overview)) - stack["x_centre"]) ** 2 * stack["x_mask"]
+        x_centre = 10.0 * x_error.sum() / max(1.0, float(stack["x_mask"].sum()))
+        word_logits = torch.stack([self.word(flat[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
+        word = F.cross_entropy(word_logits, stack["word"])
+        return pairs + count + x_centre + word

@@ -1,0 +1,66 @@
+"""The oracle trainer's auxiliary scene head (calibration/oracle_aux.py) and its batch loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from edgevlm.calibration import oracle_aux, vqa
+
+
+def test_scene_targets_describe_the_scene():
+    for s in vqa.dataset("heldout", 40):
+        targets = oracle_aux.scene_targets(s.scene)
+        present = {oracle_aux.PAIRS[i] for i in torch.nonzero(targets["pairs"]).flatten().tolist()}
+        assert present == {(sh.colour, sh.kind) for sh in s.scene.shapes}
+        assert int(targets["count"]) == len(s.scene.shapes)
+        for sh in s.scene.shapes:
+            i = oracle_aux.COLOURS.index(sh.colour)
+            assert targets["x_mask"][i] == 1 and targets["x_centre"][i] == pytest.approx(sh.centre[0] / s.scene.size[0])
+        assert int(targets["x_mask"].sum()) == len(s.scene.shapes)
+        word = int(targets["word"])
+        assert (vqa.WORDS[word] if word < len(vqa.WORDS) else None) == s.scene.text
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    from edgevlm.calibration.train_oracle import build_model, build_tokenizer, encode_sample
+
+    torch.manual_seed(0)
+    config, model = build_model(0)
+    tokenizer = build_tokenizer()
+    batch = [encode_sample(vqa.sample("train", i), tokenizer, config) for i in range(3)]
+    return config, model, batch
+
+
+def test_answer_loss_is_the_cross_entropy_of_the_full_logits(tiny_batch):
+    """batch_loss projects only the labelled positions onto the vocabulary: the same loss as the
+    model's own forward over every position."""
+    from edgevlm.calibration.train_oracle import batch_loss
+
+    config, model, batch = tiny_batch
+    answer, scene = batch_loss(model, batch)
+    assert float(scene) == 0.0  # no head, no scene loss
+    item = batch[0]
+    vision = model.encode_images(item["pixel_values"], item["tgt_sizes"])
+    embeds = model.embed_inputs(item["ids"], vision, item["bounds"])[None]
+    logits = model.llm(inputs_embeds=embeds).logits[0]
+    single, _ = batch_loss(model, batch[:1])
+    assert torch.allclose(single, F.cross_entropy(logits, item["labels"], ignore_index=-100), atol=1e-5)
+    assert torch.isfinite(answer)
+
+
+def test_scene_loss_trains_the_vision_pathway_only_through_its_head(tiny_batch):
+    from edgevlm.calibration.train_oracle import batch_loss
+
+    config, model, batch = tiny_batch
+    head = oracle_aux.SceneHead(config.query_num, config.llm.hidden_size)
+    model.zero_grad(set_to_none=True)
+    _, scene = batch_loss(model, batch, head)
+    scene.backward()
+    assert torch.isfinite(scene) and float(scene) > 0
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("vpm."))
+    assert all(g is None for n, g in grads.items() if n.startswith("llm."))  # the decoder is untouched
+    assert head.pairs.weight.grad.abs().sum() > 0 and head.word.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
