@@ -72,9 +72,15 @@ class Sample:
         return render(self.scene)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=1024)  # every size a scene uses: load_default decodes the embedded font each call
 def _font(size: int):
     return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=None)  # (word, size) pairs: 12 words x a few hundred sizes
+def _text_extent(text: str, size: int) -> tuple[int, int]:
+    x0, y0, x1, y1 = _font(size).getbbox(text)
+    return x1 - x0, y1 - y0
 
 
 def _canvas(rng: random.Random, aspect_range: tuple[float, float], area_range: tuple[float, float]) -> tuple[int, int]:
@@ -121,8 +127,8 @@ def _fit_font(text: str, box, fill: float) -> int:
     width, height = box[2] - box[0], box[3] - box[1]
     size = max(8, int(height * 1.2))
     while size > 6:
-        x0, y0, x1, y1 = _font(size).getbbox(text)
-        if x1 - x0 <= fill * width and y1 - y0 <= fill * height:
+        text_width, text_height = _text_extent(text, size)
+        if text_width <= fill * width and text_height <= fill * height:
             break
         size -= 1
     return size

@@ -179,26 +179,28 @@ def _half_width(p: float, n: int) -> float:
 
 
 def test_shipped_oracle_reads_the_image(shipped_ablation):
-    """What the shipped oracle does read, on 500 held-out samples (95 % confidence half-width ~4.4
-    points at its ~47 % exact match, ~3.9 at the ~26 % question prior). Measured: 46.8 % as it is,
-    27.4 % with vision zeroed, question prior 26.0 %; count 96.5 % -> 24.4 % zeroed, word 32.9 % ->
-    8.9 %, colour 41.9 % -> 25.6 %."""
+    """What the shipped oracle does read, on 500 held-out samples (95 % confidence half-width ~4.0
+    points at its ~70 % exact match, ~3.8 at the ~26 % question prior; ~10 points per kind).
+    Measured: 70.2 % as it is, 19.2 % with vision zeroed, question prior 25.6 %; count 100 % ->
+    24.4 % zeroed, shape of a named colour 70.1 % -> 36.4 %, colour of a named shape 39.5 % -> 9.3 %,
+    word 75.9 % -> 3.8 %, small word (slices only) 90.0 % -> 0 %."""
     held, result, priors = shipped_ablation
     accuracy, zeroed = result["vision"]["exact_match"], result["zeroed"]["exact_match"]
     prior = priors["overall"]["question_prior"]
-    assert accuracy >= prior + 0.15, (accuracy, prior, _half_width(accuracy, len(held)))
+    assert accuracy >= prior + 0.35, (accuracy, prior, _half_width(accuracy, len(held)))
     assert zeroed <= prior + 0.03, (zeroed, prior)  # issue 21's target: without vision, only the prior
     kinds, zeroed_kinds = result["vision"]["by_kind"], result["zeroed"]["by_kind"]
-    assert kinds["count"]["exact_match"] >= 0.9 and zeroed_kinds["count"]["exact_match"] <= 0.4
-    for kind in ("colour", "word"):  # read from the image, well above chance, and lost without it
+    assert kinds["count"]["exact_match"] >= 0.95 and zeroed_kinds["count"]["exact_match"] <= 0.4
+    assert kinds["small_word"]["exact_match"] >= 0.75  # read in the high-resolution slices
+    for kind in ("colour", "shape", "word", "small_word"):  # read from the image, well above chance, lost without it
         chance = 1 / len(vqa.ANSWERS[kind])
         assert kinds[kind]["exact_match"] >= chance + 0.15, (kind, kinds[kind])
-        assert kinds[kind]["exact_match"] >= zeroed_kinds[kind]["exact_match"] + 0.1, kind
+        assert kinds[kind]["exact_match"] >= zeroed_kinds[kind]["exact_match"] + 0.25, kind
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 targets the shipped oracle does not meet yet: 46.8 % exact match "
-                                       "(target 85 %), 20 dB noise costs nothing (target 5 points), shape and "
-                                       "position at chance (no attribute binding learned); see oracle_train.json")
+@pytest.mark.xfail(strict=True, reason="issue 21 targets the shipped oracle does not meet yet: 70.2 % exact match "
+                                       "(target 85 %), 20 dB noise costs nothing (target 5 points), left/right "
+                                       "of two named shapes at chance; see oracle_train.json")
 def test_shipped_oracle_meets_the_issue_targets(shipped_ablation):
     held, result, _ = shipped_ablation
     accuracy, noisy = result["vision"]["exact_match"], result["noise_20db"]["exact_match"]
@@ -222,7 +224,7 @@ def test_shipped_oracle_files_and_tokenizer():
     summary = json.loads((model_dir / "oracle_train.json").read_text())
     assert summary["parameters"] <= 30_000_000
     result = evaluate_checkpoint(model_dir, count=24)
-    assert 1.0 <= result["answer_perplexity"] < 2.5, result  # 1.77 on the first 600
+    assert 1.0 <= result["answer_perplexity"] < 2.0, result  # 1.30 on the first 600
 
 
 def test_train_oracle_cli_learns_and_reproduces(tmp_path):
