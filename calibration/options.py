@@ -34,6 +34,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class QualityOptions:
     samples: int = 300  # held-out samples (the standard set is the first 300)
+    # Question kinds the eager oracle answers less than this far above chance are left out of every
+    # row: its guesses flip under any perturbation and would gate noise (quality.kinds_the_oracle_reads).
+    min_kind_margin: float = 0.15
     ablation: bool = True  # the eager decoder ablation (weights x cache)
     ablation_group_size: int = 32
     layer_sqnr: bool = True

@@ -39,12 +39,25 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _left_out_kinds(report: dict) -> list[str]:
+    left_out = report["heldout"].get("kinds_left_out") or {}
+    if not left_out:
+        return []
+    kinds = ", ".join(f"{kind} ({_pct(row['exact_match'])} against {_pct(row['chance'])} chance, {row['samples']} "
+                      "samples)" for kind, row in left_out.items())
+    return [f"Left out of every row: question kinds the oracle answers less than "
+            f"{100 * report['heldout']['min_kind_margin']:.0f} points above chance, whose guesses flip under any "
+            f"perturbation: {kinds}. Scored: {report['heldout']['samples']} of {report['heldout']['drawn']} "
+            "held-out samples.", ""]
+
+
 def to_markdown(report: dict) -> str:
     ref = report["reference"]
     lines = [f"# edgevlm quality report: {report['model']['dir']}", "",
              f"Held-out synthetic VQA, {report['heldout']['samples']} samples. Reference (eager fp32): exact match "
              f"{_pct(ref['exact_match'])}, answer perplexity {ref['answer_perplexity']:.3f}. Status: "
              f"**{report['status']}**.", "",
+             *_left_out_kinds(report),
              "## Recipes (one part swapped in at a time; end_to_end = artifacts only)", "",
              "| recipe | part | artifact | runtime | samples | exact match (reference) | drop (pts) | perplexity (+) | "
              "gate | status |",

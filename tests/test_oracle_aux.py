@@ -64,3 +64,15 @@ def test_scene_loss_trains_the_vision_pathway_only_through_its_head(tiny_batch):
     assert all(g is None for n, g in grads.items() if n.startswith("llm."))  # the decoder is untouched
     assert head.pairs.weight.grad.abs().sum() > 0 and head.word.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_direct_scene_training_reports_a_curve():
+    """`oracle_diagnosis --scene-steps N`: the vision pathway + scene head alone, scored on held-out images."""
+    from edgevlm.calibration.oracle_experiments import direct_scene_training
+    from edgevlm.calibration.train_oracle import build_model, build_tokenizer
+
+    config, _ = build_model(0)
+    result = direct_scene_training(config, build_tokenizer(), seed=0, steps=2, lr=3e-4, n_test=4, batch=2)
+    (point,) = result["curve"]
+    assert point["step"] == 2 and point["loss"] > 0
+    assert all(0 <= point[k] <= 1 for k in ("shape_given_colour", "count", "word"))

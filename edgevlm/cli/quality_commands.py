@@ -21,6 +21,9 @@ def quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="report directory: quality.json, quality.md and one export per recipe")
     p.add_argument("--samples", type=int, default=d.samples, help="held-out samples (the standard set is 300)")
+    p.add_argument("--min-kind-margin", type=float, default=d.min_kind_margin,
+                   help="leave out question kinds the eager oracle answers less than this far above chance "
+                        "(its guesses flip under any perturbation); 0 keeps every kind")
     p.add_argument("--no-ablation", action="store_true", help="skip the eager decoder ablation (weights x cache)")
     p.add_argument("--no-layer-sqnr", action="store_true", help="skip the per-layer SQNR of the vision artifacts")
     p.add_argument("--no-kv-error", action="store_true", help="skip the KV-cache attention-error table")
@@ -54,8 +57,8 @@ def quality(args) -> int:
         for recipe in recipes:
             check_max_patches(args.model or defaults.oracle_model_dir(), dataclasses.replace(
                 recipe, vision=tuple(dataclasses.replace(v, max_patches=args.max_patches) for v in recipe.vision)))
-    options = QualityOptions(samples=args.samples, ablation=not args.no_ablation, layer_sqnr=not args.no_layer_sqnr,
-                             kv_error=not args.no_kv_error, reuse=args.reuse,
+    options = QualityOptions(samples=args.samples, min_kind_margin=args.min_kind_margin, ablation=not args.no_ablation,
+                             layer_sqnr=not args.no_layer_sqnr, kv_error=not args.no_kv_error, reuse=args.reuse,
                              max_patches=args.max_patches, emulated_samples=args.emulated_samples or None,
                              on_stage=print_stage)
     report = quality_report(args.model or defaults.oracle_model_dir(), recipes, args.out, options)
