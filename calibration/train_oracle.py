@@ -90,7 +90,9 @@ def batch_loss(model, batch: list[dict], scene_head: SceneHead | None = None) ->
 def _vision_gradient_share(model) -> float:
     """The vision tower + resampler's share of the squared gradient norm: the collapse detector.
     When it falls towards zero the decoder is answering from the question alone
-    (calibration/ORACLE_DIAGNOSIS.md: 47 % at step 0, 0.6 % by step 50 in the collapsed oracle)."""
+    (calibration/ORACLE_DIAGNOSIS.md: 47 % at step 0, 0.6 % by step 50 in the collapsed oracle). With
+    the scene loss on, the share includes that loss's gradient (0.95-0.98 in the shipped run), so it
+    no longer tells whether the decoder uses vision: the held-out ablation does."""
     vision, total = 0.0, 0.0
     for name, p in model.named_parameters():
         if p.grad is None:
