@@ -94,7 +94,7 @@ def _canvas(rng: random.Random, aspect_range: tuple[float, float], area_range: t
 def _grid(size: tuple[int, int], cells: int) -> tuple[int, int]:
     """(columns, rows): the fewest cells, at least `cells` of them, closest to square: each shape gets
     as much of the canvas as the scene allows (a shape only ~2 patches wide in the overview is hard
-    for a 3-layer tower to tell apart from another; ORACLE_DIAGNOSIS.md §6)."""
+    for a 3-layer tower to tell apart from another; ORACLE_DIAGNOSIS.md §7)."""
     w, h = size
     options = [(c, r) for c in range(1, 7) for r in range(1, 7) if cells <= c * r <= 2 * max(cells, 2)]
     # Cost: how far a cell is from square (log aspect), plus a little for every cell left empty.
