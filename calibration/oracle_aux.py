@@ -62,6 +62,7 @@ class SceneHead(nn.Module):
         pairs = pairs / max(1.0, float(stack["pairs"].sum()))
         count = F.cross_entropy(self.count(overview), stack["count"])
         x_error = (torch.sigmoid(self.x_centre(overview)) - stack["x_centre"]) ** 2 * stack["x_mask"]
+        # x10: a [0, 1] position's squared error is ~0.05 untrained, where the other terms start near 1-2 nats
         x_centre = 10.0 * x_error.sum() / max(1.0, float(stack["x_mask"].sum()))
         word_logits = torch.stack([self.word(flat[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
         word = F.cross_entropy(word_logits, stack["word"])
