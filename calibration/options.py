@@ -46,8 +46,9 @@ class QualityOptions:
     # most 72 patches; padding them to a phone recipe's 1120 costs the HTP emulator ~4 s a slice.
     # Padded rows are masked, but they take part in calibration ranges: say so when it differs.
     max_patches: int | None = None
-    # Emulated runtimes (the x86 QNN HTP emulator: ~0.6 s a slice at w8a16, ~4.6 s at w4a16) score the
-    # first N held-out samples; the QNN artifact's own QDQ model also scores every sample on the CPU EP.
+    # The x86 QNN HTP emulator (~0.6 s a slice at w8a16, ~4.6 s at w4a16) scores the first N held-out
+    # samples, judged by agreement with the artifact's own QDQ model, which scores every sample on the
+    # CPU EP and takes the accuracy gates (calibration/quality_rows.py). Other runtimes score every sample.
     emulated_samples: int | None = 60
     # on_stage(name, record | None): each long step's start and end (resources.StageRecorder; the CLI prints them)
     on_stage: Callable | None = None

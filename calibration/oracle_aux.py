@@ -50,20 +50,25 @@ class SceneHead(nn.Module):
         self.x_centre = nn.Linear(features, len(COLOURS))
         self.word = nn.Linear(features, len(WORDS) + 1)
 
-    def loss(self, vision: torch.Tensor, views_per_image: list[int], targets: list[dict]) -> torch.Tensor:
+    def logits(self, vision: torch.Tensor, views_per_image: list[int]) -> dict[str, torch.Tensor]:
         """vision: [views, Q, D] for a batch of images whose views are consecutive, overview first.
         Pairs, count and positions are read from each image's overview; the word from the most
-        confident view (a small word is legible only in a slice)."""
+        confident view (a small word is legible only in a slice). One row per image."""
         flat = vision.flatten(1)
         starts = torch.tensor([0] + views_per_image[:-1]).cumsum(0)
         overview = flat[starts]
-        stack = {key: torch.stack([t[key] for t in targets]).to(flat.device) for key in targets[0]}
-        pairs = F.binary_cross_entropy_with_logits(self.pairs(overview), stack["pairs"], reduction="sum")
+        word = torch.stack([self.word(flat[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
+        return {"pairs": self.pairs(overview), "count": self.count(overview), "x_centre": self.x_centre(overview),
+                "word": word}
+
+    def loss(self, vision: torch.Tensor, views_per_image: list[int], targets: list[dict]) -> torch.Tensor:
+        out = self.logits(vision, views_per_image)
+        stack = {key: torch.stack([t[key] for t in targets]).to(vision.device) for key in targets[0]}
+        pairs = F.binary_cross_entropy_with_logits(out["pairs"], stack["pairs"], reduction="sum")
         pairs = pairs / max(1.0, float(stack["pairs"].sum()))
-        count = F.cross_entropy(self.count(overview), stack["count"])
-        x_error = (torch.sigmoid(self.x_centre(overview)) - stack["x_centre"]) ** 2 * stack["x_mask"]
+        count = F.cross_entropy(out["count"], stack["count"])
+        x_error = (torch.sigmoid(out["x_centre"]) - stack["x_centre"]) ** 2 * stack["x_mask"]
         # x10: a [0, 1] position's squared error is ~0.05 untrained, where the other terms start near 1-2 nats
         x_centre = 10.0 * x_error.sum() / max(1.0, float(stack["x_mask"].sum()))
-        word_logits = torch.stack([self.word(flat[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
-        word = F.cross_entropy(word_logits, stack["word"])
+        word = F.cross_entropy(out["word"], stack["word"])
         return pairs + count + x_centre + word

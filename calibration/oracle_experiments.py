@@ -270,18 +270,15 @@ def direct_scene_training(config, tokenizer, seed: int, steps: int, lr: float, n
         with torch.inference_mode():
             for i in range(0, n_test, 50):
                 items = held[i:i + 50]
-                rows, views = vision(items)
-                flat = rows.flatten(1)
-                starts = [sum(views[:j]) for j in range(len(views))]
-                pairs = head.pairs(flat[starts]).view(len(items), len(COLOURS), -1)
+                out = head.logits(*vision(items))
+                pairs = out["pairs"].view(len(items), len(COLOURS), -1)
                 for j, it in enumerate(items):
                     truth = it["scene"]["pairs"].view(len(COLOURS), -1)
                     present = truth.sum(1) > 0
                     right += int((pairs[j][present].argmax(1) == truth[present].argmax(1)).sum())
                     total += int(present.sum())
-                    counted += int(head.count(flat[starts[j]]).argmax() == it["scene"]["count"])
-                    word = head.word(flat[starts[j]:starts[j] + views[j]]).amax(0).argmax()
-                    words += int(word == it["scene"]["word"])
+                    counted += int(out["count"][j].argmax() == it["scene"]["count"])
+                    words += int(out["word"][j].argmax() == it["scene"]["word"])
         return {"shape_given_colour": right / total, "count": counted / n_test, "word": words / n_test}
 
     curve, t0 = [], time.perf_counter()

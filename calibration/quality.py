@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,7 +29,6 @@ from edgevlm.calibration.options import QualityOptions  # noqa: F401  (re-export
 
 log = logging.getLogger("edgevlm.quality")
 ABLATION_MAX_SEQ_LEN = 512  # the oracle's prompts are ~100-300 tokens
-LAYER_SQNR_SLICES = 8
 
 
 def preprocessing_of(loaded) -> dict:
@@ -78,16 +76,41 @@ class CachedVision:
 
 
 def score(samples, pipe, label: str = "reference") -> dict:
+    """Accuracy and perplexity, with each sample's answer kept (under "answers") for paired comparisons."""
     start = time.perf_counter()
-    result = evaluate(samples, *pipeline_fns(pipe), description=label)
+    result = evaluate(samples, *pipeline_fns(pipe), keep_answers=True, description=label)
     log.info("scored", extra={"row": label, "exact_match": result["exact_match"],
                               "seconds": round(time.perf_counter() - start, 1)})
     return result | {"seconds": round(time.perf_counter() - start, 1)}
 
 
+def without_answers(score_result: dict) -> dict:
+    return {k: v for k, v in score_result.items() if k != "answers"}
+
+
+def paired(answers: list[dict], reference: list[dict]) -> dict:
+    """Answers the row got wrong that the reference got right (lost) and the reverse (gained), on the
+    same samples, with the exact McNemar test's two-sided p: how likely a lost/gained split this
+    uneven is when the artifact changes answers at random. A drop of 2 answers in 60 (3.3 points)
+    has p = 0.5; it says the sample cannot tell, not that the artifact is fine."""
+    from math import comb
+
+    if [a["index"] for a in answers] != [a["index"] for a in reference[:len(answers)]]:
+        raise ValueError("paired comparison of rows scored on different samples")
+    lost = sum(r["correct"] and not a["correct"] for a, r in zip(answers, reference))
+    gained = sum(a["correct"] and not r["correct"] for a, r in zip(answers, reference))
+    n = lost + gained
+    p = min(1.0, 2 * sum(comb(n, k) for k in range(min(lost, gained) + 1)) / 2 ** n) if n else 1.0
+    return {"answers_lost": lost, "answers_gained": gained, "mcnemar_p": round(p, 4)}
+
+
 def judged(row: dict, reference: dict, gate=None) -> dict:
     """Add the accuracy drop (points) and perplexity increase against the reference (scored on the
-    same samples), and the gate's verdict."""
+    same samples), the answers lost and gained, and the gate's verdict. The per-sample answers are
+    dropped from the row."""
+    answers = row.pop("answers", None)
+    if answers is not None and "answers" in reference:
+        row |= paired(answers, reference["answers"])
     row["reference_exact_match"] = reference["exact_match"]
     row["drop_points"] = 100 * (reference["exact_match"] - row["exact_match"])
     row["perplexity_increase"] = row["answer_perplexity"] - reference["answer_perplexity"]
@@ -96,6 +119,17 @@ def judged(row: dict, reference: dict, gate=None) -> dict:
         row["status"] = "pass" if gate.passes(row["drop_points"]) else "fail"
     else:
         row["status"] = "info"
+    return row
+
+
+def judged_against_twin(row: dict, twin_answers: list[dict], reference: dict, gate) -> dict:
+    """An emulated row on a subset: its drop is reported, its verdict is how many answers it shares
+    with its simulated twin on the same samples (export/gates.AgreementGate)."""
+    predicted = [a["predicted"] for a in row["answers"]]
+    row["same_answers_as_qdq"] = sum(p == a["predicted"] for p, a in zip(predicted, twin_answers))
+    row = judged(row, reference)
+    row["gate"] = gate.to_dict() | {"describe": gate.describe()}
+    row["status"] = "pass" if gate.passes(row["same_answers_as_qdq"], row["samples"]) else "fail"
     return row
 
 
@@ -166,91 +200,6 @@ class References:
         return self._scores[count]
 
 
-def recipe_rows(loaded, root: Path, samples, references: References, options: QualityOptions) -> tuple[list, list]:
-    """Rows (vision / decoder / end_to_end) and per-layer SQNR tables for one exported recipe."""
-    from edgevlm.backends.base import get_vision_backend
-    from edgevlm.calibration.layer_sqnr import onnx_view
-    from edgevlm.export.decoder.session import open_decoder
-    from edgevlm.export.gates import manifest_accuracy_gates
-    from edgevlm.export.manifest import read_manifest
-    from edgevlm.export.run import ArtifactRunner, artifact_vision_embeds
-
-    manifest = read_manifest(root)
-    recipe = manifest["recipe"]["name"]
-    gates = manifest_accuracy_gates(manifest)
-    rows, layers = [], []
-    runnable_vision = []
-    for art in (a for a in manifest["artifacts"] if a["part"] == "vision"):
-        base = {"recipe": recipe, "component": "vision", "artifact": art["file"], "sha256": art["sha256"],
-                "precision": art["precision"], "target": art["target"]}
-        backend = get_vision_backend(art["target"])
-        reason = backend.runtime_available()
-        if reason is not None:
-            rows.append(base | {"status": "not run", "reason": reason})
-            continue
-        vision_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, art, backend, config=loaded.config))
-        emulated = backend.emulated
-        count = min(len(samples), options.emulated_samples or len(samples)) if emulated else len(samples)
-        runnable_vision.append((art, vision_fn, count))
-        base["runtime"] = art.get("runtime", art["target"]) + (" (emulated)" if emulated else "")
-        pipe = pipeline(loaded, vision_fn=vision_fn, vision_name=art["file"])
-        rows.append(judged(base | score(samples[:count], pipe, f"{recipe} vision {art['precision']}"),
-                           references(count), gates["vision"]))
-        qdq = onnx_view(root, art) if art["target"] == "qnn" else None
-        if qdq is not None:  # the same quantization grid on CPU kernels, fast enough for every sample
-            from edgevlm.backends.ort import OrtVisionBackend
-
-            simulated = art | {"file": qdq.name}
-            sim_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, simulated, OrtVisionBackend(),
-                                          config=loaded.config))
-            pipe = pipeline(loaded, vision_fn=sim_fn, vision_name=qdq.name)
-            rows.append(judged(base | {"runtime": f"{qdq.name} (QDQ) on the ORT CPU EP: simulated HTP numerics"}
-                               | score(samples, pipe, f"{recipe} vision {art['precision']} (QDQ on CPU)"),
-                               references(), gates["vision"]))
-        if options.layer_sqnr:
-            layers.append({"recipe": recipe, "artifact": art["file"]}
-                          | vision_layer_sqnr(loaded, root, manifest["preprocessing"], art, backend))
-    decoders = [a for a in manifest["artifacts"] if a["part"] == "decoder"]
-    for art in decoders:
-        base = {"recipe": recipe, "component": "decoder", "artifact": art["file"], "sha256": art["sha256"],
-                "precision": art["precision"], "target": art["target"], "runtime": art["runtime"],
-                "weight_calibration": art["weights"].get("calibration", {}).get("method", "rtn"),
-                "kv_cache": art["kv_cache"]["format"]}
-        session = open_decoder(root, art)
-        pipe = pipeline(loaded, session, max_seq_len=art["kv_cache"]["max_seq_len"])
-        rows.append(judged(base | score(samples, pipe, f"{recipe} decoder {art['precision']}"),
-                           references(), gates["decoder"]))
-    if decoders and runnable_vision:  # the artifacts alone, once per runnable vision artifact
-        runner = ArtifactRunner(root)
-        for art, vision_fn, count in runnable_vision:
-            runner.vision_fn, runner.vision_name = vision_fn, art["file"]
-            base = {"recipe": recipe, "component": "end_to_end", "artifact": f"{art['file']} + {runner.decoder['file']}",
-                    "sha256": f"{art['sha256']}+{runner.decoder['sha256']}", "precision": "as exported",
-                    "runtime": f"{art['runtime']} + {runner.decoder['runtime']}"}
-            rows.append(judged(base | score(samples[:count], runner, f"{recipe} end to end ({art['precision']} vision)"),
-                               references(count), gates["end_to_end"]))
-    return rows, layers
-
-
-def vision_layer_sqnr(loaded, root: Path, pre: dict, art: dict, backend) -> dict:
-    from edgevlm.calibration.layer_sqnr import layer_sqnr, onnx_view
-    from edgevlm.export.host import manifest_slices
-    from edgevlm.export.vision import ResamplerSpec, vision_inputs
-
-    path = onnx_view(root, art)
-    if path is None:
-        return {"status": "not run", "reason": f"{art['target']} artifacts carry no per-layer tensor names "
-                                               "(a Core ML program or compiled context binary runs whole)"}
-    spec = ResamplerSpec.from_preprocessing(pre)
-    batches = []
-    for sample in heldout(LAYER_SQNR_SLICES):  # held-out images: never seen by calibration
-        slices, sizes = manifest_slices(sample.image(), pre)
-        batches.append(vision_inputs(slices[:1], sizes[:1], art["max_patches"], spec, pre["num_patches_per_side"],
-                                     batch=art["batch"]))
-    result = layer_sqnr(loaded, path, art, batches, backend.mask_value)
-    return result | {"onnx": path.name}
-
-
 # ---- the eager decoder ablation -----------------------------------------------------------------
 
 
@@ -286,6 +235,7 @@ def decoder_ablation(loaded, samples, reference: dict, group_size: int) -> list[
 
 
 def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOptions = QualityOptions()) -> dict:
+    from edgevlm.calibration.quality_rows import recipe_rows
     from edgevlm.checkpoint.loader import load_model
     from edgevlm.export.manifest import toolchain_versions
 
@@ -309,7 +259,7 @@ def quality_report(model_dir: Path, recipes: list, out: Path, options: QualityOp
               "heldout": {"split": "heldout", "samples": len(samples), "drawn": options.samples, "kinds": kinds,
                           "kinds_left_out": left_out, "min_kind_margin": options.min_kind_margin},
               "vision_max_patches": options.max_patches or "as in each recipe",
-              "reference": reference | {"name": "eager fp32"}, "recipes": [], "rows": [], "layer_sqnr": [],
+              "reference": without_answers(reference) | {"name": "eager fp32"}, "recipes": [], "rows": [], "layer_sqnr": [],
               "toolchain": toolchain_versions()}
     for recipe in recipes:
         root = out / recipe.name

@@ -139,7 +139,7 @@ def _shapes_scene(rng, size, specs: list[tuple[str, str]], text_cell: bool = Fal
     cells = _cells(size, _grid(size, len(specs) + int(text_cell)))
     rng.shuffle(cells)
     shapes = tuple(_shape_in(cell, kind, colour, rng) for cell, (kind, colour) in zip(cells, specs))
-    if text_cell and len(cells) > len(specs):
+    if text_cell:  # the grid has a cell for the text (sized above)
         box = tuple(int(v) for v in cells[len(specs)])
         text = rng.choice(WORDS)
         return Scene(size, _background(rng), shapes, text, box, _fit_font(text, box, 0.85))

@@ -102,3 +102,24 @@ def manifest_accuracy_gates(manifest: dict) -> dict[str, AccuracyGate]:
     if not stored:
         return {c: accuracy_gate(c) for c in ACCURACY_DROP_POINTS}
     return {c: AccuracyGate(**g) for c, g in stored.items()}
+
+
+@dataclass(frozen=True)
+class AgreementGate:
+    """A slow emulated runtime (the QNN HTP emulator) scores a subset of the held-out samples, too
+    few to resolve a 1-3 point bound (one answer in 60 is 1.7 points). Its simulated twin (the same
+    QDQ model on the ORT CPU EP) scores every sample and takes the accuracy gate; the emulated row
+    is judged by how many answers it shares with the twin on the subset, which says whether the
+    twin's verdict stands for the artifact."""
+
+    component: str
+    min_same_answers: float = 0.95
+
+    def passes(self, same_answers: int, samples: int) -> bool:
+        return same_answers >= self.min_same_answers * samples
+
+    def describe(self) -> str:
+        return f"same answers as its QDQ model >= {100 * self.min_same_answers:g} %"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -68,7 +68,7 @@ def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
     `edgevlm quality` used). A row about a file that has changed since is stale, and fails."""
     import json
 
-    from edgevlm.export.gates import manifest_accuracy_gates
+    from edgevlm.export.gates import AgreementGate, manifest_accuracy_gates
 
     report = json.loads((root / QUALITY_REPORT).read_text())
     gates = manifest_accuracy_gates(manifest)  # the ones `edgevlm quality` judged with
@@ -90,12 +90,17 @@ def verify_task_accuracy(root: Path, manifest: dict) -> list[CheckResult]:
             checks.append(CheckResult(row["artifact"], "task accuracy", NOT_RUN,
                                       f"the manifest has no {row['component']} accuracy gate; re-export"))
             continue
-        ok = gate.passes(row["drop_points"])
+        if "same_answers_as_qdq" in row:  # an emulator's subset: judged by agreement with its simulated twin
+            gate = AgreementGate(row["component"])
+            ok = gate.passes(row["same_answers_as_qdq"], row["samples"])
+            agreement = f", {row['same_answers_as_qdq']}/{row['samples']} answers as its QDQ model"
+        else:
+            ok, agreement = gate.passes(row["drop_points"]), ""
         checks.append(CheckResult(row["artifact"], "task accuracy", PASS if ok else FAIL,
                                   f"{row['component']}: exact match {100 * row['exact_match']:.1f}% vs reference "
                                   f"{100 * row.get('reference_exact_match', report['reference']['exact_match']):.1f}% on "
                                   f"{row['samples']} held-out "
-                                  f"samples, drop {row['drop_points']:+.1f} points ({gate.describe()})",
+                                  f"samples, drop {row['drop_points']:+.1f} points{agreement} ({gate.describe()})",
                                   {k: row[k] for k in ("exact_match", "drop_points", "answer_perplexity")}))
     return checks
 

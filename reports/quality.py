@@ -51,6 +51,18 @@ def _left_out_kinds(report: dict) -> list[str]:
             "held-out samples.", ""]
 
 
+def _runtime(row: dict) -> str:
+    same = row.get("same_answers_as_qdq")
+    qdq = f"; {same}/{row['samples']} answers as its QDQ model" if same is not None else ""
+    return row.get("runtime", "-") + qdq
+
+
+def _paired(row: dict) -> str:
+    if "answers_lost" not in row:
+        return "-"
+    return f"{row['answers_lost']} / {row['answers_gained']} ({row['mcnemar_p']:.2g})"
+
+
 def to_markdown(report: dict) -> str:
     ref = report["reference"]
     lines = [f"# edgevlm quality report: {report['model']['dir']}", "",
@@ -59,17 +71,17 @@ def to_markdown(report: dict) -> str:
              f"**{report['status']}**.", "",
              *_left_out_kinds(report),
              "## Recipes (one part swapped in at a time; end_to_end = artifacts only)", "",
-             "| recipe | part | artifact | runtime | samples | exact match (reference) | drop (pts) | perplexity (+) | "
-             "gate | status |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | part | artifact | runtime | samples | exact match (reference) | drop (pts) | answers lost / "
+             "gained (McNemar p) | perplexity (+) | gate | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         if r["status"] == "not run":
-            lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | - | - | - | - | - | - | "
+            lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | - | - | - | - | - | - | - | "
                          f"not run: {r['reason']} |")
             continue
-        lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | {r.get('runtime', '-')} | {r['samples']} | "
+        lines.append(f"| {r['recipe']} | {r['component']} | {r['artifact']} | {_runtime(r)} | {r['samples']} | "
                      f"{_pct(r['exact_match'])} ({_pct(r['reference_exact_match'])}) | {r['drop_points']:+.1f} | "
-                     f"{r['answer_perplexity']:.3f} "
+                     f"{_paired(r)} | {r['answer_perplexity']:.3f} "
                      f"({r['perplexity_increase']:+.3f}) | {r['gate']['describe']} | {r['status']} |")
     for recipe in report.get("recipes", []):
         for backend, (asked, used) in recipe.get("decoder_max_seq_len_capped", {}).items():

@@ -149,6 +149,24 @@ def test_compression_shrinks_and_still_interprets(name, compression, target, con
     assert min_sqnr <= metrics["sqnr_db"] < 50, metrics  # lossy, but close
 
 
+def test_ios18_palettization_groups_its_luts_and_gives_ungroupable_weights_int8(fp16_exports, backend,
+                                                                               loaded_models, tmp_path):
+    """A LUT per 16 output channels (per-tensor LUTs cost the trained oracle 2.8 points at 4 bits,
+    grouped ones 0.4); the 4900-row position table does not divide into groups, so coremltools'
+    palettizer leaves it and it gets int8 weights instead of staying fp16."""
+    name = "minicpmv-2.6-tiny"
+    request, fp16, reference = fp16_exports[name]
+    with torch.no_grad():
+        (written,) = backend.export(make_request(loaded_models[name], compression="palettize4"), tmp_path)
+    config, census = written.details["compression_config"], written.details["op_census"]
+    assert (config["granularity"], config["group_size"], config["nbits"]) == ("per_grouped_channel", 16, 4)
+    assert config["int8_weights"]["names"] == ["p_vpm_embeddings_position_embedding_weight_to_fp16"]
+    assert census["constexpr_lut_to_dense"] > 0 and census["constexpr_blockwise_shift_scale"] == 1
+    assert size_bytes(written.path) < 0.5 * size_bytes(fp16.path)
+    metrics = compare(reference, backend.run(written.path, request.example, written.details))
+    assert 14.0 <= metrics["sqnr_db"] < 50, metrics
+
+
 def test_constexpr_decoders_match_coremltools():
     """Every compressed-weight form the interpreter decodes, against coremltools' own decompress."""
     from coremltools.converters.mil.mil.ops.defs.iOS16 import constexpr_ops as ios16

@@ -107,6 +107,8 @@ def test_report_rows_isolate_each_artifact(report):
     # The fp32 vision artifact beside the eager LLM reproduces the reference answers and perplexity.
     assert fp32["exact_match"] == result["reference"]["exact_match"]
     assert abs(fp32["perplexity_increase"]) < 1e-3 * result["reference"]["answer_perplexity"]
+    assert (fp32["answers_lost"], fp32["answers_gained"], fp32["mcnemar_p"]) == (0, 0, 1.0)  # answer by answer
+    assert "answers" not in result["reference"] and not any("answers" in r for r in result["rows"])
     decoder = by_key[("decoder", "int4-kvint4")]
     assert decoder["weight_calibration"] == "awq" and decoder["kv_cache"] == "int4"
     assert all(r["samples"] == SAMPLES and r["status"] == "pass" for r in result["rows"])
@@ -179,10 +181,12 @@ def test_recipe_quality_and_weight_calibration_are_validated(tmp_path):
 
 
 def test_qnn_rows_cap_the_emulator_and_score_the_qdq_model_on_every_sample(tmp_path):
-    """The HTP emulator scores a capped subset (against the reference on that subset); the
-    artifact's own QDQ model scores every sample on the CPU EP; both beside the eager LLM."""
+    """The HTP emulator scores a capped subset, judged by how many answers it shares with the
+    artifact's own QDQ model, which scores every sample on the CPU EP and takes the accuracy gate."""
     from edgevlm.calibration.quality import QualityOptions, quality_report
+    from edgevlm.export.manifest import read_manifest
     from edgevlm.export.recipes import load_recipe
+    from edgevlm.export.verify import FAIL, PASS, verify_task_accuracy
 
     recipe = dataclasses.replace(load_recipe("android-sd8g3"), decoder=())
     options = QualityOptions(samples=3, emulated_samples=2, ablation=False, kv_error=False, max_patches=128)
@@ -194,6 +198,16 @@ def test_qnn_rows_cap_the_emulator_and_score_the_qdq_model_on_every_sample(tmp_p
     # HTP numerics and the QDQ model on CPU kernels agree closely: the answers' perplexity barely moves.
     for row in (emulated, simulated):
         assert abs(row["perplexity_increase"]) < 0.05 * row["answer_perplexity"], row
+    assert emulated["same_answers_as_qdq"] == 2 and emulated["status"] == "pass"
+    assert emulated["gate"]["describe"] == "same answers as its QDQ model >= 95 %"
+    assert simulated["gate"]["describe"] == "accuracy drop <= 1 points" and "same_answers_as_qdq" not in simulated
+    root = tmp_path / recipe.name
+    assert [c.status for c in verify_task_accuracy(root, read_manifest(root))] == [PASS, PASS]
+    stored = json.loads((root / "quality.json").read_text())
+    stored["rows"][0]["same_answers_as_qdq"] = 1  # 1 of 2: the emulator no longer answers as its twin
+    (root / "quality.json").write_text(json.dumps(stored))
+    first = verify_task_accuracy(root, read_manifest(root))[0]
+    assert first.status == FAIL and "1/2 answers as its QDQ model" in first.detail
     (table,) = result["layer_sqnr"]
     assert table["status"] == "ok" and table["onnx"].endswith(".qdq.onnx")
     assert 15 < table["stages"][-1]["sqnr_db"] < 80  # 16-bit activations, 8-bit weights
@@ -240,3 +254,21 @@ def test_kinds_the_oracle_only_guesses_are_left_out_of_the_rows():
               "reference": {"exact_match": 0.5, "answer_perplexity": 1.5, "samples": 85}}
     text = to_markdown(report)
     assert "position (45.0% against 50.0% chance, 40 samples)" in text and "85 of 125" in text
+
+
+def test_paired_counts_lost_and_gained_answers_with_an_exact_mcnemar_p():
+    from edgevlm.calibration.quality import paired
+
+    def answers(correct, start=0):
+        return [{"index": start + i, "correct": c} for i, c in enumerate(correct)]
+
+    reference = answers([True] * 10 + [False] * 2)
+    # 2 lost of 60 cannot tell a worse artifact from chance; 8 lost against 1 gained can (p = 20/512).
+    assert paired(answers([False, False] + [True] * 8 + [False] * 2), reference) == {
+        "answers_lost": 2, "answers_gained": 0, "mcnemar_p": 0.5}
+    many = answers([False] * 8 + [True] * 2 + [True, False])
+    assert paired(many, reference) == {"answers_lost": 8, "answers_gained": 1, "mcnemar_p": round(20 / 512, 4)}
+    assert paired(reference, reference)["mcnemar_p"] == 1.0
+    assert paired(answers([True] * 5), reference)["answers_lost"] == 0  # a row on the first samples
+    with pytest.raises(ValueError, match="different samples"):
+        paired(answers([True] * 5, start=3), reference)

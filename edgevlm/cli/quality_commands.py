@@ -29,7 +29,8 @@ def quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-kv-error", action="store_true", help="skip the KV-cache attention-error table")
     p.add_argument("--reuse", action="store_true", help="reuse exports already in OUT/<recipe> (no re-export)")
     p.add_argument("--emulated-samples", type=int, default=d.emulated_samples,
-                   help="held-out samples for emulated runtimes (QNN HTP emulator); 0 for all")
+                   help="held-out samples the QNN HTP emulator scores (judged by agreement with the artifact's QDQ "
+                   "model, which scores every sample and takes the accuracy gates); 0 for all")
     p.add_argument("--max-patches", type=int, help="static patch count of the vision artifacts (default: the "
                    "recipe's); the oracle's slices need 72, and the HTP emulator's time grows with it")
     p.add_argument("--json", type=Path, help="also write the report (schema edgevlm.quality/1, as OUT/quality.json) here")
