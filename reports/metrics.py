@@ -116,6 +116,8 @@ def quality_metrics(report: dict, source: str) -> list[dict]:
         ident = {"device": "host (quality oracle)", "artifacts": r.get("sha256") or r["artifact"],
                  "samples": report["heldout"]["samples"]}
         mid = f"accuracy drop {r['recipe']} {r['component']} {r['artifact']}"
+        if "same_answers_as_qdq" in r:  # the HTP emulator's subset beside its QDQ twin's row on every sample
+            mid += " (emulated subset)"
         if r["status"] == "not run":
             out.append(metric(mid, "accuracy", "points", "lower", {"unavailable": r["reason"]}, ident, source,
                               recipe=r["recipe"], part=r["component"]))
