@@ -32,14 +32,19 @@ class VisionUnderTest:
     twin_runtime: str = ""
 
 
+def vision_fields(recipe: str, art: dict) -> dict:
+    """The fields naming a vision artifact in its rows."""
+    return {"recipe": recipe, "component": "vision", "artifact": art["file"], "sha256": art["sha256"],
+            "precision": art["precision"], "target": art["target"]}
+
+
 def vision_under_test(loaded, root: Path, manifest: dict, art: dict, backend, samples: int,
                       options) -> VisionUnderTest:
     from edgevlm.calibration.layer_sqnr import onnx_view
     from edgevlm.export.run import artifact_vision_embeds
 
-    base = {"recipe": manifest["recipe"]["name"], "component": "vision", "artifact": art["file"],
-            "sha256": art["sha256"], "precision": art["precision"], "target": art["target"],
-            "runtime": art.get("runtime", art["target"]) + (" (emulated)" if backend.emulated else "")}
+    base = vision_fields(manifest["recipe"]["name"], art) \
+        | {"runtime": art.get("runtime", art["target"]) + (" (emulated)" if backend.emulated else "")}
     runtime_fn = CachedVision(partial(artifact_vision_embeds, root, manifest, art, backend, config=loaded.config))
     qdq = onnx_view(root, art) if art["target"] == "qnn" else None
     if qdq is None:
@@ -81,9 +86,7 @@ def recipe_rows(loaded, root: Path, samples, references: References, options) ->
         backend = get_vision_backend(art["target"])
         reason = backend.runtime_available()
         if reason is not None:
-            rows.append({"recipe": recipe, "component": "vision", "artifact": art["file"], "sha256": art["sha256"],
-                         "precision": art["precision"], "target": art["target"], "status": "not run",
-                         "reason": reason})
+            rows.append(vision_fields(recipe, art) | {"status": "not run", "reason": reason})
             continue
         unit = vision_under_test(loaded, root, manifest, art, backend, len(samples), options)
         units.append(unit)
