@@ -29,6 +29,12 @@ class TrainConfig:
     curriculum_steps: int = 300
     # Weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py); 0 = answers only.
     scene_loss_weight: float = 1.0
+    # The scene head's read-out (calibration/oracle_aux.py HEADS): flat = linear on the flattened rows,
+    # rows = one MLP per row, pooled (facts must sit in a row's content, where the decoder reads them).
+    scene_head: str = "flat"
+    # (kind, weight) pairs: how often training draws each question kind (unnamed kinds 1; () = uniform).
+    # The held-out set stays uniform over kinds; answers stay uniform within a kind.
+    kind_weights: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,10 @@ def markdown(r: dict) -> str:
         for n in names:
             lines.append(f"| {n} | " + " | ".join(pct(pb[t].get(n)) for t in pb) + " |")
         lines.append("")
+    if "binding" in r:
+        from edgevlm.calibration.oracle_binding import markdown as binding_markdown
+
+        lines += binding_markdown(r["binding"])
     if "direct" in r:
         lines += ["## Vision pathway from init, trained directly (pooled resampler -> linear head)", ""]
         for task, d in r["direct"].items():
@@ -302,6 +306,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trace-lr", type=float, default=None, help="peak learning rate of the trace (default 1e-3)")
     ap.add_argument("--trace-kinds", default="",
                     help="comma-separated question kinds the trace trains on (default all)")
+    ap.add_argument("--binding-train", type=int, default=0,
+                    help="binding probes (oracle_binding.py) on N training-stream scenes per kind (0: skip)")
+    ap.add_argument("--binding-test", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma-separated sections to skip (ablation,probes,direct,...)")
@@ -362,6 +369,11 @@ def main(argv=None) -> int:
     if args.scene_steps:
         timed("scene", lambda: direct_scene_training(loaded.config, loaded.tokenizer, args.seed, args.scene_steps,
                                                      args.scene_lr))
+    if args.binding_train:
+        from edgevlm.calibration.oracle_binding import binding_probes
+
+        timed("binding", lambda: binding_probes(loaded.model, loaded.config, args.binding_train, args.binding_test,
+                                                args.seed))
     (args.out / "diagnosis.json").write_text(json.dumps(r, indent=2) + "\n")
     text = markdown(r)
     (args.out / "diagnosis.md").write_text(text)

@@ -143,8 +143,10 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> list[dict]:
         size, kinds = self.cfg.batch_size, curriculum_kinds(step, self.cfg.curriculum_steps)
-        return [encode_sample(vqa.sample("train", step * size + i, kinds=kinds), self.tokenizer, self.config)
-                for i in range(size)]
+        named = dict(self.cfg.kind_weights)
+        weights = tuple(named.get(k, 1.0) for k in kinds) if named else None
+        return [encode_sample(vqa.sample("train", step * size + i, kinds=kinds, weights=weights), self.tokenizer,
+                              self.config) for i in range(size)]
 
 
 def curriculum_kinds(step: int, curriculum_steps: int) -> tuple[str, ...]:
@@ -175,7 +177,7 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
     scene_head = None
     if cfg.scene_loss_weight:
         torch.manual_seed(cfg.seed)
-        scene_head = SceneHead(config.query_num, config.llm.hidden_size)
+        scene_head = SceneHead(config.query_num, config.llm.hidden_size, cfg.scene_head)
         groups.append({"params": list(scene_head.parameters()), "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
     wall0, cpu0 = time.perf_counter(), time.process_time()

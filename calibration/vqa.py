@@ -264,16 +264,17 @@ def questions(scene: Scene) -> list[tuple[str, str, str]]:
     return out
 
 
-def sample(split: str, index: int, scale: int = SCALE, kinds: tuple[str, ...] = QUESTION_KINDS) -> Sample:
-    """The index-th sample of a split: kind (uniform over `kinds`), then answer (uniform), then a scene
-    with that answer."""
+def sample(split: str, index: int, scale: int = SCALE, kinds: tuple[str, ...] = QUESTION_KINDS,
+           weights: tuple[float, ...] | None = None) -> Sample:
+    """The index-th sample of a split: kind (uniform over `kinds`, or drawn with `weights`: training
+    only, the held-out set stays uniform), then answer (uniform), then a scene with that answer."""
     if split not in SPLIT_SEED_BASE:
         raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLIT_SEED_BASE)}")
     if scale != SCALE:
         raise ValueError(f"the task is drawn for scale_resolution {SCALE}, not {scale}")
     seed = SPLIT_SEED_BASE[split] + index
     rng = random.Random(seed * 7 + 3)
-    kind = rng.choice(kinds)
+    kind = rng.choices(kinds, weights)[0] if weights else rng.choice(kinds)
     answer = rng.choice(ANSWERS[kind])
     scene, question = BUILDERS[kind](rng, answer)
     return Sample(split, index, scene, question, answer, kind)

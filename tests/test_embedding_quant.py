@@ -123,11 +123,12 @@ def test_unknown_embedding_fails_with_the_valid_names(tmp_path):
     with pytest.raises(ConfigError, match="int3"):
         load_recipe(str(tmp_path / "int8-executorch.yaml"), overrides=["decoder.embedding=int3"])
 
-def test_builtin_decoder_recipes_keep_int8_tables():
-    # int4 costs the trained oracle 14 dB of logits SQNR against the float model (int8: 0.3 dB;
-    # /work/notes/embq.md), so int8 stays the recipes' table; int4 is opt-in
-    for name in ("ios-m4", "android-sd8g3", "ort"):
-        assert [t.embedding for t in load_recipe(name).decoder] == ["int8"], name
+def test_builtin_recipes_ship_the_smallest_table_their_backend_takes():
+    # .pte decoders: int4 (the oracle answers as with int8, DESIGN.md); ONNX has no int4 Gather form
+    for name in ("ios-m4", "android-sd8g3"):
+        assert [t.embedding for t in load_recipe(name).decoder] == ["int4"], name
+    assert [t.embedding for t in load_recipe("ort").decoder] == ["int8"]
+    assert [t.embedding for t in load_recipe("ios-m4", overrides=["decoder.embedding=int8"]).decoder] == ["int8"]
 
 
 def test_manifest_records_the_table(tiny_checkpoints, tmp_path):

@@ -27,7 +27,7 @@ def test_recipe_exports_and_verifies(preset, recipe, tiny_checkpoints, tmp_path)
         assert cache["head_dim"] == FAMILIES[preset]
         assert cache["group_size"] == (16 if FAMILIES[preset] == 80 else 32)  # kv_group_size: auto
         assert cache["rotation_block"] == (16 if FAMILIES[preset] == 80 else 128)
-        assert decoder["weights"]["embedding"] == "int8"
+        assert decoder["weights"]["embedding"] == ("int4" if decoder["target"] == "executorch" else "int8")
     results = verify_artifacts(out)
     if recipe == "android-sd8g3-w4a16":
         results = _w4a16_vision_checked(results)

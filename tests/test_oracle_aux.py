@@ -76,3 +76,30 @@ def test_direct_scene_training_reports_a_curve():
     (point,) = result["curve"]
     assert point["step"] == 2 and point["loss"] > 0
     assert all(0 <= point[k] <= 1 for k in ("shape_given_colour", "count", "word"))
+
+
+def test_row_head_reads_row_content_not_row_order(tiny_batch):
+    """`rows` pools one per-row MLP, so shuffling a view's rows changes nothing it reads; the flat
+    head reads which row holds what, and a shuffle changes its logits."""
+    config, _, _ = tiny_batch
+    torch.manual_seed(1)
+    vision = torch.randn(5, config.query_num, config.llm.hidden_size)
+    shuffled = vision[:, torch.randperm(config.query_num)]
+    views = [2, 3]
+    rows = oracle_aux.SceneHead(config.query_num, config.llm.hidden_size, "rows")
+    flat = oracle_aux.SceneHead(config.query_num, config.llm.hidden_size, "flat")
+    for key, value in rows.logits(vision, views).items():
+        assert value.shape[0] == len(views)
+        torch.testing.assert_close(value, rows.logits(shuffled, views)[key])
+    assert not torch.allclose(flat.logits(vision, views)["pairs"], flat.logits(shuffled, views)["pairs"])
+    with pytest.raises(ValueError, match="unknown scene head 'grid'; known: flat, rows"):
+        oracle_aux.SceneHead(config.query_num, config.llm.hidden_size, "grid")
+
+
+def test_kind_weights_shape_the_training_stream_only():
+    weighted = [vqa.sample("train", i, kinds=("count", "position"), weights=(1.0, 3.0)).kind for i in range(2000)]
+    share = weighted.count("position") / len(weighted)
+    assert 0.72 <= share <= 0.78, share  # 0.75; 2000 draws: sd ~1 point
+    # without weights the stream is the uniform one, sample for sample
+    assert [vqa.sample("train", i).kind for i in range(50)] == \
+        [vqa.sample("train", i, weights=None).kind for i in range(50)]

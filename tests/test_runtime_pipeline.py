@@ -22,9 +22,9 @@ from tests.runtime_helpers import CROSS_TOOLS, build, folders, images, python_ru
 pytestmark = pytest.mark.slow
 
 PRESETS = ("minicpmv-2.5-tiny", "minicpmv-2.6-tiny", "minicpmv-4.0-tiny", "minicpmv-4.5-tiny")
-# the ios-m4 / android-sd8g3 decoder (8da4w AWQ weights, int8 embedding, INT4 cache, our kernels)
+# the ios-m4 / android-sd8g3 decoder (8da4w AWQ weights, int4 embedding, INT4 cache, our kernels)
 INT4_DECODER = {"backend": "executorch", "weights": "8da4w", "group_size": 32, "weight_calibration": "awq",
-                "embedding": "int8", "kv_cache": "int4", "kv_group_size": "auto", "attention": "custom",
+                "embedding": "int4", "kv_cache": "int4", "kv_group_size": "auto", "attention": "custom",
                 "max_seq_len": 1536}
 QUESTIONS = ("What is in the picture?", "  Describe it,\n then stop.  ", "这是什么？ 写一句话 🙂")
 SCHEMA = json.loads((Path(__file__).parents[1] / "runtime" / "schemas" / "runner_result.schema.json").read_text())
@@ -90,7 +90,7 @@ def test_same_tokens_as_edgevlm_run(build, folders, images, preset, tmp_path):
 
 
 def test_recipe_int4_decoder_same_tokens(build, folders, images, tmp_path):
-    """The recipes' decoder (8da4w AWQ weights, int8 embeddings, INT4 cache with our kernels)."""
+    """The recipes' decoder (8da4w AWQ weights, int4 embeddings, INT4 cache with our kernels)."""
     folder = folders("minicpmv-2.6-tiny", INT4_DECODER)
     for names, question in ((["448x448"], QUESTIONS[0]), (["1000x600"], QUESTIONS[1])):
         expected = python_run(folder, [images[n][0] for n in names], question)

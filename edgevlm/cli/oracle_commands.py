@@ -27,6 +27,12 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
                         "kind (0: every kind from the start)")
     p.add_argument("--scene-loss-weight", type=float, default=d.scene_loss_weight,
                    help="weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py; 0: off)")
+    p.add_argument("--scene-head", choices=("flat", "rows"), default=d.scene_head,
+                   help="the scene loss's read-out: flat (linear on the flattened rows) or rows (an MLP per row, "
+                        "pooled: facts must sit in a row's content)")
+    p.add_argument("--kind-weights", type=_kind_weights, default=d.kind_weights, metavar="KIND=W,...",
+                   help="how often training draws each question kind, e.g. position=1.6,count=0.5 (others 1; "
+                        "the held-out set stays uniform)")
     p.add_argument("--threads", type=int, help="torch threads (default: every core)")
     p.add_argument("--workers", type=int, default=1, help="data-loader processes preparing batches")
     p.add_argument("--eval-samples", type=int, default=d.eval_samples, help="held-out samples scored at the end")
@@ -34,6 +40,24 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=Path, help="JSON-lines training metrics (default: OUT.train.jsonl)")
     p.add_argument("--json", type=Path, help="also write the result (schema edgevlm.train-oracle/1: the training "
                                              "summary, the checkpoint's files with sha256) here")
+
+
+def _kind_weights(text: str) -> tuple[tuple[str, float], ...]:
+    from edgevlm.calibration.vqa import QUESTION_KINDS
+
+    pairs = []
+    for item in filter(None, text.split(",")):
+        kind, _, weight = item.partition("=")
+        if kind not in QUESTION_KINDS:
+            raise argparse.ArgumentTypeError(f"unknown question kind {kind!r}; known: {', '.join(QUESTION_KINDS)}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: the weight must be a number, e.g. {kind}=1.5") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{item!r}: the weight must be above 0")
+        pairs.append((kind, value))
+    return tuple(pairs)
 
 
 def train_oracle(args) -> int:
@@ -50,6 +74,7 @@ def train_oracle(args) -> int:
                               warmup_steps=args.warmup_steps, max_minutes=args.minutes, stop_after=args.stop_after,
                               workers=args.workers, eval_samples=args.eval_samples,
                               curriculum_steps=args.curriculum_steps, scene_loss_weight=args.scene_loss_weight,
+                              scene_head=args.scene_head, kind_weights=args.kind_weights,
                               log_every=max(1, args.log_every))
     metrics = args.metrics or args.out.with_name(args.out.name + ".train.jsonl")
     summary = train(args.out, cfg, show_progress=True, metrics_path=metrics, threads=args.threads)
