@@ -2,11 +2,11 @@
 
 The decoder's answer loss reaches the vision tower only through a 3-layer decoder that first has
 to learn where to look, so binding (the shape of *the red one*, left/right of two named shapes)
-and small text are learned slowly (calibration/ORACLE_DIAGNOSIS.md §6). A linear head on the
-resampler outputs, trained beside the answer loss and thrown away afterwards, tells the vision
-pathway directly what a scene holds: which (colour, shape) pairs (so each row must keep colour
-and shape together), how many shapes, where each colour sits left to right, and which word is
-written. The shipped checkpoint is the plain MiniCPM-V model; the head never ships.
+and small text are learned slowly (calibration/ORACLE_DIAGNOSIS.md §6). A head on the resampler
+outputs (linear on the flattened rows, or an MLP per row pooled over them: SceneHead), trained
+beside the answer loss and thrown away afterwards, tells the vision pathway directly what a scene
+holds: which (colour, shape) pairs, how many shapes, where each colour sits left to right, and
+which word is written. The shipped checkpoint is the plain MiniCPM-V model; the head never ships.
 """
 
 from __future__ import annotations
