@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+SCENE_HEADS = ("flat", "rows")  # TrainConfig.scene_head; calibration/oracle_aux.py SceneHead
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 4400  # the length of the schedule (41 min with 2 threads + 1 loader here, idle machine)
@@ -29,7 +32,7 @@ class TrainConfig:
     curriculum_steps: int = 300
     # Weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py); 0 = answers only.
     scene_loss_weight: float = 1.0
-    # The scene head's read-out (calibration/oracle_aux.py HEADS): flat = linear on the flattened rows,
+    # The scene head's read-out (SCENE_HEADS): flat = linear on the flattened rows,
     # rows = one MLP per row, pooled (facts must sit in a row's content, where the decoder reads them).
     scene_head: str = "flat"
     # (kind, weight) pairs: how often training draws each question kind (unnamed kinds 1; () = uniform).

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgevlm.calibration import vqa
+from edgevlm.calibration.options import SCENE_HEADS
 
 COLOURS = tuple(vqa.COLOURS)
 PAIRS = tuple((c, k) for c in COLOURS for k in vqa.KINDS)
@@ -39,9 +40,6 @@ def scene_targets(scene: vqa.Scene) -> dict[str, torch.Tensor]:
             "x_mask": x_mask, "word": torch.tensor(word)}
 
 
-HEADS = ("flat", "rows")  # TrainConfig.scene_head
-
-
 class SceneHead(nn.Module):
     """The read-out of a view's vision rows [Q, D] per target.
 
@@ -54,8 +52,8 @@ class SceneHead(nn.Module):
 
     def __init__(self, queries: int, width: int, kind: str = "flat", hidden: int = 256):
         super().__init__()
-        if kind not in HEADS:
-            raise ValueError(f"unknown scene head {kind!r}; known: {', '.join(HEADS)}")
+        if kind not in SCENE_HEADS:
+            raise ValueError(f"unknown scene head {kind!r}; known: {', '.join(SCENE_HEADS)}")
         self.kind = kind
         if kind == "rows":
             self.row = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))

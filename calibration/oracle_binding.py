@@ -30,13 +30,10 @@ from edgevlm.calibration import vqa
 POSITION_STREAM_START = 10_000_000  # the left/right scenes' train-stream indices: apart from the colour ones
 
 
-@torch.inference_mode()
 def overview_rows(model, config, scene: vqa.Scene) -> torch.Tensor:
-    from edgevlm.preprocess.patches import image_slices
+    from edgevlm.calibration.oracle_experiments import scene_views
 
-    sc = config.slice_config
-    rows, tgt, _ = image_slices(vqa.render(scene), sc.max_slice_nums, sc.scale_resolution, sc.patch_size)
-    return model.resampler(model.vision_features(rows, tgt), tgt)[0].clone()
+    return scene_views(model, config, scene)[-1][0].clone()
 
 
 class AttentionReader(nn.Module):
@@ -86,10 +83,11 @@ def _colour_of_shape(model, config, n_train: int, n_test: int, seed: int, steps:
     rows = torch.stack([overview_rows(model, config, s.scene) for s in samples])
     target = torch.tensor([vqa.KINDS.index(s.question.split()[-1].rstrip("?")) for s in samples])
     colour = torch.tensor([list(vqa.COLOURS).index(s.answer) for s in samples])
+    flat, labels = rows.flatten(1).numpy(), colour.numpy()
     right = total = 0
     for k in range(len(vqa.KINDS)):  # the flat probe has no query: one probe per named shape
         mask = (target == k).numpy()
-        x, y = rows.flatten(1).numpy()[mask], colour.numpy()[mask]
+        x, y = flat[mask], labels[mask]
         cut = int(mask[:n_train].sum())
         right += logistic_probe(x[:cut], y[:cut], x[cut:], y[cut:], seed) * (len(y) - cut)
         total += len(y) - cut

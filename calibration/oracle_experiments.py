@@ -104,17 +104,25 @@ def probe_scenes(n: int, seed: int, single: bool) -> list[vqa.Scene]:
 
 
 @torch.inference_mode()
-def features(model, config, scenes: list, pooled_only: bool = False) -> dict[str, np.ndarray]:
-    """Per scene: pooled tower features and pooled resampler outputs of the source view, the source
-    view's resampler outputs flattened, pooled resampler outputs over every slice, raw pixels."""
+def scene_views(model, config, scene: vqa.Scene):
+    """One scene through the vision pathway: (patch rows, tgt_sizes, tower features, resampler
+    outputs [views, Q, D], the source view first)."""
     from edgevlm.preprocess.patches import image_slices
 
     sc = config.slice_config
+    rows, tgt, _ = image_slices(vqa.render(scene), sc.max_slice_nums, sc.scale_resolution, sc.patch_size)
+    feats = model.vision_features(rows, tgt)
+    return rows, tgt, feats, model.resampler(feats, tgt)
+
+
+@torch.inference_mode()
+def features(model, config, scenes: list, pooled_only: bool = False) -> dict[str, np.ndarray]:
+    """Per scene: pooled tower features and pooled resampler outputs of the source view, the source
+    view's resampler outputs flattened, pooled resampler outputs over every slice, raw pixels."""
+    sc = config.slice_config
     out = defaultdict(list)
     for scene in scenes:
-        rows, tgt, _ = image_slices(vqa.render(scene), sc.max_slice_nums, sc.scale_resolution, sc.patch_size)
-        feats = model.vision_features(rows, tgt)
-        res = model.resampler(feats, tgt)
+        rows, tgt, feats, res = scene_views(model, config, scene)
         h, w = tgt[0].tolist()
         out["tower_pooled"].append(feats[0, : h * w].mean(0).numpy())
         out["resampler_pooled"].append(res[0].mean(0).numpy())

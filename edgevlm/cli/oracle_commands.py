@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def train_oracle_args(p: argparse.ArgumentParser) -> None:
-    from edgevlm.calibration.options import TrainConfig
+    from edgevlm.calibration.options import SCENE_HEADS, TrainConfig
 
     d = TrainConfig()
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (replaced if present)")
@@ -27,7 +27,7 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
                         "kind (0: every kind from the start)")
     p.add_argument("--scene-loss-weight", type=float, default=d.scene_loss_weight,
                    help="weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py; 0: off)")
-    p.add_argument("--scene-head", choices=("flat", "rows"), default=d.scene_head,
+    p.add_argument("--scene-head", choices=SCENE_HEADS, default=d.scene_head,
                    help="the scene loss's read-out: flat (linear on the flattened rows) or rows (an MLP per row, "
                         "pooled: facts must sit in a row's content)")
     p.add_argument("--kind-weights", type=_kind_weights, default=d.kind_weights, metavar="KIND=W,...",
