@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 
-SCENE_HEADS = ("flat", "rows")  # TrainConfig.scene_head; calibration/oracle_aux.py SceneHead
+SCENE_HEADS = ("flat", "rows", "both")  # TrainConfig.scene_head; calibration/oracle_aux.py SceneHead
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 4400  # the length of the schedule (41 min with 2 threads + 1 loader here, idle machine)
+    steps: int = 4400  # the length of the schedule (39 min with 2 threads + 1 loader here, idle machine)
     batch_size: int = 16
     lr: float = 3e-4  # 1e-3 collapses onto the answer prior (calibration/ORACLE_DIAGNOSIS.md)
     min_lr_ratio: float = 0.05
@@ -33,11 +33,18 @@ class TrainConfig:
     # Weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py); 0 = answers only.
     scene_loss_weight: float = 1.0
     # The scene head's read-out (SCENE_HEADS): flat = linear on the flattened rows,
-    # rows = one MLP per row, pooled (facts must sit in a row's content, where the decoder reads them).
-    scene_head: str = "flat"
+    # rows = one MLP per row, pooled (facts must sit in a row's content, where the decoder reads them),
+    # both = rows for the shapes, flat for the word (the shipped oracle).
+    scene_head: str = "both"
+    # Weight of the grounding loss on the decoder (calibration/oracle_reference.py): at each question
+    # token naming one object, the hidden state after `reference_layer` layers must give its colour,
+    # shape and x-centre. 0 = off.
+    reference_loss_weight: float = 1.0
+    reference_layer: int = 2
     # (kind, weight) pairs: how often training draws each question kind (unnamed kinds 1; () = uniform).
     # The held-out set stays uniform over kinds; answers stay uniform within a kind.
-    kind_weights: tuple[tuple[str, float], ...] = ()
+    # More left/right and shape draws: their answers need the decoder to look a named object up.
+    kind_weights: tuple[tuple[str, float], ...] = (("position", 1.8), ("shape", 1.3), ("count", 0.5))
 
 
 @dataclass(frozen=True)

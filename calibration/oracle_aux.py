@@ -48,37 +48,41 @@ class SceneHead(nn.Module):
     copies carry no row index (the shipped oracle's rows give colour-of-a-named-shape and left/right
     to a flat linear probe at 99.6 % while the decoder answers 40 % and 44 %; ORACLE_DIAGNOSIS §8).
     `rows`: one MLP applied to every row alike, max- and mean-pooled over the view's rows, then the
-    linear targets: a fact counts only if some row's content carries it, as the decoder reads it."""
+    linear targets: a fact counts only if some row's content carries it, as the decoder reads it.
+    `both`: the rows read-out for pairs, count and positions, the flat one for the word (a word
+    spans several rows: the per-row read-out alone cost the word kinds 24 and 12 points, §8)."""
 
     def __init__(self, queries: int, width: int, kind: str = "flat", hidden: int = 256):
         super().__init__()
         if kind not in SCENE_HEADS:
             raise ValueError(f"unknown scene head {kind!r}; known: {', '.join(SCENE_HEADS)}")
         self.kind = kind
-        if kind == "rows":
+        flat, pooled = queries * width, 2 * hidden
+        if kind != "flat":
             self.row = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-            features = 2 * hidden
-        else:
-            features = queries * width
-        self.pairs = nn.Linear(features, len(PAIRS))
-        self.count = nn.Linear(features, MAX_SHAPES + 1)
-        self.x_centre = nn.Linear(features, len(COLOURS))
-        self.word = nn.Linear(features, len(WORDS) + 1)
+        scene = flat if kind == "flat" else pooled
+        self.pairs = nn.Linear(scene, len(PAIRS))
+        self.count = nn.Linear(scene, MAX_SHAPES + 1)
+        self.x_centre = nn.Linear(scene, len(COLOURS))
+        self.word = nn.Linear(pooled if kind == "rows" else flat, len(WORDS) + 1)
 
-    def _features(self, vision: torch.Tensor) -> torch.Tensor:
+    def _features(self, vision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scene features, word features) per view."""
+        flat = vision.flatten(1)
         if self.kind == "flat":
-            return vision.flatten(1)
+            return flat, flat
         rows = self.row(vision)
-        return torch.cat([rows.amax(1), rows.mean(1)], -1)
+        pooled = torch.cat([rows.amax(1), rows.mean(1)], -1)
+        return pooled, (pooled if self.kind == "rows" else flat)
 
     def logits(self, vision: torch.Tensor, views_per_image: list[int]) -> dict[str, torch.Tensor]:
         """vision: [views, Q, D] for a batch of images whose views are consecutive, overview first.
         Pairs, count and positions are read from each image's overview; the word from the most
         confident view (a small word is legible only in a slice). One row per image."""
-        flat = self._features(vision)
+        scene, for_word = self._features(vision)
         starts = torch.tensor([0] + views_per_image[:-1]).cumsum(0)
-        overview = flat[starts]
-        word = torch.stack([self.word(flat[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
+        overview = scene[starts]
+        word = torch.stack([self.word(for_word[s:s + n]).amax(0) for s, n in zip(starts.tolist(), views_per_image)])
         return {"pairs": self.pairs(overview), "count": self.count(overview), "x_centre": self.x_centre(overview),
                 "word": word}
 

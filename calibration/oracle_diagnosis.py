@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -155,6 +156,11 @@ def _blank(scene: vqa.Scene) -> vqa.Scene:
 @torch.inference_mode()
 def ablation(loaded, heldout: list, seed: int,
              conditions: tuple[str, ...] = ("vision", "zeroed", "noise_20db", "blank_canvas")) -> dict:
+    """Answers as the model gives them (`vision`), with the vision embeddings zeroed, with Gaussian
+    noise at N dB SQNR on them (`noise_<N>db`, any N), or from a blank canvas of the same size."""
+    for c in conditions:
+        if c not in ("vision", "zeroed", "blank_canvas") and not re.fullmatch(r"noise_\d+(\.\d+)?db", c):
+            raise ValueError(f"unknown ablation condition {c!r}; known: vision, zeroed, blank_canvas, noise_<N>db")
     from edgevlm.calibration.oracle_eval import normalise
     from edgevlm.generate import generate
     from edgevlm.preprocess import preprocess
@@ -168,9 +174,10 @@ def ablation(loaded, heldout: list, seed: int,
         out = original(*args, **kwargs)
         if mode["name"] == "zeroed":
             return torch.zeros_like(out)
-        if mode["name"] == "noise_20db":
+        if mode["name"].startswith("noise_"):  # noise_<N>db: Gaussian noise at N dB SQNR
             power = out.pow(2).mean()
-            return out + torch.randn(out.shape, generator=gen) * (power / 100).sqrt()
+            db = float(mode["name"][len("noise_"):-len("db")])
+            return out + torch.randn(out.shape, generator=gen) * (power / 10 ** (db / 10)).sqrt()
         return out
 
     resampler.forward = patched

@@ -73,7 +73,7 @@ def gradient_share(model, tokenizer, config, n: int = 16) -> dict:
 
     model.resampler.forward = keep
     try:
-        loss, _ = batch_loss(model, batch)
+        loss, _, _ = batch_loss(model, batch)
         loss.backward()
     finally:
         model.resampler.forward = forward
@@ -383,7 +383,7 @@ def training_trace(tokenizer, config, processor_config, heldout: list, seed: int
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, _ = batch_loss(model, batches[step])
+        loss, _, _ = batch_loss(model, batches[step])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -169,11 +169,11 @@ MIN_KIND_SAMPLES = 20  # fewer samples of a kind cannot tell a guess from a read
 
 def kinds_the_oracle_reads(reference: dict, margin: float) -> tuple[list[str], dict]:
     """The question kinds the oracle answers at least `margin` above chance (or has too few samples
-    of to tell), and the others with their numbers. A kind the oracle guesses (left/right today: a
-    near-constant answer) flips under any perturbation of its inputs, so scoring it measures noise,
-    not quantization: on the first 60
-    held-out samples the .pte decoder turned 7 position guesses from "left" to "right" (-10 points)
-    while scoring within 0.3 points of fp32 on 300 (calibration/ORACLE_DIAGNOSIS.md §7)."""
+    of to tell), and the others with their numbers. A kind the oracle guesses (left/right with the
+    70 % oracle: a near-constant answer) flips under any perturbation of its inputs, so scoring it
+    measures noise, not quantization: on the first 60 held-out samples that oracle's .pte decoder
+    turned 7 position guesses from "left" to "right" (-10 points) while scoring within 0.3 points
+    of fp32 on 300 (calibration/ORACLE_DIAGNOSIS.md §7). The shipped oracle reads every kind."""
     from edgevlm.calibration.vqa import ANSWERS
 
     read, left_out = [], {}

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from edgevlm.calibration import vqa
 from edgevlm.calibration.oracle_aux import SceneHead, scene_targets
 from edgevlm.calibration.oracle_eval import answer_ids, evaluate_checkpoint
+from edgevlm.calibration.oracle_reference import ReferenceHead, reference_targets
 from edgevlm.calibration.options import TrainConfig  # noqa: F401  (re-exported; torch-free for the CLI)
 
 log = logging.getLogger("edgevlm.train_oracle")
@@ -50,14 +51,17 @@ def encode_sample(sample: vqa.Sample, tokenizer, config) -> dict:
     prompt_len = len(inputs.input_ids)
     # Position p predicts token p+1: the last prompt position predicts the first answer token.
     labels[prompt_len - 1:] = torch.tensor(target, dtype=torch.long)
+    question_start = int(inputs.image_bounds[:, 1].max()) if len(inputs.image_bounds) else 0
     return {"ids": ids, "labels": labels, "pixel_values": inputs.pixel_values, "tgt_sizes": inputs.tgt_sizes,
-            "bounds": inputs.image_bounds, "scene": scene_targets(sample.scene)}
+            "bounds": inputs.image_bounds, "scene": scene_targets(sample.scene),
+            "refs": reference_targets(sample.scene, inputs.input_ids, question_start, tokenizer)}
 
 
-def batch_loss(model, batch: list[dict], scene_head: SceneHead | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(answer loss, scene loss) of a right-padded batch, vision batched across samples. The answer
-    loss is the mean cross-entropy over answer tokens; the scene loss is the auxiliary head's
-    (oracle_aux; zero without a head)."""
+def batch_loss(model, batch: list[dict], scene_head: SceneHead | None = None,
+               reference_head: ReferenceHead | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(answer loss, scene loss, reference loss) of a right-padded batch, vision batched across
+    samples. The answer loss is the mean cross-entropy over answer tokens; the other two are the
+    auxiliary heads' (oracle_aux, oracle_reference; zero without the head)."""
     pixel_values = [pv for item in batch for pv in item["pixel_values"]]
     tgt_sizes = torch.cat([item["tgt_sizes"] for item in batch])
     device = next(model.parameters()).device
@@ -80,11 +84,15 @@ def batch_loss(model, batch: list[dict], scene_head: SceneHead | None = None) ->
         inputs[i, :len(e)] = e
         mask[i, :len(e)] = 1
         labels[i, :len(e)] = item["labels"]
-    hidden = model.llm.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+    out = model.llm.model(inputs_embeds=inputs, attention_mask=mask, output_hidden_states=reference_head is not None)
+    hidden = out.last_hidden_state
+    reference_loss = torch.zeros((), device=device)
+    if reference_head is not None:
+        reference_loss = reference_head.loss(out.hidden_states, [item["refs"] for item in batch])
     # The vocabulary projection only where there is a label: a few positions per sample, not every prompt token.
     answered = labels != -100
     logits = model.llm.lm_head(hidden[answered])
-    return F.cross_entropy(logits.float(), labels[answered]), scene_loss
+    return F.cross_entropy(logits.float(), labels[answered]), scene_loss, reference_loss
 
 
 def _vision_gradient_share(model) -> float:
@@ -179,9 +187,15 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
         torch.manual_seed(cfg.seed)
         scene_head = SceneHead(config.query_num, config.llm.hidden_size, cfg.scene_head)
         groups.append({"params": list(scene_head.parameters()), "weight_decay": 0.0})
+    reference_head = None
+    if cfg.reference_loss_weight:
+        torch.manual_seed(cfg.seed + 1)
+        reference_head = ReferenceHead(config.llm.hidden_size, cfg.reference_layer)
+        groups.append({"params": list(reference_head.parameters()), "weight_decay": 0.0})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    history, window, scene_window, vision_share, steps_done, stopped_early = [], [], [], [], 0, False
+    history, window, scene_window, reference_window, vision_share = [], [], [], [], []
+    steps_done, stopped_early = 0, False
     model.train()
     with (open(metrics_path, "w") if metrics_path else contextlib.nullcontext()) as metrics, \
             progress_bar(cfg.steps, "training edgevlm-tiny", enabled=show_progress) as advance:
@@ -192,14 +206,15 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            loss, scene_loss = batch_loss(model, batch, scene_head)
+            loss, scene_loss, reference_loss = batch_loss(model, batch, scene_head, reference_head)
             optimizer.zero_grad(set_to_none=True)
-            (loss + cfg.scene_loss_weight * scene_loss).backward()
+            (loss + cfg.scene_loss_weight * scene_loss + cfg.reference_loss_weight * reference_loss).backward()
             vision_share.append(_vision_gradient_share(model))
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.grad_clip)
             optimizer.step()
             window.append(loss.item())
             scene_window.append(scene_loss.item())
+            reference_window.append(reference_loss.item())
             steps_done = step + 1
             advance(1)
             if steps_done % cfg.log_every == 0 or steps_done == cfg.steps:
@@ -208,7 +223,9 @@ def train(out_dir: Path, cfg: TrainConfig, show_progress: bool = True, metrics_p
                           "vision_grad_share": float(f"{sum(vision_share) / len(vision_share):.3g}")}
                 if scene_head is not None:
                     record["scene_loss"] = round(sum(scene_window) / len(scene_window), 4)
-                window, scene_window, vision_share = [], [], []
+                if reference_head is not None:
+                    record["reference_loss"] = round(sum(reference_window) / len(reference_window), 4)
+                window, scene_window, reference_window, vision_share = [], [], [], []
                 history.append(record)
                 log.info("step %d loss %.4f", record["step"], record["loss"], extra=record)
                 if metrics:

@@ -80,7 +80,9 @@ class AccuracyGate:
     max_drop_points: float
 
     def passes(self, drop_points: float) -> bool:
-        return drop_points <= self.max_drop_points
+        # Rounded: 3 answers of 300 is (248 - 245) / 300 * 100 = 1.0000000000000009 points in floats,
+        # and a drop of exactly the bound passes. 1e-6 points is far below one answer of any sample.
+        return round(drop_points, 6) <= self.max_drop_points
 
     def describe(self) -> str:
         return f"accuracy drop <= {self.max_drop_points:g} points"

@@ -179,28 +179,30 @@ def _half_width(p: float, n: int) -> float:
 
 
 def test_shipped_oracle_reads_the_image(shipped_ablation):
-    """What the shipped oracle does read, on 500 held-out samples (95 % confidence half-width ~4.0
-    points at its ~70 % exact match, ~3.8 at the ~26 % question prior; ~10 points per kind).
-    Measured: 70.2 % as it is, 19.2 % with vision zeroed, question prior 25.6 %; count 100 % ->
-    24.4 % zeroed, shape of a named colour 70.1 % -> 36.4 %, colour of a named shape 39.5 % -> 9.3 %,
-    word 75.9 % -> 3.8 %, small word (slices only) 90.0 % -> 0 %."""
+    """What the shipped oracle does read, on 500 held-out samples (95 % confidence half-width ~3.3
+    points at its ~83 % exact match, ~3.8 at the ~26 % question prior; ~5-11 points per kind).
+    Measured: 83.2 % as it is, 22.6 % with vision zeroed, question prior 25.6 %; count 100 % ->
+    24.4 % zeroed, shape of a named colour 98.7 % -> 29.9 %, left/right of two named shapes 93.9 % ->
+    51.2 %, colour of a named shape 46.5 % -> 15.1 %, word 70.9 % -> 8.9 %, small word (slices only)
+    90.0 % -> 7.8 %."""
     held, result, priors = shipped_ablation
     accuracy, zeroed = result["vision"]["exact_match"], result["zeroed"]["exact_match"]
     prior = priors["overall"]["question_prior"]
-    assert accuracy >= prior + 0.35, (accuracy, prior, _half_width(accuracy, len(held)))
+    assert accuracy >= prior + 0.5, (accuracy, prior, _half_width(accuracy, len(held)))
     assert zeroed <= prior + 0.03, (zeroed, prior)  # issue 21's target: without vision, only the prior
     kinds, zeroed_kinds = result["vision"]["by_kind"], result["zeroed"]["by_kind"]
     assert kinds["count"]["exact_match"] >= 0.95 and zeroed_kinds["count"]["exact_match"] <= 0.4
     assert kinds["small_word"]["exact_match"] >= 0.75  # read in the high-resolution slices
-    for kind in ("colour", "shape", "word", "small_word"):  # read from the image, well above chance, lost without it
+    assert kinds["shape"]["exact_match"] >= 0.85 and kinds["position"]["exact_match"] >= 0.8  # a lookup by colour
+    for kind in ("colour", "shape", "position", "word", "small_word"):  # read from the image, lost without it
         chance = 1 / len(vqa.ANSWERS[kind])
         assert kinds[kind]["exact_match"] >= chance + 0.15, (kind, kinds[kind])
         assert kinds[kind]["exact_match"] >= zeroed_kinds[kind]["exact_match"] + 0.25, kind
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21 targets the shipped oracle does not meet yet: 70.2 % exact match "
-                                       "(target 85 %), 20 dB noise costs nothing (target 5 points), left/right "
-                                       "of two named shapes at chance; see oracle_train.json")
+@pytest.mark.xfail(strict=True, reason="issue 21 targets the shipped oracle does not meet yet: 83.2 % exact match "
+                                       "(target 85 %), 20 dB noise costs nothing (target 5 points), colour of a "
+                                       "named shape 46.5 % (chance + 30 = 46.7); see oracle_train.json")
 def test_shipped_oracle_meets_the_issue_targets(shipped_ablation):
     held, result, _ = shipped_ablation
     accuracy, noisy = result["vision"]["exact_match"], result["noise_20db"]["exact_match"]
@@ -224,7 +226,7 @@ def test_shipped_oracle_files_and_tokenizer():
     summary = json.loads((model_dir / "oracle_train.json").read_text())
     assert summary["parameters"] <= 30_000_000
     result = evaluate_checkpoint(model_dir, count=24)
-    assert 1.0 <= result["answer_perplexity"] < 2.0, result  # 1.30 on the first 600
+    assert 1.0 <= result["answer_perplexity"] < 2.0, result  # 1.23 on the first 600
 
 
 def test_train_oracle_cli_learns_and_reproduces(tmp_path):
@@ -296,3 +298,18 @@ def test_binding_probes_find_what_the_decoder_misses():
         assert all(0 <= result[kind][r] <= 1 for r in ("attention", "attention+index"))
     text = "\n".join(markdown(result))
     assert "| flat |" in text and "| attention+index |" in text
+
+
+def test_ablation_noise_at_any_level():
+    """`noise_<N>db` conditions: 60 dB of noise leaves every answer as it was; unknown names fail loudly."""
+    from edgevlm import defaults
+    from edgevlm.calibration.oracle_diagnosis import ablation
+    from edgevlm.checkpoint.loader import load_model
+
+    loaded = load_model(defaults.oracle_model_dir(), dtype="float32")
+    held = vqa.dataset("heldout", 12)
+    result = ablation(loaded, held, seed=0, conditions=("vision", "noise_60db", "noise_0db"))
+    assert result["noise_60db"]["same_as_vision"] == 1.0
+    assert result["noise_0db"]["same_as_vision"] < 1.0  # noise as strong as the signal changes answers
+    with pytest.raises(ValueError, match="unknown ablation condition 'noise_loud'"):
+        ablation(loaded, held, seed=0, conditions=("vision", "noise_loud"))

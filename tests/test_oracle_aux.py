@@ -39,13 +39,13 @@ def test_answer_loss_is_the_cross_entropy_of_the_full_logits(tiny_batch):
     from edgevlm.calibration.train_oracle import batch_loss
 
     config, model, batch = tiny_batch
-    answer, scene = batch_loss(model, batch)
+    answer, scene, _ = batch_loss(model, batch)
     assert float(scene) == 0.0  # no head, no scene loss
     item = batch[0]
     vision = model.encode_images(item["pixel_values"], item["tgt_sizes"])
     embeds = model.embed_inputs(item["ids"], vision, item["bounds"])[None]
     logits = model.llm(inputs_embeds=embeds).logits[0]
-    single, _ = batch_loss(model, batch[:1])
+    single, _, _ = batch_loss(model, batch[:1])
     assert torch.allclose(single, F.cross_entropy(logits, item["labels"], ignore_index=-100), atol=1e-5)
     assert torch.isfinite(answer)
 
@@ -56,7 +56,7 @@ def test_scene_loss_trains_the_vision_pathway_only_through_its_head(tiny_batch):
     config, model, batch = tiny_batch
     head = oracle_aux.SceneHead(config.query_num, config.llm.hidden_size)
     model.zero_grad(set_to_none=True)
-    _, scene = batch_loss(model, batch, head)
+    _, scene, _ = batch_loss(model, batch, head)
     scene.backward()
     assert torch.isfinite(scene) and float(scene) > 0
     grads = {n: p.grad for n, p in model.named_parameters()}
@@ -92,7 +92,12 @@ def test_row_head_reads_row_content_not_row_order(tiny_batch):
         assert value.shape[0] == len(views)
         torch.testing.assert_close(value, rows.logits(shuffled, views)[key])
     assert not torch.allclose(flat.logits(vision, views)["pairs"], flat.logits(shuffled, views)["pairs"])
-    with pytest.raises(ValueError, match="unknown scene head 'grid'; known: flat, rows"):
+    # `both`: the shapes read from row content, the word from the row layout
+    both = oracle_aux.SceneHead(config.query_num, config.llm.hidden_size, "both")
+    for key in ("pairs", "count", "x_centre"):
+        torch.testing.assert_close(both.logits(vision, views)[key], both.logits(shuffled, views)[key])
+    assert not torch.allclose(both.logits(vision, views)["word"], both.logits(shuffled, views)["word"])
+    with pytest.raises(ValueError, match="unknown scene head 'grid'; known: flat, rows, both"):
         oracle_aux.SceneHead(config.query_num, config.llm.hidden_size, "grid")
 
 
@@ -100,3 +105,46 @@ def test_kind_weights_shape_the_training_stream_only():
     weighted = [vqa.sample("train", i, kinds=("count", "position"), weights=(1.0, 3.0)).kind for i in range(2000)]
     share = weighted.count("position") / len(weighted)
     assert 0.72 <= share <= 0.78, share  # 0.75; 2000 draws: sd ~1 point
+
+
+def test_reference_targets_name_the_one_object_each_question_token_means(tiny_batch):
+    """The grounding targets: a question token that names one shape of the scene (its colour, or its
+    kind when no other shape has it) gets that shape's colour, kind and x-centre; nothing else does."""
+    from edgevlm.calibration import oracle_reference
+    from edgevlm.calibration.train_oracle import build_tokenizer, encode_sample
+
+    config, _, _ = tiny_batch
+    tokenizer = build_tokenizer()
+    named_kinds = {"colour": 1, "shape": 1, "position": 2}
+    for i in range(60):
+        s = vqa.sample("heldout", i)
+        item = encode_sample(s, tokenizer, config)
+        refs = item["refs"]
+        assert len(refs) == named_kinds.get(s.kind, 0), (s.question, refs)
+        for position, colour, kind, x in refs.tolist():
+            word = tokenizer.decode([int(item["ids"][int(position)])]).strip()
+            assert f" {word}" in s.question
+            shape = next(sh for sh in s.scene.shapes if word in (sh.colour, sh.kind))
+            assert (oracle_reference.COLOURS[int(colour)], oracle_reference.KINDS[int(kind)]) == (shape.colour, shape.kind)
+            assert x == pytest.approx(shape.centre[0] / s.scene.size[0])
+        if s.kind == "position":  # the answer follows from the two targets' x-centres
+            (_, _, _, xa), (_, _, _, xb) = refs.tolist()
+            assert (xa < xb) == (s.answer == "left")
+
+
+def test_reference_loss_trains_the_decoder_up_to_its_layer(tiny_batch):
+    from edgevlm.calibration.oracle_reference import ReferenceHead
+    from edgevlm.calibration.train_oracle import batch_loss
+
+    config, model, batch = tiny_batch
+    assert any(len(b["refs"]) for b in batch)  # training sample 0 asks the colour of a named shape
+    head = ReferenceHead(config.llm.hidden_size, layer=1)
+    model.zero_grad(set_to_none=True)
+    _, _, reference = batch_loss(model, batch, reference_head=head)
+    reference.backward()
+    assert torch.isfinite(reference) and float(reference) > 0
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["llm.model.layers.0.self_attn.q_proj.weight"].abs().sum() > 0
+    assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if n.startswith("llm.model.layers.1."))
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("vpm."))
+    model.zero_grad(set_to_none=True)

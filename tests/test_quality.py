@@ -272,3 +272,15 @@ def test_paired_counts_lost_and_gained_answers_with_an_exact_mcnemar_p():
     assert paired(answers([True] * 5), reference)["answers_lost"] == 0  # a row on the first samples
     with pytest.raises(ValueError, match="different samples"):
         paired(answers([True] * 5, start=3), reference)
+
+
+def test_a_drop_of_exactly_the_bound_passes():
+    """3 answers lost of 300 is one point; in floats (248/300 - 245/300) * 100 is 1.0000000000000009,
+    which once failed a 1-point gate (ios-m4 with 4-bit palettization, issue 21's quality table)."""
+    from edgevlm.export.gates import accuracy_gate
+
+    gate = accuracy_gate("vision")
+    drop = 100 * (248 / 300 - 245 / 300)  # as calibration/quality.py computes it
+    assert drop > 1.0 and gate.max_drop_points == 1.0  # the float artefact is real
+    assert gate.passes(drop)
+    assert not gate.passes(100 * (248 / 300 - 244 / 300))  # 4 answers (1.33 points) fail

@@ -28,8 +28,13 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scene-loss-weight", type=float, default=d.scene_loss_weight,
                    help="weight of the auxiliary scene loss on the vision rows (calibration/oracle_aux.py; 0: off)")
     p.add_argument("--scene-head", choices=SCENE_HEADS, default=d.scene_head,
-                   help="the scene loss's read-out: flat (linear on the flattened rows) or rows (an MLP per row, "
-                        "pooled: facts must sit in a row's content)")
+                   help="the scene loss's read-out: flat (linear on the flattened rows), rows (an MLP per row, "
+                        "pooled: facts must sit in a row's content) or both (rows for the shapes, flat for the word)")
+    p.add_argument("--reference-loss-weight", type=float, default=d.reference_loss_weight,
+                   help="weight of the grounding loss on the decoder: at each question token naming one object, "
+                        "its colour, shape and x-centre (calibration/oracle_reference.py; 0: off)")
+    p.add_argument("--reference-layer", type=int, default=d.reference_layer,
+                   help="the decoder hidden state the grounding loss reads (1 = after the first layer)")
     p.add_argument("--kind-weights", type=_kind_weights, default=d.kind_weights, metavar="KIND=W,...",
                    help="how often training draws each question kind, e.g. position=1.6,count=0.5 (others 1; "
                         "the held-out set stays uniform)")
@@ -70,11 +75,15 @@ def train_oracle(args) -> int:
         raise ConfigError("--steps and --batch-size must be at least 1", "e.g. --steps 1500 --batch-size 8")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.reference_loss_weight and not 1 <= args.reference_layer <= 3:  # edgevlm-tiny's decoder has 3 layers
+        raise ConfigError(f"--reference-layer {args.reference_layer} is not a decoder layer of edgevlm-tiny",
+                          "use 1, 2 or 3")
     cfg = dataclasses.replace(TrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                               warmup_steps=args.warmup_steps, max_minutes=args.minutes, stop_after=args.stop_after,
                               workers=args.workers, eval_samples=args.eval_samples,
                               curriculum_steps=args.curriculum_steps, scene_loss_weight=args.scene_loss_weight,
                               scene_head=args.scene_head, kind_weights=args.kind_weights,
+                              reference_loss_weight=args.reference_loss_weight, reference_layer=args.reference_layer,
                               log_every=max(1, args.log_every))
     metrics = args.metrics or args.out.with_name(args.out.name + ".train.jsonl")
     summary = train(args.out, cfg, show_progress=True, metrics_path=metrics, threads=args.threads)
