@@ -36,7 +36,8 @@ def train_oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-layer", type=int, default=d.reference_layer,
                    help="the decoder hidden state the grounding loss reads (1 = after the first layer)")
     p.add_argument("--kind-weights", type=_kind_weights, default=d.kind_weights, metavar="KIND=W,...",
-                   help="how often training draws each question kind, e.g. position=1.6,count=0.5 (others 1; "
+                   help="how often training draws each question kind (default: "
+                        f"{','.join(f'{k}={w:g}' for k, w in d.kind_weights)}; unnamed kinds 1; '' = uniform; "
                         "the held-out set stays uniform)")
     p.add_argument("--threads", type=int, help="torch threads (default: every core)")
     p.add_argument("--workers", type=int, default=1, help="data-loader processes preparing batches")
